@@ -1,0 +1,41 @@
+"""The ``envfactory`` command: one sub-command group per module, registered below."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module exposes ``register(subparsers)``; adding a group means adding a line here.
+COMMAND_MODULES = [
+    "envfactory.cli.envs_cmd",
+    "envfactory.cli.run_cmd",
+    "envfactory.cli.bench_cmd",
+    "envfactory.cli.prompts_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="envfactory", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a group still being built must not break the others
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""Environments and their isolated episodes: the one contract used by synthesis, rollouts,
+rewards and exports.
+
+``Environment`` loads a package once (manifest, tool code, initial database bytes).
+``Episode`` owns an in-memory SQLite copy of the state; calls, reset, snapshot, restore, diff
+and hash all act on that copy only, so any number of episodes can run side by side.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import sqlite3
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import fastjsonschema
+
+from . import state as st
+from .context import ToolContext
+from .errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
+                     ToolCallError, ToolCrashError, ToolError, UnknownToolError, UntrustedCodeError)
+from .manifest import Manifest, ToolSpec, load_manifest
+
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+VERIFIED_FILE = "verified.json"
+_module_counter = itertools.count()
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass(slots=True)
+class ToolResult:
+    tool: str
+    arguments: dict[str, Any]
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    error_kind: str | None = None
+
+    @property
+    def text(self) -> str:
+        """What the agent reads: the output as JSON text, or the error message."""
+        if self.ok:
+            return json.dumps(self.output, ensure_ascii=False)
+        return self.error or "error"
+
+    def raise_for_error(self) -> "ToolResult":
+        if not self.ok:
+            cls = {c.kind: c for c in (UnknownToolError, InvalidArgumentsError, DomainError, ToolCrashError,
+                                       ReadOnlyViolationError)}.get(self.error_kind, ToolCallError)
+            raise cls(self.tool, self.error or "error")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tool": self.tool, "arguments": self.arguments, "ok": self.ok, "output": self.output,
+                "error": self.error, "error_kind": self.error_kind}
+
+
+# ---------------------------------------------------------------- tools
+
+class BoundTool:
+    """A tool spec joined to its implementation and its compiled argument validator."""
+
+    __slots__ = ("spec", "fn", "validate", "validate_output", "name", "read_only")
+
+    def __init__(self, spec: ToolSpec, fn: Callable[..., Any]):
+        self.spec = spec
+        self.fn = fn
+        self.name = spec.name
+        self.read_only = spec.read_only
+        self.validate = fastjsonschema.compile(spec.input_schema)
+        self.validate_output = fastjsonschema.compile(spec.output_schema)
+
+
+def _argument_error_message(tool: str, exc: fastjsonschema.JsonSchemaValueException) -> str:
+    msg = exc.message
+    field_name = exc.name[5:] if exc.name.startswith("data.") else ""
+    if field_name:
+        msg = msg.replace(exc.name, f"argument {field_name!r}", 1)
+    else:
+        msg = msg.replace("data ", "arguments ", 1)
+    return f"invalid arguments for {tool}: {msg}"
+
+
+def package_digest(package_dir: Path) -> str:
+    """Content hash of a package (every file but the verification record and caches)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in package_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(package_dir).as_posix()
+        if rel == VERIFIED_FILE or "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def is_trusted(package_dir: Path) -> bool:
+    """Bundled packages, and packages whose verification record matches their content."""
+    package_dir = package_dir.resolve()
+    if CATALOG_DIR in package_dir.parents:
+        return True
+    record = package_dir / VERIFIED_FILE
+    if not record.is_file():
+        return False
+    try:
+        return json.loads(record.read_text()).get("digest") == package_digest(package_dir)
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+def _import_tools_module(package_dir: Path, manifest: Manifest):
+    path = package_dir / manifest.tools_module
+    name = f"envfactory_env_{manifest.name}_{next(_module_counter)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a broken module is the package's fault; say where
+        raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+# ---------------------------------------------------------------- environment
+
+class Environment:
+    """A loaded environment package. Cheap to share; all mutable state lives in episodes."""
+
+    def __init__(self, package_dir: Path, manifest: Manifest, tools: dict[str, BoundTool], initial: bytes):
+        self.package_dir = package_dir
+        self.manifest = manifest
+        self.tools = tools
+        self.initial_state = initial
+        conn = self._scratch(initial)
+        self.tables = st.read_tables(conn, manifest.volatile_columns)
+        self.initial_hash = st.state_hash(conn, self.tables)
+        conn.close()
+
+    @classmethod
+    def load(cls, ref: str | Path, *, trust: bool = False) -> "Environment":
+        """Load a package by catalog name or folder path.
+
+        Tool code runs in this process, so only bundled or verified packages load unless
+        ``trust=True``; anything else must go through the sandbox (``envfactory envs validate``).
+        """
+        package_dir = resolve_package(ref)
+        manifest = load_manifest(package_dir)
+        if not trust and not is_trusted(package_dir):
+            raise UntrustedCodeError(
+                f"{package_dir} is neither bundled nor verified; run `envfactory envs validate {package_dir}` "
+                "(sandboxed) first, or pass trust=True / --trust if you wrote it yourself")
+        if manifest.backend == "pyclass":
+            from .pyclass import load_pyclass_environment
+            return load_pyclass_environment(package_dir, manifest)
+        module = _import_tools_module(package_dir, manifest)
+        tools = {}
+        for spec in manifest.tools:
+            fn = getattr(module, spec.name, None)
+            if not callable(fn):
+                raise EnvironmentPackageError(str(package_dir), f"tool {spec.name!r} is declared in env.json but {manifest.tools_module} defines no function of that name")
+            tools[spec.name] = BoundTool(spec, fn)
+        initial = build_initial_state(package_dir, manifest)
+        return cls(package_dir, manifest, tools, initial)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def tool_specs(self) -> list[ToolSpec]:
+        return list(self.manifest.tools)
+
+    def episode(self, episode_id: str | None = None, state: "bytes | st.Snapshot | None" = None,
+                check_outputs: bool = False) -> "Episode":
+        return Episode(self, episode_id=episode_id, state=state, check_outputs=check_outputs)
+
+    def _scratch(self, data: bytes) -> sqlite3.Connection:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        conn.deserialize(data)
+        return conn
+
+    def hash_of(self, data: bytes) -> str:
+        conn = self._scratch(data)
+        try:
+            return st.state_hash(conn, self.tables)
+        finally:
+            conn.close()
+
+    def diff_states(self, before: "bytes | st.Snapshot", after: "bytes | st.Snapshot") -> st.StateDiff:
+        """Full cell-level diff of two arbitrary states of this environment."""
+        conn = self._scratch(_bytes(before))
+        try:
+            conn.execute("ATTACH ':memory:' AS other")
+            conn.deserialize(_bytes(after), name="other")
+            return st.diff_schemas(conn, self.tables, "main", "other")
+        finally:
+            conn.close()
+
+
+def _bytes(state: "bytes | st.Snapshot") -> bytes:
+    return state.data if isinstance(state, st.Snapshot) else state
+
+
+def resolve_package(ref: str | Path) -> Path:
+    path = Path(ref)
+    if path.is_dir():
+        return path.resolve()
+    candidate = CATALOG_DIR / str(ref)
+    if candidate.is_dir():
+        return candidate
+    known = ", ".join(catalog_names()) or "none"
+    raise EnvironmentPackageError(str(ref), f"is neither a folder nor a bundled environment (bundled: {known})")
+
+
+def catalog_names() -> list[str]:
+    if not CATALOG_DIR.is_dir():
+        return []
+    return sorted(p.name for p in CATALOG_DIR.iterdir() if (p / "env.json").is_file())
+
+
+_initial_cache: dict[tuple[str, str], bytes] = {}
+_initial_lock = threading.Lock()
+
+
+def build_initial_state(package_dir: Path, manifest: Manifest) -> bytes:
+    """Create the schema, insert the seed rows, and serialize: the bytes every episode starts from."""
+    schema_path, seed_path = package_dir / manifest.schema_file, package_dir / manifest.seed
+    key = (str(package_dir), hashlib.sha256(schema_path.read_bytes() + seed_path.read_bytes()).hexdigest())
+    with _initial_lock:
+        if key in _initial_cache:
+            return _initial_cache[key]
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            conn.executescript(schema_path.read_text(encoding="utf-8"))
+        except sqlite3.Error as exc:
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.schema_file} does not execute: {exc}") from None
+        try:
+            seed = json.loads(seed_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.seed} is not valid JSON: line {exc.lineno}: {exc.msg}") from None
+        if not isinstance(seed, dict):
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.seed} must map table names to lists of rows")
+        import sqlite_utils
+        db = sqlite_utils.Database(conn)
+        existing = set(db.table_names())
+        conn.execute("BEGIN")
+        for table, rows in seed.items():
+            if table not in existing:
+                raise EnvironmentPackageError(str(package_dir), f"{manifest.seed} has rows for table {table!r}, which {manifest.schema_file} does not create")
+            try:
+                db[table].insert_all(rows, alter=False)
+            except (sqlite3.Error, ValueError) as exc:
+                raise EnvironmentPackageError(str(package_dir), f"{manifest.seed}: rows of table {table!r} do not fit the schema: {exc}") from None
+        conn.execute("COMMIT")
+        problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            t, rowid, parent, _ = problems[0]
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.seed}: {len(problems)} foreign-key violations, first: {t} row {rowid} points to a missing {parent} row")
+        data = conn.serialize()
+    finally:
+        conn.close()
+    with _initial_lock:
+        _initial_cache[key] = data
+    return data
+
+
+# ---------------------------------------------------------------- episodes
+
+@dataclass(slots=True)
+class CallRecord:
+    tool: str
+    arguments: dict[str, Any]
+    ok: bool
+    error_kind: str | None
+    wrote: bool
+
+
+class Episode:
+    """One isolated copy of an environment's state and the calls made on it."""
+
+    def __init__(self, env: Environment, episode_id: str | None = None, state: "bytes | st.Snapshot | None" = None,
+                 check_outputs: bool = False):
+        self.env = env
+        self.id = episode_id or uuid.uuid4().hex
+        self.check_outputs = check_outputs
+        self.calls: list[CallRecord] = []
+        self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self._base: bytes = env.initial_state
+        self._base_attached = False
+        self._lock = threading.RLock()  # MCP servers may reach one episode from several threads
+        self.ctx = ToolContext(self.conn, env.manifest.clock, env.name)
+        self._load(env.initial_state if state is None else _bytes(state), base=True)
+        st.install_change_tracking(self.conn, env.tables)
+        self._tracking_valid = True
+
+    # -- state management
+    def _load(self, data: bytes, base: bool) -> None:
+        self.conn.deserialize(data)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if base:
+            self._base = data
+            if self._base_attached:
+                self.conn.execute("DETACH base")
+                self._base_attached = False
+
+    def reset(self, state: "bytes | st.Snapshot | None" = None) -> None:
+        """Back to the environment's initial state, or to ``state``, which becomes the new base."""
+        with self._lock:
+            data = self.env.initial_state if state is None else _bytes(state)
+            self._load(data, base=True)
+            st.clear_dirty(self.conn)
+            self._tracking_valid = True
+            self.calls.clear()
+
+    def snapshot(self) -> st.Snapshot:
+        with self._lock:
+            dirty = st.dirty_rowids(self.conn) if self._tracking_valid else None
+            return st.Snapshot(self.conn.serialize(), dirty)
+
+    def restore(self, snap: st.Snapshot) -> None:
+        """Return to a snapshot taken on this episode (the base state is kept)."""
+        with self._lock:
+            self._load(snap.data, base=False)
+            if snap.dirty is None:
+                self._tracking_valid = False
+            else:
+                st.restore_dirty(self.conn, snap.dirty)
+                self._tracking_valid = True
+
+    def state_hash(self) -> str:
+        with self._lock:
+            return st.state_hash(self.conn, self.env.tables)
+
+    def diff(self, against: "bytes | st.Snapshot | None" = None) -> st.StateDiff:
+        """What changed from the base state (or from ``against``) to now."""
+        with self._lock:
+            if against is not None:
+                return self.env.diff_states(_bytes(against), self.conn.serialize())
+            if not self._base_attached:
+                self.conn.execute("ATTACH ':memory:' AS base")
+                self.conn.deserialize(self._base, name="base")
+                self._base_attached = True
+            dirty = st.dirty_rowids(self.conn) if self._tracking_valid else None
+            return st.diff_schemas(self.conn, self.env.tables, "base", "main", dirty)
+
+    @property
+    def base_state(self) -> bytes:
+        return self._base
+
+    # -- tool calls
+    def call(self, name: str, arguments: dict[str, Any] | str | None = None) -> ToolResult:
+        """Run one tool call in a transaction. Never raises for a bad call: the result says why."""
+        tool = self.env.tools.get(name)
+        if arguments is None:
+            arguments = {}
+        elif isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                return self._fail(name, {}, "invalid_arguments",
+                                  f"invalid arguments for {name}: not valid JSON ({exc.msg} at column {exc.colno})")
+        if tool is None:
+            known = ", ".join(sorted(self.env.tools))
+            return self._fail(name, arguments if isinstance(arguments, dict) else {}, "unknown_tool",
+                              f"unknown tool {name!r}; available tools: {known}")
+        if not isinstance(arguments, dict):
+            return self._fail(name, {}, "invalid_arguments",
+                              f"invalid arguments for {name}: expected a JSON object, got {type(arguments).__name__}")
+        try:
+            tool.validate(arguments)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return self._fail(name, arguments, "invalid_arguments", _argument_error_message(name, exc))
+        with self._lock:
+            return self._run(tool, arguments)
+
+    def _run(self, tool: BoundTool, arguments: dict[str, Any]) -> ToolResult:
+        conn = self.conn
+        before = conn.total_changes
+        conn.execute("BEGIN")
+        try:
+            output = tool.fn(self.ctx, **arguments)
+            if self.check_outputs:
+                self._check_output(tool, output)
+        except ToolError as exc:
+            self._rollback()
+            return self._fail(tool.name, arguments, "domain", str(exc) or f"{tool.name} failed")
+        except ToolCallError as exc:
+            self._rollback()
+            return self._fail(tool.name, arguments, exc.kind, exc.message)
+        except Exception as exc:  # a bug in the environment, not the agent's fault
+            self._rollback()
+            return self._fail(tool.name, arguments, "internal", f"{tool.name} failed with an internal error: {type(exc).__name__}: {exc}")
+        wrote = conn.total_changes != before
+        if wrote and tool.read_only:
+            self._rollback()
+            return self._fail(tool.name, arguments, "read_only_violation",
+                              f"{tool.name} is declared read-only but changed the state; its writes were rolled back")
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+        self.calls.append(CallRecord(tool.name, arguments, True, None, wrote))
+        return ToolResult(tool.name, arguments, True, output)
+
+    def _check_output(self, tool: BoundTool, output: Any) -> None:
+        try:
+            json.dumps(output, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ToolCrashError(tool.name, f"{tool.name} returned a value that is not JSON: {exc}") from None
+        try:
+            tool.validate_output(output)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise ToolCrashError(tool.name, f"{tool.name} returned output that violates its output_schema: {exc.message}") from None
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _fail(self, name: str, arguments: dict, kind: str, message: str) -> ToolResult:
+        self.calls.append(CallRecord(name, arguments, False, kind, False))
+        return ToolResult(name, arguments, False, None, message, kind)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Episode":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,261 @@
+"""SQLite state: building the initial snapshot, change tracking, canonical hashes and diffs.
+
+Every episode owns an in-memory SQLite database. Temp triggers (which are not part of the
+serialized ``main`` database) record the rowids each write touches, so a diff against the
+episode's base state costs O(changed rows) instead of a scan of every table.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel
+
+DIRTY_TABLE = "temp._ef_dirty"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: tuple[str, ...]
+    pk: tuple[str, ...]           # primary-key columns; ("rowid",) when the table declares none
+    volatile: frozenset[str] = frozenset()
+    has_rowid: bool = True
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """Columns that count for hashes and diffs."""
+        return tuple(c for c in self.columns if c not in self.volatile)
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def read_tables(conn: sqlite3.Connection, volatile: dict[str, list[str]] | None = None,
+                schema: str = "main") -> dict[str, TableInfo]:
+    volatile = volatile or {}
+    tables: dict[str, TableInfo] = {}
+    rows = conn.execute(
+        f"SELECT name, sql FROM {schema}.sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    for name, sql in rows:
+        info = conn.execute(f"PRAGMA {schema}.table_info({quote(name)})").fetchall()
+        columns = tuple(r[1] for r in info)
+        pk = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+        has_rowid = "WITHOUT ROWID" not in (sql or "").upper()
+        tables[name] = TableInfo(name, columns, pk or ("rowid",), frozenset(volatile.get(name, [])), has_rowid)
+    return tables
+
+
+def install_change_tracking(conn: sqlite3.Connection, tables: dict[str, TableInfo]) -> None:
+    """Create the dirty-row log and one temp trigger per table and write kind."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {DIRTY_TABLE}(tbl TEXT, rid INTEGER, PRIMARY KEY (tbl, rid)) WITHOUT ROWID")
+    for t in tables.values():
+        if not t.has_rowid:
+            continue  # such tables fall back to a full comparison
+        q = quote(t.name)
+        lit = "'" + t.name.replace("'", "''") + "'"
+        for event, refs in (("INSERT", ("new",)), ("DELETE", ("old",)), ("UPDATE", ("old", "new"))):
+            body = " ".join(f"INSERT OR IGNORE INTO _ef_dirty VALUES ({lit}, {r}.rowid);" for r in refs)
+            trig = quote(f"_ef_{event.lower()}_{t.name}")
+            conn.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS {trig} AFTER {event} ON main.{q} BEGIN {body} END")
+
+
+def dirty_rowids(conn: sqlite3.Connection) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for tbl, rid in conn.execute(f"SELECT tbl, rid FROM {DIRTY_TABLE}"):
+        out.setdefault(tbl, set()).add(rid)
+    return out
+
+
+def clear_dirty(conn: sqlite3.Connection) -> None:
+    conn.execute(f"DELETE FROM {DIRTY_TABLE}")
+
+
+def restore_dirty(conn: sqlite3.Connection, dirty: dict[str, set[int]]) -> None:
+    clear_dirty(conn)
+    conn.executemany(f"INSERT INTO {DIRTY_TABLE} VALUES (?, ?)",
+                     [(t, r) for t, rids in dirty.items() for r in rids])
+
+
+# ---------------------------------------------------------------- canonical hash
+
+def state_hash(conn: sqlite3.Connection, tables: dict[str, TableInfo], schema: str = "main") -> str:
+    """sha256 over every table's compared columns, rows ordered by primary key.
+
+    Rows are rendered by SQLite's ``json_array`` so the text is identical for identical values.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        t = tables[name]
+        cols = t.compared
+        h.update(f"\x00table {name} {json.dumps(cols)}\n".encode())
+        if not cols:
+            continue
+        select = ", ".join(quote(c) for c in cols)
+        order = ", ".join(quote(c) for c in t.pk)
+        for (row,) in conn.execute(f"SELECT json_array({select}) FROM {schema}.{quote(name)} ORDER BY {order}"):
+            h.update(row.encode())
+            h.update(b"\n")
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- diffs
+
+class RowChange(BaseModel):
+    table: str
+    key: Any                       # primary-key value (a list for composite keys)
+    kind: Literal["insert", "update", "delete"]
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    columns: list[str] = []        # for updates: the compared columns that changed
+
+
+class StateDiff(BaseModel):
+    """Cell-level difference from a base state to another state (volatile columns excluded)."""
+
+    changes: list[RowChange] = []
+    keys: dict[str, list[str]] = {}    # primary-key columns per table, so inserts compare by content
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for c in self.changes:
+            counts = out.setdefault(c.table, {"insert": 0, "update": 0, "delete": 0})
+            counts[c.kind] += 1
+        return out
+
+    def cells(self) -> list[tuple]:
+        """The change set as hashable cells, the unit of partial credit.
+
+        Updates give one cell per changed column, deletes one cell per row, and inserts one cell
+        per row keyed by content *without* the primary key, so two runs that create the same
+        records in a different order (and so get different ids) still agree.
+        """
+        cells: list[tuple] = []
+        for c in self.changes:
+            key = _freeze(c.key)
+            if c.kind == "update":
+                cells += [("update", c.table, key, col, _freeze(c.after[col])) for col in c.columns]
+            elif c.kind == "delete":
+                cells.append(("delete", c.table, key))
+            else:
+                pks = set(self.keys.get(c.table, ()))
+                content = tuple(sorted((k, _freeze(v)) for k, v in (c.after or {}).items() if k not in pks))
+                cells.append(("insert", c.table, content))
+        return cells
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 3.0 and 3 are the same state
+    return value
+
+
+def _key(row: dict[str, Any], t: TableInfo, rowid: int | None) -> Any:
+    if t.pk == ("rowid",):
+        return rowid
+    vals = [row[c] for c in t.pk]
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _rows_by_key(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) -> dict[Any, dict[str, Any]]:
+    cols = t.compared
+    select = ", ".join(["rowid"] * t.has_rowid + [quote(c) for c in t.columns])
+    sql = f"SELECT {select} FROM {schema}.{quote(t.name)}"
+    out: dict[Any, dict[str, Any]] = {}
+    if rowids is not None:
+        rowids = list(rowids)
+        if not rowids:
+            return out
+        cursor = conn.execute(sql + f" WHERE rowid IN ({','.join('?' * len(rowids))})", rowids)
+    else:
+        cursor = conn.execute(sql)
+    for raw in cursor:
+        rowid = raw[0] if t.has_rowid else None
+        values = raw[1:] if t.has_rowid else raw
+        full = dict(zip(t.columns, values))
+        out[_freeze(_key(full, t, rowid))] = {c: full[c] for c in cols} | {c: full[c] for c in t.pk if c in full}
+    return out
+
+
+def _compare(t: TableInfo, before: dict, after: dict) -> list[RowChange]:
+    changes: list[RowChange] = []
+    cols = t.compared
+    for key in sorted(set(before) | set(after), key=repr):
+        b, a = before.get(key), after.get(key)
+        if b is None:
+            changes.append(RowChange(table=t.name, key=key, kind="insert", after=a))
+        elif a is None:
+            changes.append(RowChange(table=t.name, key=key, kind="delete", before=b))
+        else:
+            changed = [c for c in cols if _freeze(b.get(c)) != _freeze(a.get(c))]
+            if changed:
+                changes.append(RowChange(table=t.name, key=key, kind="update", before=b, after=a, columns=changed))
+    return changes
+
+
+def diff_schemas(conn: sqlite3.Connection, tables: dict[str, TableInfo], base: str, current: str,
+                 dirty: dict[str, set[int]] | None = None) -> StateDiff:
+    """Diff two schemas attached to one connection (``base`` -> ``current``).
+
+    With ``dirty`` (rowids written since ``base``), only those rows are read. Without it, the
+    rows that differ are found with SQL ``EXCEPT`` in both directions, still inside SQLite.
+    """
+    changes: list[RowChange] = []
+    for name in sorted(tables):
+        t = tables[name]
+        if dirty is not None and t.has_rowid:
+            rids = dirty.get(name)
+            if not rids:
+                continue
+            before = _rows_by_key(conn, t, base, rids)
+            after = _rows_by_key(conn, t, current, rids)
+        else:
+            before, after = _except_rows(conn, t, base, current)
+        changes += _compare(t, before, after)
+    return StateDiff(changes=changes, keys={n: list(t.pk) for n, t in tables.items()})
+
+
+def _except_rows(conn, t: TableInfo, base: str, current: str):
+    """Rows whose key or compared columns differ between two schemas, found by SQL EXCEPT.
+
+    EXCEPT treats NULLs as equal, and a row changed only in volatile columns is not selected.
+    """
+    keycols = list(t.pk)
+    names = list(dict.fromkeys(keycols + list(t.compared)))
+    select = ", ".join("rowid" if c == "rowid" else quote(c) for c in names)
+    q = quote(t.name)
+
+    def side(a: str, b: str) -> dict:
+        out = {}
+        for raw in conn.execute(f"SELECT {select} FROM {a}.{q} EXCEPT SELECT {select} FROM {b}.{q}"):
+            row = dict(zip(names, raw))
+            key = row["rowid"] if keycols == ["rowid"] else (
+                row[keycols[0]] if len(keycols) == 1 else [row[c] for c in keycols])
+            row.pop("rowid", None)
+            out[_freeze(key)] = row
+        return out
+
+    return side(base, current), side(current, base)
+
+
+@dataclass
+class Snapshot:
+    """A frozen copy of an episode's state: the database bytes and what changed since base."""
+
+    data: bytes
+    dirty: dict[str, set[int]] | None = None
+    hash: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)

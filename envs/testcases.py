@@ -1,0 +1,193 @@
+"""An environment's own tests: declarative cases in ``tests.json``, run against fresh episodes.
+
+```json
+{"cases": [
+  {"name": "checkout lowers available copies",
+   "steps": [
+     {"call": "find_member", "args": {"email": "ada@example.org"}, "save": "m"},
+     {"call": "checkout_book", "args": {"member_id": "$m.member_id", "book_id": 3},
+      "expect": {"ok": true, "output": {"status": "active"}},
+      "expect_state": [{"sql": "SELECT available_copies FROM books WHERE book_id = 3", "rows": [[1]]}]},
+     {"call": "checkout_book", "args": {"member_id": 999, "book_id": 3},
+      "expect": {"ok": false, "error_contains": "member 999 does not exist"}, "expect_unchanged": true}]}]}
+```
+``"$name.path"`` strings refer to an earlier step's saved output. In ``output``, dicts match as
+subsets, lists element by element, numbers with a tolerance; ``{"$len": n}``, ``{"$contains": s}``
+and ``{"$any": true}`` are matchers. Every executed step counts toward coverage: a tool is covered
+on its success path when a step expecting success passes, and on its error path likewise.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .runtime import Environment
+
+
+class StateCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sql: str
+    rows: list[list[Any]]
+
+
+class Expectation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ok: bool
+    output: Any = None
+    error_contains: str | None = None
+    error_kind: str | None = None
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    save: str | None = None
+    expect: Expectation
+    expect_state: list[StateCheck] = Field(default_factory=list)
+    expect_unchanged: bool = False
+
+
+class Case(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    steps: list[Step] = Field(min_length=1)
+
+
+class TestSuite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cases: list[Case] = Field(min_length=1)
+
+
+class CaseResult(BaseModel):
+    name: str
+    passed: bool
+    failures: list[str] = []
+    step_hashes: list[str] = []          # state hash after each step (for the determinism check)
+    outputs: list[str] = []              # each step's agent-visible text
+
+
+class SuiteReport(BaseModel):
+    cases: list[CaseResult]
+    coverage: dict[str, dict[str, bool]]  # tool -> {"success": bool, "error": bool}
+
+    @property
+    def passed(self) -> int:
+        return sum(c.passed for c in self.cases)
+
+    @property
+    def failed(self) -> int:
+        return len(self.cases) - self.passed
+
+    def uncovered(self) -> list[str]:
+        return [f"{tool} ({path} path)" for tool, paths in sorted(self.coverage.items())
+                for path, hit in paths.items() if not hit]
+
+
+def load_suite(path: Path) -> TestSuite:
+    return TestSuite.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _resolve(value: Any, saved: dict[str, Any]) -> Any:
+    if isinstance(value, str) and value.startswith("$") and not value.startswith("$$"):
+        name, _, path = value[1:].partition(".")
+        if name not in saved:
+            raise KeyError(f"reference {value!r}: nothing was saved as {name!r}")
+        cur = saved[name]
+        for part in filter(None, path.split(".")):
+            cur = cur[int(part)] if isinstance(cur, list) else cur[part]
+        return cur
+    if isinstance(value, dict):
+        return {k: _resolve(v, saved) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, saved) for v in value]
+    return value
+
+
+def match(expected: Any, actual: Any, where: str = "output") -> list[str]:
+    """Differences between an expectation and an actual value (empty when they match)."""
+    if isinstance(expected, dict) and len(expected) == 1 and next(iter(expected)).startswith("$"):
+        op, arg = next(iter(expected.items()))
+        if op == "$len":
+            n = len(actual) if isinstance(actual, (list, dict, str)) else None
+            return [] if n == arg else [f"{where}: expected length {arg}, got {n}"]
+        if op == "$contains":
+            return [] if str(arg).lower() in json.dumps(actual).lower() else [f"{where}: does not contain {arg!r}"]
+        if op == "$any":
+            return []
+        return [f"{where}: unknown matcher {op}"]
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{where}: expected an object, got {type(actual).__name__}"]
+        out = []
+        for k, v in expected.items():
+            if k not in actual:
+                out.append(f"{where}.{k}: missing")
+            else:
+                out += match(v, actual[k], f"{where}.{k}")
+        return out
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{where}: expected a list of {len(expected)}, got {json.dumps(actual)[:120]}"]
+        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in match(e, a, f"{where}[{i}]")]
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)) and not isinstance(expected, bool):
+        return [] if math.isclose(expected, actual, rel_tol=1e-6, abs_tol=1e-9) else [f"{where}: expected {expected}, got {actual}"]
+    return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
+
+
+def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]]) -> CaseResult:
+    result = CaseResult(name=case.name, passed=True)
+    saved: dict[str, Any] = {}
+    with env.episode(check_outputs=True) as ep:
+        for i, step in enumerate(case.steps):
+            label = f"step {i + 1} ({step.call})"
+            try:
+                args = _resolve(step.args, saved)
+            except (KeyError, IndexError, TypeError) as exc:
+                result.failures.append(f"{label}: {exc}")
+                break
+            before = ep.state_hash() if step.expect_unchanged else None
+            res = ep.call(step.call, args)
+            problems: list[str] = []
+            if res.ok != step.expect.ok:
+                problems.append(f"expected {'success' if step.expect.ok else 'an error'}, got "
+                                + (f"output {res.text[:200]}" if res.ok else f"error [{res.error_kind}] {res.error}"))
+            elif res.ok:
+                if step.expect.output is not None:
+                    problems += match(step.expect.output, res.output)
+            else:
+                if step.expect.error_contains and step.expect.error_contains.lower() not in (res.error or "").lower():
+                    problems.append(f"error {res.error!r} does not contain {step.expect.error_contains!r}")
+                if step.expect.error_kind and step.expect.error_kind != res.error_kind:
+                    problems.append(f"error kind {res.error_kind!r}, expected {step.expect.error_kind!r}")
+            for check in step.expect_state:
+                rows = [list(r) for r in ep.conn.execute(check.sql).fetchall()]
+                diffs = match(check.rows, rows, "rows")
+                if diffs:
+                    problems.append(f"state check {check.sql!r}: " + "; ".join(diffs))
+            if before is not None and ep.state_hash() != before:
+                problems.append("state changed but the step expects it unchanged")
+            result.step_hashes.append(ep.state_hash())
+            result.outputs.append(res.text)
+            if res.ok and step.save:
+                saved[step.save] = res.output
+            if problems:
+                result.failures += [f"{label}: {p}" for p in problems]
+            elif step.call in coverage:
+                coverage[step.call]["success" if step.expect.ok else "error"] = True
+    result.passed = not result.failures
+    return result
+
+
+def run_suite(env: Environment, suite: TestSuite | None = None) -> SuiteReport:
+    if suite is None:
+        if not env.manifest.tests:
+            raise FileNotFoundError(f"{env.name} declares no tests file")
+        suite = load_suite(env.package_dir / env.manifest.tests)
+    coverage = {name: {"success": False, "error": False} for name in env.tools}
+    cases = [run_case(env, case, coverage) for case in suite.cases]
+    return SuiteReport(cases=cases, coverage=coverage)

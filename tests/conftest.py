@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests never touch the network: sockets to anything but loopback are refused."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address, *args, **kwargs):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")) or self.family == socket.AF_UNIX:
+        return _real_connect(self, address, *args, **kwargs)
+    raise RuntimeError(f"tests must not touch the network (tried to connect to {address!r})")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+    yield
+
+
+@pytest.fixture(scope="session")
+def library_env():
+    from envfactory.envs import Environment
+    return Environment.load("library")
