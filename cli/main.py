@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "envfactory.cli.run_cmd",
     "envfactory.cli.bench_cmd",
     "envfactory.cli.prompts_cmd",
+    "envfactory.cli.graph_cmd",
 ]
 
 

@@ -16,13 +16,21 @@ from .errors import ToolError
 
 
 class ToolContext:
-    __slots__ = ("conn", "db", "clock", "env_name")
+    __slots__ = ("conn", "_db", "clock", "env_name", "_pks")
 
-    def __init__(self, conn: sqlite3.Connection, clock: str, env_name: str):
+    def __init__(self, conn: sqlite3.Connection, clock: str, env_name: str, primary_keys: dict[str, str] | None = None):
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db = None
         self.clock = clock
         self.env_name = env_name
+        self._pks = primary_keys or {}
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the episode's connection (made on first use; its writes join our transaction)."""
+        if self._db is None:
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     def now(self) -> str:
         """The environment's frozen clock (ISO 8601), so runs are reproducible."""
@@ -73,5 +81,7 @@ class ToolContext:
         raise ToolError(message)
 
     def _pk(self, table: str) -> str:
+        if table in self._pks:
+            return self._pks[table]
         pks = [r[1] for r in self.conn.execute(f'PRAGMA table_info("{table}")') if r[5]]
         return pks[0] if len(pks) == 1 else "rowid"

@@ -146,7 +146,10 @@ def load_manifest(package_dir: str | Path) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         raise EnvironmentPackageError(str(package_dir), f"{MANIFEST_FILE} is invalid: {_pretty_validation_error(exc)}") from None
-    for label, rel in (("schema", manifest.schema_file), ("seed", manifest.seed), ("tools_module", manifest.tools_module)):
+    files = [("seed", manifest.seed), ("tools_module", manifest.tools_module)]
+    if manifest.backend == "sqlite":
+        files.insert(0, ("schema", manifest.schema_file))
+    for label, rel in files:
         if not (package_dir / rel).is_file():
             raise EnvironmentPackageError(str(package_dir), f"{label} file {rel!r} named in {MANIFEST_FILE} does not exist")
     return manifest

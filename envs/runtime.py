@@ -140,6 +140,7 @@ class Environment:
         self.tables = st.read_tables(conn, manifest.volatile_columns)
         self.initial_hash = st.state_hash(conn, self.tables)
         conn.close()
+        self.primary_keys = {n: (t.pk[0] if len(t.pk) == 1 else "rowid") for n, t in self.tables.items()}
 
     @classmethod
     def load(cls, ref: str | Path, *, trust: bool = False) -> "Environment":
@@ -236,7 +237,7 @@ def build_initial_state(package_dir: Path, manifest: Manifest) -> bytes:
             return _initial_cache[key]
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        conn.execute("PRAGMA foreign_keys = ON")
+        # Foreign keys are checked after loading, so the error can name the offending row.
         try:
             conn.executescript(schema_path.read_text(encoding="utf-8"))
         except sqlite3.Error as exc:
@@ -296,9 +297,11 @@ class Episode:
         self._base: bytes = env.initial_state
         self._base_attached = False
         self._lock = threading.RLock()  # MCP servers may reach one episode from several threads
-        self.ctx = ToolContext(self.conn, env.manifest.clock, env.name)
+        self.ctx = ToolContext(self.conn, env.manifest.clock, env.name, env.primary_keys)
         self._load(env.initial_state if state is None else _bytes(state), base=True)
-        st.install_change_tracking(self.conn, env.tables)
+        # Change tracking is installed at the first write: read-only episodes never pay for it,
+        # and until then nothing has changed, so an empty change log is the truth.
+        self._tracking_installed = False
         self._tracking_valid = True
 
     # -- state management
@@ -316,14 +319,14 @@ class Episode:
         with self._lock:
             data = self.env.initial_state if state is None else _bytes(state)
             self._load(data, base=True)
-            st.clear_dirty(self.conn)
+            if self._tracking_installed:
+                st.clear_dirty(self.conn)
             self._tracking_valid = True
             self.calls.clear()
 
     def snapshot(self) -> st.Snapshot:
         with self._lock:
-            dirty = st.dirty_rowids(self.conn) if self._tracking_valid else None
-            return st.Snapshot(self.conn.serialize(), dirty)
+            return st.Snapshot(self.conn.serialize(), self._dirty())
 
     def restore(self, snap: st.Snapshot) -> None:
         """Return to a snapshot taken on this episode (the base state is kept)."""
@@ -332,6 +335,9 @@ class Episode:
             if snap.dirty is None:
                 self._tracking_valid = False
             else:
+                if not self._tracking_installed:
+                    st.install_change_tracking(self.conn, self.env.tables)
+                    self._tracking_installed = True
                 st.restore_dirty(self.conn, snap.dirty)
                 self._tracking_valid = True
 
@@ -348,8 +354,12 @@ class Episode:
                 self.conn.execute("ATTACH ':memory:' AS base")
                 self.conn.deserialize(self._base, name="base")
                 self._base_attached = True
-            dirty = st.dirty_rowids(self.conn) if self._tracking_valid else None
-            return st.diff_schemas(self.conn, self.env.tables, "base", "main", dirty)
+            return st.diff_schemas(self.conn, self.env.tables, "base", "main", self._dirty())
+
+    def _dirty(self) -> dict[str, set[int]] | None:
+        if not self._tracking_valid:
+            return None
+        return st.dirty_rowids(self.conn) if self._tracking_installed else {}
 
     @property
     def base_state(self) -> bytes:
@@ -383,6 +393,9 @@ class Episode:
 
     def _run(self, tool: BoundTool, arguments: dict[str, Any]) -> ToolResult:
         conn = self.conn
+        if not self._tracking_installed:
+            st.install_change_tracking(conn, self.env.tables)
+            self._tracking_installed = True
         before = conn.total_changes
         conn.execute("BEGIN")
         try:

@@ -1,0 +1,38 @@
+"""``envfactory bench``: benchmark scripts that report ratios against same-process baselines."""
+from __future__ import annotations
+
+import json
+
+
+def cmd_bench(args) -> int:
+    results = {}
+    wanted = args.which
+    if wanted in ("envs", "all"):
+        from envfactory.envs import bench
+        results["reset_snapshot"] = bench.bench_reset_snapshot(rows=args.rows)
+        results["concurrent_episodes"] = bench.bench_concurrent_episodes(n=args.episodes)
+        try:
+            from envfactory.envs.bench_mcp import bench_mcp
+            results["call_paths"] = bench_mcp()
+        except ImportError as exc:
+            results["call_paths"] = {"skipped": str(exc)}
+    if wanted in ("reward", "all"):
+        from envfactory.data.bench_reward import bench_reward
+        results["reward"] = bench_reward()
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        for name, figures in results.items():
+            print(f"== {name}")
+            for k, v in figures.items():
+                print(f"  {k:<40} {v:.4g}" if isinstance(v, float) else f"  {k:<40} {v}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="run benchmarks (ratios against same-process baselines)")
+    p.add_argument("which", choices=["envs", "reward", "all"], nargs="?", default="envs")
+    p.add_argument("--rows", type=int, default=10_000, help="rows in the reset/snapshot benchmark")
+    p.add_argument("--episodes", type=int, default=512, help="concurrent episodes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_bench)

@@ -1,0 +1,120 @@
+"""Values a user could state, grounded in an episode's current data.
+
+A user asks about *their* order, an email that exists, a product that is on sale: so argument
+values are drawn from the rows of the episode's database (or the schema's enums and defaults),
+never invented. Deterministic for a seed.
+"""
+from __future__ import annotations
+
+import random
+import re
+from datetime import date, timedelta
+from typing import Any
+
+from .runtime import Environment, Episode
+
+_SEARCH_NAMES = {"query", "q", "search", "keyword", "keywords", "text", "term"}
+_START_WORDS = ("start", "from", "check_in", "checkin", "begin", "after", "since")
+_END_WORDS = ("end", "to", "until", "check_out", "checkout", "before")
+
+
+def _singular(word: str) -> str:
+    return word[:-3] + "y" if word.endswith("ies") else word[:-1] if word.endswith("s") else word
+
+
+class Grounder:
+    def __init__(self, env: Environment):
+        self.env = env
+        self.columns: dict[str, list[str]] = {}      # column name -> tables holding it
+        for t in env.tables.values():
+            for c in t.columns:
+                self.columns.setdefault(c, []).append(t.name)
+
+    def arguments(self, tool: str, ep: Episode, seed: int = 0, fixed: dict[str, Any] | None = None,
+                  optional_rate: float = 0.0, tool_graph=None, node: str | None = None,
+                  skip: set[str] | frozenset = frozenset()) -> dict[str, Any] | None:
+        """Arguments for ``tool``: ``fixed`` values first, then grounded values for the required
+        parameters (and optional ones at ``optional_rate``). None when a required value cannot be grounded."""
+        spec = self.env.manifest.tool(tool)
+        rng = random.Random(f"{tool}:{seed}")
+        fixed = dict(fixed or {})
+        required = set(spec.input_schema.get("required", []))
+        args: dict[str, Any] = {}
+        for name, schema in spec.input_schema.get("properties", {}).items():
+            if name in fixed:
+                args[name] = fixed[name]
+                continue
+            if name in skip:
+                continue
+            optional = name not in required
+            if optional and (name in spec.maskable_arguments or rng.random() >= optional_rate):
+                continue
+            value = self.value(tool, name, schema, ep, rng)
+            if value is None or optional and value == schema.get("default"):
+                if not optional:
+                    return None
+                continue  # an optional argument set to its default says nothing
+            args[name] = value
+        return args
+
+    def value(self, tool: str, name: str, schema: dict[str, Any], ep: Episode, rng: random.Random) -> Any:
+        if "enum" in schema:
+            present = self._column_values(name, ep, rng, limit=50)
+            options = [v for v in schema["enum"] if v in present] or list(schema["enum"])
+            return rng.choice(options)
+        typ = schema.get("type")
+        if typ == "boolean":
+            return rng.choice([True, False])
+        if typ == "array":
+            item = self.value(tool, _singular(name), schema.get("items", {}), ep, rng)
+            return None if item is None else [item]
+        if name in _SEARCH_NAMES and typ == "string":
+            return self._search_word(tool, ep, rng)
+        if name in self.columns:
+            values = self._column_values(name, ep, rng)
+            if values:
+                return rng.choice(values)
+        if typ == "string" and (schema.get("format") in ("date", "date-time") or re.search(r"(date|_on$|_at$|day)", name)):
+            return self._date(name, schema)
+        if typ in ("integer", "number"):
+            if "default" in schema:
+                return schema["default"]
+            low = schema.get("minimum", 1)
+            return low if typ == "integer" else float(low)
+        if "default" in schema:
+            return schema["default"]
+        if schema.get("examples"):
+            return rng.choice(schema["examples"])
+        return None
+
+    def _column_values(self, name: str, ep: Episode, rng: random.Random, limit: int = 200) -> list[Any]:
+        values: list[Any] = []
+        for table in self.columns.get(name, []):
+            rows = ep.conn.execute(f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL '
+                                   f'ORDER BY "{name}" LIMIT {int(limit)}').fetchall()
+            values += [r[0] for r in rows]
+        return values
+
+    def _search_word(self, tool: str, ep: Episode, rng: random.Random) -> str | None:
+        words = tool.split("_")
+        tables = [t for t in self.env.tables if t in words or _singular(t) in words] or list(self.env.tables)
+        for table in tables:
+            cols = [c for c in self.env.tables[table].columns if c in ("title", "name", "subject", "summary")]
+            for col in cols:
+                rows = ep.conn.execute(f'SELECT "{col}" FROM "{table}" WHERE "{col}" IS NOT NULL ORDER BY rowid LIMIT 100').fetchall()
+                if rows:
+                    text = str(rng.choice(rows)[0])
+                    tokens = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]{3,}", text) if w.lower() not in ("the", "with", "from")]
+                    if tokens:
+                        return max(tokens, key=len)
+        return None
+
+    def _date(self, name: str, schema: dict[str, Any]) -> str:
+        today = date.fromisoformat(self.env.manifest.clock[:10])
+        offset = 7
+        if any(w in name for w in _END_WORDS):
+            offset = 10
+        elif any(w in name for w in _START_WORDS):
+            offset = 7
+        day = today + timedelta(days=offset)
+        return day.isoformat() if schema.get("format") != "date-time" else f"{day.isoformat()}T10:00:00Z"
