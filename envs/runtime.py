@@ -75,8 +75,9 @@ class BoundTool:
         self.fn = fn
         self.name = spec.name
         self.read_only = spec.read_only
-        self.validate = fastjsonschema.compile(spec.input_schema)
-        self.validate_output = fastjsonschema.compile(spec.output_schema)
+        # use_default=False: validation must not write schema defaults into the caller's arguments
+        self.validate = fastjsonschema.compile(spec.input_schema, use_default=False)
+        self.validate_output = fastjsonschema.compile(spec.output_schema, use_default=False)
 
 
 def _argument_error_message(tool: str, exc: fastjsonschema.JsonSchemaValueException) -> str:

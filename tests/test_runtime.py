@@ -213,3 +213,9 @@ def _edit_seed(pkg, fn):
     s = json.loads((pkg / "seed.json").read_text())
     fn(s)
     (pkg / "seed.json").write_text(json.dumps(s))
+
+
+def test_validation_does_not_rewrite_arguments(library_env):
+    args = {"genre": "poetry"}
+    res = library_env.episode().call("search_books", args)
+    assert res.ok and args == {"genre": "poetry"} and res.arguments == {"genre": "poetry"}

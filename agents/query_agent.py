@@ -1,0 +1,112 @@
+"""Query agent: turns a gold chain into what a real user would say, one message per user turn.
+
+Role: ``query``; prompt: ``query_agent/generate``. Offline tier: a template verbalizer, labelled
+as such, that states only what the user knows (values grounded in data) and never the ids that
+come from earlier tool outputs.
+"""
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from envfactory.envs.sampling import GoldCall, GoldTrajectory
+
+OFFLINE_TIER = "offline:template-verbalizer"
+
+
+class TurnPlan(BaseModel):
+    """A slice of the chain that one user message asks for."""
+
+    calls: list[int]                   # indices into the trajectory's calls
+    stated: dict[str, Any] = {}        # what the user says: "param (tool)" -> value
+
+
+def split_turns(traj: GoldTrajectory, seed: int, max_calls_per_turn: int = 4) -> list[list[int]]:
+    """Group calls into user turns: a turn ends after a write (the user sees the result before
+    asking the next thing) or after ``max_calls_per_turn`` calls; deterministic for a seed."""
+    rng = random.Random(f"turns:{seed}")
+    turns, current = [], []
+    for i, call in enumerate(traj.calls):
+        current.append(i)
+        last = i == len(traj.calls) - 1
+        if last or len(current) >= max_calls_per_turn or (not call.read_only and rng.random() < 0.7):
+            turns.append(current)
+            current = []
+    return turns
+
+
+def stated_values(call: GoldCall) -> dict[str, Any]:
+    """Arguments the user must state: grounded user values and ids the user knows (order numbers)."""
+    return {p: call.arguments[p] for p, b in call.bindings.items()
+            if b.source in ("user", "user_id") and p in call.arguments and p not in call.masked_arguments}
+
+
+def words(identifier: str) -> str:
+    return identifier.replace("_", " ").strip()
+
+
+_VERB_FIXES = {"get": "look up", "list": "list", "search": "search for", "find": "find"}
+
+
+def _phrase(call: GoldCall, description: str) -> str:
+    verb, _, rest = call.tool.partition("_")
+    verb = _VERB_FIXES.get(verb, verb)
+    phrase = f"{verb} {words(rest)}".strip() if rest else verb
+    values = stated_values(call)
+    if values:
+        details = ", ".join(f"{words(k).replace(' id', ' number')} {_say(v)}" for k, v in values.items())
+        phrase += f" ({details})"
+    return phrase
+
+
+def _say(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return ", ".join(_say(v) for v in value)
+    return str(value)
+
+
+def template_queries(traj: GoldTrajectory, turns: list[list[int]], descriptions: dict[str, str]) -> list[str]:
+    """The offline verbalizer: plain, explicit requests (no model wrote these)."""
+    out = []
+    for n, indices in enumerate(turns):
+        phrases = [_phrase(traj.calls[i], descriptions.get(traj.calls[i].tool, "")) for i in indices]
+        lead = "Hi, could you" if n == 0 else "Thanks. Next, could you"
+        body = phrases[0] if len(phrases) == 1 else ", then ".join(phrases[:-1]) + ", and then " + phrases[-1]
+        out.append(f"{lead} {body}?")
+    return out
+
+
+def leaked_terms(query: str, tool_names: list[str], param_names: list[str], hidden_values: list[Any]) -> list[str]:
+    """What a query reveals that a user could not know: tool names, parameter keys written as
+    identifiers, and ids that only tool outputs carry."""
+    found = []
+    lowered = query.lower()
+    for name in tool_names:
+        if re.search(rf"\b{re.escape(name.lower())}\b", lowered):
+            found.append(f"tool name {name}")
+    for name in param_names:
+        if "_" in name and re.search(rf"\b{re.escape(name.lower())}\b", lowered):
+            found.append(f"parameter key {name}")
+    for value in hidden_values:
+        text = str(value)
+        if isinstance(value, bool) or len(text) == 0:
+            continue
+        if isinstance(value, (int, float)) or re.fullmatch(r"[A-Za-z]*[-_]?\d+[\w-]*", text):
+            if re.search(rf"(?<![\w.]){re.escape(text)}(?![\w.])", query):
+                found.append(f"id {text} that comes from a tool output")
+    return found
+
+
+def hidden_values(traj: GoldTrajectory, indices: list[int] | None = None) -> list[Any]:
+    """Values bound from earlier outputs, minus any the user states anyway."""
+    calls = [traj.calls[i] for i in (indices if indices is not None else range(len(traj.calls)))]
+    stated = {repr(v) for c in traj.calls for v in stated_values(c).values()}
+    return [c.arguments[p] for c in calls for p, b in c.bindings.items()
+            if b.source == "call" and p in c.arguments and repr(c.arguments[p]) not in stated]

@@ -1,0 +1,39 @@
+"""Refine agent: calibrated refinement of user queries, checked in code.
+
+Role: ``refine``; prompt: ``refine_agent/calibrate``. A model rewrites queries the way people
+talk (refer to things instead of quoting ids, drop what can be inferred, compress chained
+actions, add plausible ambiguity or constraints). Whatever wrote it, the result must pass the
+leakage check here, and the verify step re-solves it against the gold state.
+Offline tier: no rewrite (the template queries pass through, labelled as such).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from envfactory.envs.sampling import GoldTrajectory
+
+from .query_agent import hidden_values, leaked_terms
+
+OFFLINE_TIER = "offline:no-refinement"
+
+
+class LeakageReport(BaseModel):
+    ok: bool
+    leaks: list[str] = []
+
+
+def check_leakage(traj: GoldTrajectory, queries: list[str], turns: list[list[int]],
+                  tool_names: list[str], param_names: list[str]) -> LeakageReport:
+    leaks: list[str] = []
+    for n, (query, indices) in enumerate(zip(queries, turns)):
+        for leak in leaked_terms(query, tool_names, param_names, hidden_values(traj, indices)):
+            leaks.append(f"turn {n + 1}: {leak}")
+    return LeakageReport(ok=not leaks, leaks=leaks)
+
+
+def tool_and_param_names(tools: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    names = [t["function"]["name"] for t in tools]
+    params = sorted({p for t in tools for p in t["function"]["parameters"].get("properties", {})})
+    return names, params

@@ -1,0 +1,75 @@
+"""A resumable, idempotent record store.
+
+Records live in one SQLite file keyed by their deterministic key: writing a record twice keeps
+one copy, a killed batch loses at most the record being written (each write is one transaction),
+and a resumed batch asks ``has(key)`` to skip finished work.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import sqlite_utils
+
+from .records import TrajectoryRecord
+
+
+class RecordStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")   # a kill mid-write leaves the file consistent
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.db = sqlite_utils.Database(conn)
+        if "records" not in self.db.table_names():
+            self.db["records"].create({"key": str, "env": str, "status": str, "mode": str, "created_at": str, "body": str},
+                                      pk="key", not_null={"env", "status", "body"})
+            self.db["records"].create_index(["env", "status"])
+
+    def put(self, record: TrajectoryRecord) -> bool:
+        """Insert unless the key exists; returns True when the record is new."""
+        row = {"key": record.key, "env": "+".join(e.name for e in record.envs), "status": record.status,
+               "mode": record.mode, "created_at": record.provenance.created_at, "body": record.model_dump_json()}
+        with self._lock:
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO records (key, env, status, mode, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                tuple(row.values()))
+            return cur.rowcount == 1
+
+    def has(self, key: str) -> bool:
+        with self._lock:
+            return bool(self.db.execute("SELECT 1 FROM records WHERE key = ?", (key,)).fetchone())
+
+    def get(self, key: str) -> TrajectoryRecord | None:
+        with self._lock:
+            row = self.db.execute("SELECT body FROM records WHERE key = ?", (key,)).fetchone()
+        return TrajectoryRecord.model_validate_json(row[0]) if row else None
+
+    def query(self, env: str | None = None, status: str | None = None) -> Iterator[TrajectoryRecord]:
+        where, params = [], []
+        if env:
+            where.append("(env = ? OR env LIKE ? OR env LIKE ? OR env LIKE ?)")
+            params += [env, f"{env}+%", f"%+{env}", f"%+{env}+%"]
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        sql = "SELECT body FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, key"
+        with self._lock:
+            rows = self.db.execute(sql, params).fetchall()
+        for (body,) in rows:
+            yield TrajectoryRecord.model_validate_json(body)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {s: n for s, n in self.db.execute("SELECT status, COUNT(*) FROM records GROUP BY status")}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.conn.close()

@@ -1,0 +1,278 @@
+"""QueryGen graph: sample chains -> split into user turns -> generate queries -> calibrate ->
+roll out k times -> verify -> accept or reject, fanned out over chains with ``Send``.
+
+The per-chain work is a subgraph (one node per step, so Studio shows each) and the outer graph
+maps it over the sampled chains; ``config["max_concurrency"]`` caps parallel chains. Models,
+prompt versions, limits and the record store come through the Context, so Studio, notebooks,
+the CLI and tests share this graph. With no model configured every step runs its offline tier
+and says so in the record's provenance.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Annotated, Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from envfactory.agents import query_agent, refine_agent, rollout_agent
+from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, TrajectoryRecord, UserTurn, Verification,
+                                     record_key)
+from envfactory.data.reward import Call, RewardConfig, replay_gold, score_episodes, GoldReplayError
+from envfactory.envs.runtime import Environment
+from envfactory.envs.sampling import ChainSampler, GoldTrajectory, SamplerConfig
+from envfactory.envs.toolgraph import build_tool_graph
+
+CODE_VERSION = "envfactory-0.1.0"
+DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant with access to tools. Use them to do what the user asks; "
+                         "ask for missing details instead of guessing ids.")
+
+
+@dataclass(kw_only=True)
+class QueryGenContext:
+    """Run-scoped settings (Studio renders these as a form)."""
+
+    mode: Literal["single", "conv"] = field(default="single", metadata={"description": "single-shot or conversational (user simulator)"})
+    rollouts: int = field(default=2, metadata={"description": "k rollouts per task; the pass rate labels difficulty"})
+    max_steps: int = field(default=16, metadata={"description": "tool-call steps per rollout"})
+    max_tokens: int = field(default=20_000, metadata={"description": "token budget per rollout"})
+    pass_threshold: float = field(default=1.0, metadata={"description": "composite reward a rollout needs to pass"})
+    tau: float = field(default=0.5, metadata={"description": "reward weight of the trajectory score"})
+    prompt_versions: dict[str, str] = field(default_factory=dict, metadata={"description": "prompt id -> version (default latest)"})
+    store_path: str | None = field(default=None, metadata={"description": "record store (SQLite); finished tasks are skipped on resume"})
+    offline: bool = field(default=False, metadata={"description": "force the offline tier even if models are configured"})
+
+
+class QueryGenInput(TypedDict, total=False):
+    envs: list[str]
+    n: int
+    seed: int
+    max_envs: int
+
+
+class QueryGenState(QueryGenInput, total=False):
+    chains: list[dict[str, Any]]
+    skipped: int
+    discarded: list[dict[str, Any]]
+    records: Annotated[list[dict[str, Any]], operator.add]
+    summary: dict[str, Any]
+
+
+class ChainState(TypedDict, total=False):
+    chain: dict[str, Any]
+    key: str
+    turns: list[list[int]]
+    queries: list[str]
+    tiers: dict[str, str]
+    leaks: list[str]
+    rollouts: list[dict[str, Any]]
+    record: dict[str, Any]
+    records: Annotated[list[dict[str, Any]], operator.add]
+
+
+@lru_cache(maxsize=64)
+def load_env(name: str) -> Environment:
+    return Environment.load(name)
+
+
+@lru_cache(maxsize=16)
+def _sampler(names: tuple[str, ...], max_envs: int) -> ChainSampler:
+    return ChainSampler(build_tool_graph([load_env(n) for n in names]), SamplerConfig(max_envs=max_envs))
+
+
+def _ctx(runtime: Runtime | None) -> QueryGenContext:
+    return (runtime.context if runtime is not None and runtime.context is not None else None) or QueryGenContext()
+
+
+def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
+    return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), CODE_VERSION)
+
+
+# ---------------------------------------------------------------- outer graph
+
+def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    names = tuple(sorted(state.get("envs") or []))
+    if not names:
+        raise ValueError("QueryGen needs at least one environment name in 'envs'")
+    sampler = _sampler(names, state.get("max_envs", 1))
+    want, seed = state.get("n", 4), state.get("seed", 0)
+    store = _store(ctx)
+    chains, discarded, skipped, s = [], [], 0, seed
+    while len(chains) + skipped < want and s < seed + want * 8:
+        out = sampler.sample(s)
+        s += 1
+        if not isinstance(out, GoldTrajectory):
+            discarded.append(out.model_dump())
+            continue
+        if store is not None and store.has(task_key(out, ctx)):
+            skipped += 1  # finished in an earlier run: resume without redoing or duplicating it
+            continue
+        chains.append(out.model_dump())
+    return {"chains": chains, "discarded": discarded, "skipped": skipped}
+
+
+def fan_out(state: QueryGenState) -> list[Send] | str:
+    if not state.get("chains"):
+        return "summarize"
+    return [Send("process_chain", {"chain": c}) for c in state["chains"]]
+
+
+def summarize(state: QueryGenState) -> dict[str, Any]:
+    records = state.get("records", [])
+    accepted = [r for r in records if r["verification"]["accepted"]]
+    reasons: dict[str, int] = {}
+    for r in records:
+        if not r["verification"]["accepted"]:
+            reason = (r["verification"]["reason"] or "unknown").split(":")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    rates = [r["verification"]["pass_rate"] for r in records if r["verification"]["pass_rate"] is not None]
+    return {"summary": {"chains": len(state.get("chains", [])), "skipped_as_done": state.get("skipped", 0),
+                        "discarded_chains": len(state.get("discarded", [])), "accepted": len(accepted),
+                        "rejected": len(records) - len(accepted), "rejected_by_reason": reasons,
+                        "mean_pass_rate": sum(rates) / len(rates) if rates else None}}
+
+
+# ---------------------------------------------------------------- per-chain subgraph
+
+def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    chain = GoldTrajectory.model_validate(state["chain"])
+    return {"turns": query_agent.split_turns(chain, chain.seed), "key": task_key(chain, _ctx(runtime)),
+            "tiers": {}}
+
+
+def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    chain = GoldTrajectory.model_validate(state["chain"])
+    descriptions = {t.name: t.description for n in chain.envs for t in load_env(n).tool_specs}
+    queries = query_agent.template_queries(chain, state["turns"], descriptions)
+    return {"queries": queries, "tiers": {**state.get("tiers", {}), "query": query_agent.OFFLINE_TIER}}
+
+
+def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    chain = GoldTrajectory.model_validate(state["chain"])
+    tools = _tools(chain)
+    names, params = refine_agent.tool_and_param_names(tools)
+    report = refine_agent.check_leakage(chain, state["queries"], state["turns"], names, params)
+    return {"leaks": report.leaks, "tiers": {**state["tiers"], "refine": refine_agent.OFFLINE_TIER}}
+
+
+def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    chain = GoldTrajectory.model_validate(state["chain"])
+    envs = {n: load_env(n) for n in chain.envs}
+    turns = _user_turns(chain, state)
+    try:
+        gold = replay_gold(envs, [Call(name=c.tool, arguments=c.arguments, masked=c.masked_arguments, env=c.env)
+                                  for c in chain.calls])
+    except GoldReplayError as exc:
+        return {"rollouts": [{"error": f"gold replay failed: {exc}"}]}
+    results = []
+    for _ in range(max(1, ctx.rollouts)):
+        run = rollout_agent.oracle_rollout(envs, turns, DEFAULT_SYSTEM_PROMPT)
+        try:
+            reward = score_episodes(gold, run.episodes, cfg=RewardConfig(tau=ctx.tau))
+            results.append({"messages": [m.model_dump() for m in run.messages], "reward": reward.model_dump(),
+                            "tier": run.tier, "stopped": run.stopped,
+                            "final_hashes": {n: ep.state_hash() for n, ep in run.episodes.items()}})
+        finally:
+            run.close()
+    return {"rollouts": results, "tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER}}
+
+
+def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    chain = GoldTrajectory.model_validate(state["chain"])
+    rollouts = state.get("rollouts", [])
+    reason = None
+    if state.get("leaks"):
+        reason = "leakage: " + "; ".join(state["leaks"])
+    elif rollouts and "error" in rollouts[0]:
+        reason = "infrastructure: " + rollouts[0]["error"]
+    scored = [r for r in rollouts if "reward" in r and r["reward"]["score"] is not None]
+    passed = [r for r in scored if r["reward"]["score"] >= ctx.pass_threshold]
+    pass_rate = len(passed) / len(scored) if scored else None
+    if reason is None and not scored:
+        reason = "infrastructure: no rollout could be scored"
+    elif reason is None and not passed:
+        best = max(scored, key=lambda r: r["reward"]["score"])
+        reason = f"no rollout reached the gold state: best reward {best['reward']['score']:.2f}"
+    kept = max(passed or scored or [{}], key=lambda r: r.get("reward", {}).get("score") or 0)
+    record = TrajectoryRecord(
+        key=state["key"], mode=ctx.mode,
+        envs=[EnvRef(name=n, version=load_env(n).manifest.version, initial_state_hash=chain.initial_hashes[n],
+                     final_state_hash=chain.final_hashes[n]) for n in chain.envs],
+        tools=_tools(chain), system_prompt=DEFAULT_SYSTEM_PROMPT, turns=_user_turns(chain, state),
+        messages=kept.get("messages", []),
+        verification=Verification(accepted=reason is None, reason=reason, reward=kept.get("reward", {}),
+                                  pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate)),
+        provenance=Provenance(tiers=state["tiers"], seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
+    store = _store(ctx)
+    if store is not None:
+        store.put(record)
+    return {"records": [record.model_dump()]}
+
+
+def _difficulty(pass_rate: float | None) -> str | None:
+    if pass_rate is None:
+        return None
+    if pass_rate == 0:
+        return "unsolved"
+    return "easy" if pass_rate >= 0.75 else "medium" if pass_rate >= 0.4 else "hard"
+
+
+def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
+    turns = []
+    for query, indices in zip(state["queries"], state["turns"]):
+        calls = [chain.calls[i] for i in indices]
+        turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
+                                                                   masked_arguments=c.masked_arguments) for c in calls],
+                              details={k: v for c in calls for k, v in query_agent.stated_values(c).items()}))
+    return turns
+
+
+def _tools(chain: GoldTrajectory) -> list[dict[str, Any]]:
+    return [spec.openai_schema() for n in chain.envs for spec in load_env(n).tool_specs]
+
+
+_stores: dict[str, Any] = {}
+
+
+def _store(ctx: QueryGenContext):
+    if not ctx.store_path:
+        return None
+    from envfactory.data.store import RecordStore
+    if ctx.store_path not in _stores:
+        _stores[ctx.store_path] = RecordStore(ctx.store_path)
+    return _stores[ctx.store_path]
+
+
+def make_chain_graph():
+    g = StateGraph(ChainState, context_schema=QueryGenContext)
+    g.add_node("split_turns", split_turns)
+    g.add_node("generate_queries", generate_queries)
+    g.add_node("calibrate", calibrate)
+    g.add_node("roll_out", roll_out)
+    g.add_node("verify", verify)
+    g.add_edge(START, "split_turns")
+    g.add_edge("split_turns", "generate_queries")
+    g.add_edge("generate_queries", "calibrate")
+    g.add_edge("calibrate", "roll_out")
+    g.add_edge("roll_out", "verify")
+    g.add_edge("verify", END)
+    return g.compile(name="QueryGen chain")
+
+
+def make_graph():
+    """The QueryGen graph (compiled without a checkpointer: ``langgraph dev`` injects one)."""
+    g = StateGraph(QueryGenState, input_schema=QueryGenInput, context_schema=QueryGenContext)
+    g.add_node("sample_chains", sample_chains)
+    g.add_node("process_chain", make_chain_graph())
+    g.add_node("summarize", summarize)
+    g.add_edge(START, "sample_chains")
+    g.add_conditional_edges("sample_chains", fan_out, ["process_chain", "summarize"])
+    g.add_edge("process_chain", "summarize")
+    g.add_edge("summarize", END)
+    return g.compile(name="QueryGen")
