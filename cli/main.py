@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "envfactory.cli.bench_cmd",
     "envfactory.cli.prompts_cmd",
     "envfactory.cli.graph_cmd",
+    "envfactory.cli.generate_cmd",
 ]
 
 

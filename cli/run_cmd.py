@@ -1,0 +1,80 @@
+"""``envfactory run``: the main job, end to end on the bundled catalog, offline by default.
+
+validate every environment -> build and confirm tool graphs -> sample chains -> QueryGen
+(queries, rollouts, verification) into a resumable record store -> summary.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _validate_all(names: list[str], show: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    from envfactory.envs.validate import validate_package
+    rows = []
+    for name in tqdm(names, desc="validating environments (sandboxed)", disable=not show, file=sys.stderr):
+        report = validate_package(name)
+        rows.append({"env": name, "domain": report.domain, "tools": report.tools, "tests": f"{report.tests_passed}/{report.tests_total}",
+                     "coverage": f"{report.paths_covered}/{report.paths_total}", "verdict": report.verdict,
+                     "line": report.verdict_line})
+    return rows
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from envfactory.envs import catalog_names
+    from envfactory.graphs.querygen import QueryGenContext, make_graph
+    show = not args.json
+    started = time.perf_counter()
+    names = args.envs or catalog_names()
+    validation = _validate_all(names, show)
+    if show:
+        print(f"\n{'env':<15}{'domain':<20}{'tools':>6}{'tests':>9}{'coverage':>10}  verdict")
+        for r in validation:
+            print(f"{r['env']:<15}{r['domain']:<20}{r['tools']:>6}{r['tests']:>9}{r['coverage']:>10}  {r['verdict']}")
+    good = [r["env"] for r in validation if r["verdict"] == "PASS"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    graph = make_graph()
+    ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(out / "records.sqlite"))
+    per_env = {}
+    for name in tqdm(good, desc="generating verified trajectories", disable=not show, file=sys.stderr):
+        result = graph.invoke({"envs": [name], "n": args.n, "seed": args.seed}, context=ctx,
+                              config={"max_concurrency": args.concurrency})
+        per_env[name] = result["summary"]
+    from envfactory.data.store import RecordStore
+    store = RecordStore(out / "records.sqlite")
+    summary = {"validated": len(validation), "passed_validation": len(good), "per_env": per_env,
+               "store": str(out / "records.sqlite"), "records": store.counts(), "seconds": round(time.perf_counter() - started, 1),
+               "tier": "offline (template queries, oracle rollouts): no model configured"}
+    if args.json:
+        print(json.dumps({"validation": validation, "summary": summary}, indent=2))
+    else:
+        print(f"\n{'env':<15}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}  pass rate  rejected by reason")
+        for name, s in per_env.items():
+            rate = "-" if s["mean_pass_rate"] is None else f"{s['mean_pass_rate']:.2f}"
+            print(f"{name:<15}{s['chains']:>7}{s['accepted']:>9}{s['rejected']:>9}{s['skipped_as_done']:>8}"
+                  f"{s['discarded_chains']:>10}  {rate:>9}  {s['rejected_by_reason'] or '-'}")
+        counts = summary["records"]
+        print(f"\n{len(good)}/{len(validation)} environments verified; store {summary['store']} holds "
+              f"{counts.get('accepted', 0)} accepted and {counts.get('rejected', 0)} rejected trajectories "
+              f"({summary['tier']}); {summary['seconds']} s.")
+    return 0 if len(good) == len(validation) else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="the main job: validate the catalog, sample, generate and verify trajectories")
+    p.add_argument("envs", nargs="*", help="environments (default: the whole bundled catalog)")
+    p.add_argument("--n", type=int, default=8, help="chains per environment")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=["single", "conv"], default="single")
+    p.add_argument("--rollouts", type=int, default=2, help="rollouts per task (pass@k)")
+    p.add_argument("--concurrency", type=int, default=8, help="chains processed at once")
+    p.add_argument("--out", default="out/run", help="where the record store goes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_run)

@@ -1,0 +1,87 @@
+"""QueryGen's offline tier end to end: real verified trajectories with no model, a store that
+resumes without losing or duplicating, and the leakage check."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from envfactory.agents.query_agent import leaked_terms, split_turns
+from envfactory.data.store import RecordStore
+from envfactory.envs.sampling import GoldTrajectory
+from envfactory.graphs.querygen import QueryGenContext, make_graph, _sampler
+
+
+def test_offline_run_produces_verified_labelled_trajectories(tmp_path):
+    out = make_graph().invoke({"envs": ["library"], "n": 3, "seed": 1},
+                              context=QueryGenContext(rollouts=2, store_path=str(tmp_path / "r.sqlite")))
+    assert out["summary"]["accepted"] == 3
+    for rec in out["records"]:
+        v = rec["verification"]
+        assert v["accepted"] and v["pass_rate"] == 1.0 and v["reward"]["state_equal"]
+        assert rec["provenance"]["tiers"] == {"query": "offline:template-verbalizer", "refine": "offline:no-refinement",
+                                              "rollout": "offline:oracle-replay"}
+        roles = [m["role"] for m in rec["messages"]]
+        assert roles[0] == "system" and roles[1] == "user" and roles[-1] == "assistant"
+        called = [c["name"] for m in rec["messages"] for c in m["tool_calls"]]
+        assert called == [c["name"] for t in rec["turns"] for c in t["gold_calls"]]
+    assert len(RecordStore(tmp_path / "r.sqlite")) == 3
+
+
+def test_resume_skips_finished_tasks_without_duplicates(tmp_path):
+    store = str(tmp_path / "r.sqlite")
+    g = make_graph()
+    first = g.invoke({"envs": ["library"], "n": 2, "seed": 0}, context=QueryGenContext(rollouts=1, store_path=store))
+    second = g.invoke({"envs": ["library"], "n": 5, "seed": 0}, context=QueryGenContext(rollouts=1, store_path=store))
+    assert second["summary"]["skipped_as_done"] == 2 and second["summary"]["accepted"] == 3
+    keys = [r.key for r in RecordStore(store).query()]
+    assert len(keys) == 5 == len(set(keys))
+    assert {r["key"] for r in first["records"]} <= set(keys)
+
+
+@pytest.mark.slow
+def test_killed_generate_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    store = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "envfactory.cli.main", "generate", "library", "--n", "12", "--rollouts", "40",
+           "--concurrency", "1", "--store", str(store), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if store.exists():
+            try:
+                done = sqlite3.connect(store).execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            except sqlite3.Error:
+                done = 0
+            if done >= 2:
+                break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r.key for r in RecordStore(store).query()}
+    assert 2 <= len(before) < 12, "the run was not interrupted mid-way"
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    after = [r.key for r in RecordStore(store).query()]
+    assert len(after) == 12 == len(set(after)) and before <= set(after)
+
+
+def test_leakage_check_flags_tool_names_keys_and_hidden_ids():
+    leaks = leaked_terms("please run checkout_book with member_id 17 for book 42",
+                         ["checkout_book"], ["member_id", "book_id"], [42])
+    assert leaks == ["tool name checkout_book", "parameter key member_id", "id 42 that comes from a tool output"]
+    assert leaked_terms("Could you lend me the Copper Atlas? My email is ada@example.org",
+                        ["checkout_book"], ["member_id"], [42]) == []
+
+
+def test_turn_split_is_deterministic_and_covers_every_call():
+    sampler = _sampler(("library",), 1)
+    chains = [t for t in (sampler.sample(s) for s in range(20)) if isinstance(t, GoldTrajectory)]
+    for chain in chains:
+        turns = split_turns(chain, chain.seed)
+        assert turns == split_turns(chain, chain.seed)
+        assert [i for t in turns for i in t] == list(range(len(chain.calls)))
