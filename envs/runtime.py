@@ -122,6 +122,8 @@ def _import_tools_module(package_dir: Path, manifest: Manifest):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except MemoryError:
+        raise  # resource exhaustion is the sandbox's to report, not a package error
     except Exception as exc:  # a broken module is the package's fault; say where
         raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
     return module
@@ -409,6 +411,9 @@ class Episode:
         except ToolCallError as exc:
             self._rollback()
             return self._fail(tool.name, arguments, exc.kind, exc.message)
+        except MemoryError:
+            self._rollback()
+            raise
         except Exception as exc:  # a bug in the environment, not the agent's fault
             self._rollback()
             return self._fail(tool.name, arguments, "internal", f"{tool.name} failed with an internal error: {type(exc).__name__}: {exc}")

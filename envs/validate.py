@@ -1,0 +1,223 @@
+"""Verified means executed: validate a package in a sandboxed subprocess.
+
+Stages (all inside the sandbox): import (manifest, schema, seed, tool module), tool listing and
+schema checks, the environment's own tests, a determinism check (the same calls twice give the
+same state hashes and outputs), coverage (every tool on a success and an error path), and the
+catalog quality bar (warnings, or failures with ``strict``).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .runtime import CATALOG_DIR, VERIFIED_FILE, package_digest, resolve_package
+from .sandbox import SandboxLimits, SandboxResult, new_workspace, run_sandboxed
+
+
+class Stage(BaseModel):
+    name: str
+    status: Literal["ok", "fail", "skip"]
+    messages: list[str] = []
+
+
+class ValidationReport(BaseModel):
+    env: str
+    version: str = ""
+    domain: str = ""
+    path: str
+    digest: str = ""
+    verdict: Literal["PASS", "FAIL"]
+    verdict_line: str
+    stages: list[Stage] = []
+    tools: int = 0
+    tests_total: int = 0
+    tests_passed: int = 0
+    failures: list[str] = []
+    coverage: dict[str, dict[str, bool]] = {}
+    paths_total: int = 0
+    paths_covered: int = 0
+    deterministic: bool | None = None
+    warnings: list[str] = []
+    sandbox: SandboxResult | None = None
+    duration_s: float = 0.0
+
+
+# ---------------------------------------------------------------- inside the sandbox
+
+def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
+    from .errors import EnvironmentPackageError
+    from .quality import quality_problems
+    from .runtime import Environment
+    from .testcases import load_suite, run_suite
+
+    stages: list[dict] = []
+    out: dict[str, Any] = {"stages": stages, "warnings": []}
+    try:
+        env = Environment.load(package, trust=True)
+    except EnvironmentPackageError as exc:
+        stages.append({"name": "import", "status": "fail", "messages": [exc.problem]})
+        return out
+    except MemoryError:
+        raise
+    except Exception as exc:
+        stages.append({"name": "import", "status": "fail", "messages": [f"{type(exc).__name__}: {exc}"]})
+        return out
+    out.update(env=env.name, version=env.manifest.version, domain=env.manifest.domain, tools=len(env.tools))
+    stages.append({"name": "import", "status": "ok", "messages": [f"{len(env.tools)} tools, {len(env.tables)} tables"]})
+
+    declared = set(env.tools)
+    module = next(iter(env.tools.values())).fn.__module__ if env.tools else None
+    extra = []
+    if module and module in sys.modules:
+        extra = sorted(n for n, f in vars(sys.modules[module]).items()
+                       if inspect.isfunction(f) and f.__module__ == module and not n.startswith("_") and n not in declared)
+    if extra:
+        out["warnings"].append(f"public functions not declared as tools: {', '.join(extra)}")
+    stages.append({"name": "tools", "status": "ok", "messages": [f"every declared tool is implemented"]})
+
+    if not env.manifest.tests:
+        stages.append({"name": "tests", "status": "fail", "messages": ["the manifest declares no tests file"]})
+        return out
+    try:
+        suite = load_suite(env.package_dir / env.manifest.tests)
+    except Exception as exc:
+        stages.append({"name": "tests", "status": "fail", "messages": [f"{env.manifest.tests} is invalid: {exc}"]})
+        return out
+    first = run_suite(env, suite)
+    failures = [f"{c.name}: {f}" for c in first.cases for f in c.failures]
+    out.update(tests_total=len(first.cases), tests_passed=first.passed, failures=failures,
+               coverage=first.coverage)
+    stages.append({"name": "tests", "status": "ok" if not failures else "fail", "messages": failures[:20]})
+
+    second = run_suite(env, suite)
+    same = ([c.step_hashes for c in first.cases] == [c.step_hashes for c in second.cases]
+            and [c.outputs for c in first.cases] == [c.outputs for c in second.cases])
+    out["deterministic"] = same
+    stages.append({"name": "determinism", "status": "ok" if same else "fail",
+                   "messages": [] if same else ["running the same calls twice gave different states or outputs "
+                                                "(time, randomness or hidden state in the tool code?)"]})
+
+    uncovered = first.uncovered()
+    stages.append({"name": "coverage", "status": "ok" if not uncovered else "fail",
+                   "messages": [f"not exercised: {', '.join(uncovered)}"] if uncovered else []})
+    problems = quality_problems(env)
+    if problems:
+        if strict:
+            stages.append({"name": "quality", "status": "fail", "messages": problems})
+        else:
+            out["warnings"] += problems
+    return out
+
+
+# ---------------------------------------------------------------- in the caller
+
+def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, strict: bool = False,
+                     write_record: bool = True) -> ValidationReport:
+    """Validate a bundled name or a package folder in a fresh sandbox; never hangs, never raises
+    for a broken or hostile package (the report says what happened)."""
+    started = time.perf_counter()
+    try:
+        package_dir = resolve_package(ref)
+    except Exception as exc:
+        return _report_failure(str(ref), str(ref), f"cannot find the package: {exc}", started)
+    workspace = new_workspace()
+    try:
+        target = workspace / "package"
+        shutil.copytree(package_dir, target, ignore=shutil.ignore_patterns("__pycache__", VERIFIED_FILE))
+        result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict}, workspace, limits)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    digest = package_digest(package_dir)
+    payload = result.payload or {}
+    name = payload.get("env") or package_dir.name
+    if result.status != "ok" or "stages" not in payload:
+        reason = {"timeout": "stopped: it ran past the wall-clock limit",
+                  "cpu_limit": "stopped: it used more CPU time than allowed",
+                  "memory_limit": "stopped: it used more memory than allowed",
+                  "blocked": f"stopped: the sandbox refused {result.detail}",
+                  "killed_by_signal": f"crashed: {result.detail}",
+                  "crashed": f"crashed: {result.detail}"}.get(result.status, result.detail or payload.get("error", "no result"))
+        if result.status == "ok":
+            reason = f"validation itself failed: {payload.get('error', 'no result')}"
+        rep = _report_failure(name, str(package_dir), reason, started, result)
+        rep.digest = digest
+        return rep
+    stages = [Stage(**s) for s in payload["stages"]]
+    failed = [s for s in stages if s.status == "fail"]
+    cov = payload.get("coverage", {})
+    total_paths = 2 * len(cov)
+    covered = sum(v for paths in cov.values() for v in paths.values())
+    verdict = "FAIL" if failed else "PASS"
+    duration = time.perf_counter() - started
+    if failed:
+        line = f"FAIL {name}: {failed[0].name}: {'; '.join(failed[0].messages[:2]) or 'failed'}"
+    else:
+        line = (f"PASS {name} {payload.get('version', '')}: {payload.get('tests_passed')}/{payload.get('tests_total')} tests, "
+                f"{covered}/{total_paths} tool paths covered, deterministic ({duration:.1f} s)")
+    report = ValidationReport(env=name, version=payload.get("version", ""), domain=payload.get("domain", ""),
+                              path=str(package_dir), digest=digest, verdict=verdict, verdict_line=line, stages=stages,
+                              tools=payload.get("tools", 0), tests_total=payload.get("tests_total", 0),
+                              tests_passed=payload.get("tests_passed", 0), failures=payload.get("failures", []),
+                              coverage=cov, paths_total=total_paths, paths_covered=covered,
+                              deterministic=payload.get("deterministic"), warnings=payload.get("warnings", []),
+                              sandbox=result, duration_s=round(duration, 2))
+    if verdict == "PASS" and write_record and CATALOG_DIR not in package_dir.parents:
+        write_verified(package_dir, report)
+    return report
+
+
+def write_verified(package_dir: Path, report: ValidationReport) -> Path:
+    path = package_dir / VERIFIED_FILE
+    path.write_text(json.dumps({"digest": report.digest, "validated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                "report": json.loads(report.model_dump_json(exclude={"sandbox": {"stderr_tail"}}))}, indent=1))
+    return path
+
+
+def _report_failure(name: str, path: str, reason: str, started: float, sandbox: SandboxResult | None = None) -> ValidationReport:
+    return ValidationReport(env=name, path=path, verdict="FAIL", verdict_line=f"FAIL {name}: {reason}",
+                            stages=[Stage(name="sandbox", status="fail", messages=[reason])], sandbox=sandbox,
+                            duration_s=round(time.perf_counter() - started, 2))
+
+
+def run_validate_command(args) -> int:
+    from tqdm import tqdm
+
+    from .runtime import catalog_names
+    if args.all:
+        targets = catalog_names()
+    elif args.target:
+        targets = [args.target]
+    else:
+        print("name a package or pass --all", file=sys.stderr)
+        return 2
+    limits = SandboxLimits(wall_seconds=args.timeout)
+    reports = [validate_package(t, limits=limits) for t in tqdm(targets, desc="validating", file=sys.stderr,
+                                                                 disable=args.json or len(targets) == 1)]
+    if args.json:
+        print(json.dumps([json.loads(r.model_dump_json()) for r in reports], indent=2))
+    elif len(reports) == 1:
+        r = reports[0]
+        print(r.verdict_line)
+        for s in r.stages:
+            if s.status == "fail":
+                for m in s.messages[:10]:
+                    print(f"  {s.name}: {m}")
+        for w in r.warnings:
+            print(f"  warning: {w}")
+    else:
+        print(f"{'env':<16}{'domain':<20}{'tools':>6}{'tests':>9}{'coverage':>10}  verdict")
+        for r in reports:
+            print(f"{r.env:<16}{r.domain:<20}{r.tools:>6}{str(r.tests_passed) + '/' + str(r.tests_total):>9}"
+                  f"{str(r.paths_covered) + '/' + str(r.paths_total):>10}  {r.verdict}")
+        for r in reports:
+            if r.verdict == "FAIL":
+                print(r.verdict_line)
+    return 0 if all(r.verdict == "PASS" for r in reports) else 1
