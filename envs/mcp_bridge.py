@@ -1,0 +1,378 @@
+"""Everything that touches MCP lives here (mcp 1.x SDK + langchain-mcp-adapters 0.3.x), so a move
+to the next SDK generation is one file.
+
+Serving. ``build_server(env)`` makes a low-level MCP server whose tools come from the manifest
+(per-parameter descriptions, output schemas, read/write annotations). Every caller gets its own
+isolated ``Episode``: by default one per MCP session (a connection, or an ``Mcp-Session-Id`` over
+streamable HTTP); a request may name an episode explicitly with ``_meta: {"episode_id": "..."}``,
+so several sessions can share one. Episodes close with their session; explicit ones are capped
+(least recently used first out).
+
+Control operations (reset, snapshot, restore, state hash, diff) are hidden tools under the
+reserved ``_ef_`` prefix: callable over every transport, never listed in ``tools/list``, so an agent
+never sees them. Over HTTP they require the server's control token. ``EpisodeControl`` wraps them.
+
+Errors come back as MCP tool errors (``isError: true``) carrying the runtime's precise message.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import secrets
+import sys
+import weakref
+from collections import OrderedDict
+from typing import Any, AsyncIterator
+
+import mcp.types as types
+from mcp.client.session import ClientSession
+from mcp.server.lowlevel import Server
+from mcp.shared.memory import create_connected_server_and_client_session
+
+from .runtime import Environment, Episode
+from .state import Snapshot
+
+CONTROL_PREFIX = "_ef_"
+CONTROL_TOOLS = ("reset", "state", "diff", "snapshot", "restore")
+logging.getLogger("mcp").setLevel(logging.WARNING)  # per-request INFO logs cost more than the call
+
+
+class _HideControlToolNoise(logging.Filter):
+    """The SDK warns that hidden control tools are "not listed"; that is their point."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not ("not listed" in record.getMessage() and CONTROL_PREFIX in record.getMessage())
+
+
+for _name in ("client", "mcp.server.lowlevel.server"):
+    logging.getLogger(_name).addFilter(_HideControlToolNoise())
+
+
+class EpisodeRegistry:
+    """Maps MCP sessions and explicit episode ids to episodes."""
+
+    def __init__(self, env: Environment, max_named: int = 1024):
+        self.env = env
+        self.max_named = max_named
+        self._by_session: "weakref.WeakKeyDictionary[Any, Episode]" = weakref.WeakKeyDictionary()
+        self._named: "OrderedDict[str, Episode]" = OrderedDict()
+
+    def for_request(self, session: Any, meta: Any) -> Episode:
+        episode_id = getattr(meta, "episode_id", None) if meta is not None else None
+        if episode_id:
+            ep = self._named.get(episode_id)
+            if ep is None:
+                ep = self._named[episode_id] = self.env.episode(episode_id=str(episode_id))
+                while len(self._named) > self.max_named:
+                    _, old = self._named.popitem(last=False)
+                    old.close()
+            self._named.move_to_end(episode_id)
+            return ep
+        ep = self._by_session.get(session)
+        if ep is None:
+            ep = self._by_session[session] = self.env.episode()
+            weakref.finalize(session, ep.close)
+        return ep
+
+    @property
+    def live(self) -> int:
+        return len(self._by_session) + len(self._named)
+
+
+def _tool_definitions(env: Environment) -> list[types.Tool]:
+    tools = []
+    for spec in env.tool_specs:
+        tools.append(types.Tool(
+            name=spec.name, description=spec.description, inputSchema=spec.input_schema,
+            outputSchema=spec.output_schema if spec.output_schema.get("type") == "object" else None,
+            annotations=types.ToolAnnotations(readOnlyHint=spec.read_only, destructiveHint=not spec.read_only,
+                                              idempotentHint=spec.read_only, openWorldHint=False)))
+    return tools
+
+
+def _result(payload: Any, is_error: bool = False) -> types.CallToolResult:
+    if is_error:
+        return types.CallToolResult(content=[types.TextContent(type="text", text=str(payload))], isError=True)
+    text = json.dumps(payload, ensure_ascii=False)
+    structured = payload if isinstance(payload, dict) else {"result": payload}
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structuredContent=structured,
+                                isError=False)
+
+
+def build_server(env: Environment, *, control_token: str | None = None, max_named_episodes: int = 1024) -> Server:
+    """An MCP server for ``env``. ``control_token``: required by control operations when set (HTTP)."""
+    server: Server = Server(f"envfactory-{env.name}", version=env.manifest.version,
+                            instructions=env.manifest.description)
+    registry = EpisodeRegistry(env, max_named_episodes)
+    definitions = _tool_definitions(env)
+    server.envfactory_registry = registry  # for tests and diagnostics
+
+    @server.list_tools()
+    async def list_tools() -> list[types.Tool]:
+        return definitions
+
+    @server.call_tool(validate_input=False)  # the runtime validates, with messages that name the argument
+    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        ctx = server.request_context
+        episode = registry.for_request(ctx.session, ctx.meta)
+        if name.startswith(CONTROL_PREFIX):
+            return _control(episode, name[len(CONTROL_PREFIX):], arguments or {}, control_token)
+        result = episode.call(name, arguments or {})
+        return _result(result.output) if result.ok else _result(result.error, is_error=True)
+
+    return server
+
+
+def _control(episode: Episode, op: str, args: dict[str, Any], token: str | None) -> types.CallToolResult:
+    if token is not None and not secrets.compare_digest(str(args.get("token", "")), token):
+        return _result("control operations need the server's control token", is_error=True)
+    if op == "reset":
+        episode.reset()
+        return _result({"episode_id": episode.id, "state_hash": episode.state_hash()})
+    if op == "state":
+        return _result({"episode_id": episode.id, "state_hash": episode.state_hash(), "calls": len(episode.calls)})
+    if op == "diff":
+        return _result(json.loads(episode.diff().model_dump_json()))
+    if op == "snapshot":
+        snap = episode.snapshot()
+        dirty = {t: sorted(r) for t, r in snap.dirty.items()} if snap.dirty is not None else None
+        return _result({"data": base64.b64encode(snap.data).decode(), "dirty": dirty})
+    if op == "restore":
+        try:
+            dirty = args.get("dirty")
+            snap = Snapshot(base64.b64decode(args["data"]), {t: set(r) for t, r in dirty.items()} if dirty is not None else None)
+            episode.restore(snap)
+        except (KeyError, ValueError) as exc:
+            return _result(f"restore needs the 'data' of a snapshot: {exc}", is_error=True)
+        return _result({"episode_id": episode.id, "state_hash": episode.state_hash()})
+    return _result(f"unknown control operation {op!r}; known: {', '.join(CONTROL_TOOLS)}", is_error=True)
+
+
+class EpisodeControl:
+    """Client-side control of the episode behind a session (never visible to the agent)."""
+
+    def __init__(self, session: ClientSession, episode_id: str | None = None, token: str | None = None):
+        self.session = session
+        self.meta = {"episode_id": episode_id} if episode_id else None
+        self.token = token
+
+    async def _call(self, op: str, **args: Any) -> dict[str, Any]:
+        if self.token:
+            args["token"] = self.token
+        res = await self.session.call_tool(CONTROL_PREFIX + op, args, meta=self.meta)
+        if res.isError:
+            raise RuntimeError(res.content[0].text)
+        return res.structuredContent or {}
+
+    async def reset(self) -> str:
+        return (await self._call("reset"))["state_hash"]
+
+    async def state_hash(self) -> str:
+        return (await self._call("state"))["state_hash"]
+
+    async def diff(self) -> dict[str, Any]:
+        return await self._call("diff")
+
+    async def diff_summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for c in (await self.diff())["changes"]:
+            out.setdefault(c["table"], {"insert": 0, "update": 0, "delete": 0})[c["kind"]] += 1
+        return out
+
+    async def snapshot(self) -> dict[str, Any]:
+        return await self._call("snapshot")
+
+    async def restore(self, snapshot: dict[str, Any]) -> str:
+        return (await self._call("restore", **snapshot))["state_hash"]
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        return await self.session.call_tool(tool, arguments, meta=self.meta)
+
+
+# ---------------------------------------------------------------- client sessions
+
+@contextlib.asynccontextmanager
+async def in_memory_session(env_or_server: Environment | Server) -> AsyncIterator[ClientSession]:
+    server = build_server(env_or_server) if isinstance(env_or_server, Environment) else env_or_server
+    async with create_connected_server_and_client_session(server, raise_exceptions=False) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def stdio_session(command: str, args: list[str], env: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+    async with stdio_client(StdioServerParameters(command=command, args=args, env=env)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+@contextlib.asynccontextmanager
+async def http_session(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
+    import httpx
+    from mcp.client.streamable_http import streamable_http_client
+    async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300)) as client:
+        async with streamable_http_client(url, http_client=client) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+@contextlib.asynccontextmanager
+async def episode_tools(source: Environment | Server | ClientSession, *,
+                        control_token: str | None = None) -> AsyncIterator[tuple[list, EpisodeControl]]:
+    """LangChain tools bound to ONE episode (the held session's) for the whole block, plus its
+    control handle.
+
+    The adapters open a new session per tool call unless given a held session, and a new session
+    would mean a new episode; so the session is held here. MCP tool errors become error
+    ToolMessages the model can act on (``handle_tool_errors``), not exceptions.
+    """
+    from langchain_mcp_adapters.tools import load_mcp_tools
+
+    async with contextlib.AsyncExitStack() as stack:
+        session = source if isinstance(source, ClientSession) else await stack.enter_async_context(in_memory_session(source))
+        tools = await load_mcp_tools(session, handle_tool_errors=True)
+        yield tools, EpisodeControl(session, token=control_token)
+
+
+def multi_server_client(connections: dict[str, dict[str, Any]]):
+    """A langchain-mcp-adapters client; use ``client.session(name)`` to hold one episode."""
+    from langchain_mcp_adapters.client import MultiServerMCPClient
+    return MultiServerMCPClient(connections)
+
+
+# ---------------------------------------------------------------- serving
+
+async def serve_stdio(env: Environment) -> None:
+    from mcp.server.stdio import stdio_server
+    server = build_server(env)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def http_app(env: Environment, control_token: str | None = None):
+    """A Starlette app serving ``env`` over streamable HTTP at ``/mcp`` (stateful sessions)."""
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    server = build_server(env, control_token=control_token)
+    manager = StreamableHTTPSessionManager(app=server, stateless=False)
+
+    async def handle(scope, receive, send):
+        await manager.handle_request(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with manager.run():
+            yield
+
+    app = Starlette(routes=[Mount("/mcp", app=handle)], lifespan=lifespan)
+    app.state.mcp_server = server
+    return app
+
+
+def run_serve_command(args) -> int:
+    env = Environment.load(args.env, trust=args.trust)
+    if args.transport == "stdio":
+        asyncio.run(serve_stdio(env))
+        return 0
+    import uvicorn
+    token = secrets.token_urlsafe(16)
+    info = {"url": f"http://{args.host}:{args.port}/mcp", "control_token": token, "env": env.name}
+    print(json.dumps(info) if args.json else
+          f"serving {env.name} at {info['url']} (control token for _ef_ operations: {token})", file=sys.stderr, flush=True)
+    uvicorn.run(http_app(env, control_token=token), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+# ---------------------------------------------------------------- baselines for benchmarks
+
+def reference_style_scenario_server(scenario: dict[str, Any], repeat: int) -> float:
+    """The reference system's reset: ship the whole state as JSON through an MCP tool call
+    (``load_scenario``) into pydantic models, and dump it back (``save_scenario``), on a bare
+    FastMCP server in memory. Returns median seconds per load+save."""
+    import statistics
+    import time
+
+    from mcp.server.fastmcp import FastMCP
+    from pydantic import BaseModel
+
+    class Entity(BaseModel):
+        model_config = {"extra": "allow"}
+
+    class Scenario(BaseModel):
+        tables: dict[str, dict[str, Entity]]
+
+    holder: dict[str, Scenario] = {}
+    app = FastMCP("reference-style", log_level="WARNING")
+
+    @app.tool()
+    def load_scenario(scenario: dict) -> str:
+        holder["s"] = Scenario(tables=scenario)
+        return "Successfully loaded"
+
+    @app.tool()
+    def save_scenario() -> dict:
+        return holder["s"].model_dump()["tables"]
+
+    async def run() -> float:
+        async with create_connected_server_and_client_session(app._mcp_server) as session:
+            samples = []
+            for i in range(repeat + 1):
+                t = time.perf_counter()
+                await session.call_tool("load_scenario", {"scenario": scenario})
+                await session.call_tool("save_scenario", {})
+                if i:
+                    samples.append(time.perf_counter() - t)
+            return statistics.median(samples)
+
+    return asyncio.run(run())
+
+
+async def _raw_call(session: ClientSession, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    """tools/call without the SDK client's per-call jsonschema check of the result, so that
+    benchmarks compare servers rather than how rich each tool's output schema is."""
+    request = types.ClientRequest(types.CallToolRequest(params=types.CallToolRequestParams(name=name, arguments=arguments)))
+    return await session.send_request(request, types.CallToolResult)
+
+
+def bare_fastmcp_call_seconds(fn, arguments: dict[str, Any], n: int, client_validation: bool = False) -> float:
+    """Per-call seconds of ``fn`` registered on a bare FastMCP server, called in memory."""
+    import time
+
+    from mcp.server.fastmcp import FastMCP
+    app = FastMCP("bare", log_level="WARNING")
+    app.add_tool(fn, name="tool")
+
+    async def run() -> float:
+        async with create_connected_server_and_client_session(app._mcp_server) as session:
+            call = session.call_tool if client_validation else (lambda name, args: _raw_call(session, name, args))
+            await call("tool", arguments)
+            t = time.perf_counter()
+            for _ in range(n):
+                await call("tool", arguments)
+            return (time.perf_counter() - t) / n
+
+    return asyncio.run(run())
+
+
+def our_in_memory_call_seconds(env: Environment, tool: str, arguments: dict[str, Any], n: int,
+                               client_validation: bool = False) -> float:
+    import time
+
+    async def run() -> float:
+        async with in_memory_session(env) as session:
+            call = session.call_tool if client_validation else (lambda name, args: _raw_call(session, name, args))
+            res = await call(tool, arguments)
+            assert not res.isError, res
+            t = time.perf_counter()
+            for _ in range(n):
+                await call(tool, arguments)
+            return (time.perf_counter() - t) / n
+
+    return asyncio.run(run())
