@@ -196,7 +196,7 @@ class EpisodeControl:
 
 @contextlib.asynccontextmanager
 async def in_memory_session(env_or_server: Environment | Server) -> AsyncIterator[ClientSession]:
-    server = build_server(env_or_server) if isinstance(env_or_server, Environment) else env_or_server
+    server = env_or_server if isinstance(env_or_server, Server) else build_server(env_or_server)
     async with create_connected_server_and_client_session(server, raise_exceptions=False) as session:
         yield session
 
