@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    return int(args.handler(args) or 0)
+    from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
+    try:
+        return int(args.handler(args) or 0)
+    except (EnvironmentPackageError, UntrustedCodeError, FileNotFoundError) as exc:
+        print(f"envfactory: {exc}", file=sys.stderr)  # a clear message, not a traceback
+        return 2
 
 
 if __name__ == "__main__":
