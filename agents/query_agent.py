@@ -110,3 +110,9 @@ def hidden_values(traj: GoldTrajectory, indices: list[int] | None = None) -> lis
     stated = {repr(v) for c in traj.calls for v in stated_values(c).values()}
     return [c.arguments[p] for c in calls for p, b in c.bindings.items()
             if b.source == "call" and p in c.arguments and repr(c.arguments[p]) not in stated]
+
+
+class GeneratedQueries(BaseModel):
+    """What the query model must return: one user message per turn."""
+
+    queries: list[str]

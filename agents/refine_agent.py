@@ -37,3 +37,9 @@ def tool_and_param_names(tools: list[dict[str, Any]]) -> tuple[list[str], list[s
     names = [t["function"]["name"] for t in tools]
     params = sorted({p for t in tools for p in t["function"]["parameters"].get("properties", {})})
     return names, params
+
+
+class RefinedQueries(BaseModel):
+    """What the refine model must return: one rewritten message per input message."""
+
+    queries: list[str]

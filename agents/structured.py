@@ -1,0 +1,102 @@
+"""Structured outputs with bounded retries.
+
+The model is asked for JSON matching a pydantic schema. Output that does not parse or validate is
+sent back with the validation error (up to ``max_retries`` times); then the step fails with
+``StructuredOutputError``, which callers turn into a rejection with its reason, never a crash.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+class StructuredOutputError(Exception):
+    def __init__(self, schema: str, attempts: list[dict[str, Any]]):
+        self.schema, self.attempts = schema, attempts
+        last = attempts[-1]["error"] if attempts else "no attempt"
+        super().__init__(f"model output did not match {schema} after {len(attempts)} attempt(s); last error: {last}")
+
+
+@dataclass
+class StructuredResult(Generic[T]):
+    value: T
+    attempts: int
+    messages: list[AIMessage] = field(default_factory=list)
+
+    @property
+    def usage(self) -> dict[str, int]:
+        out = {"input_tokens": 0, "output_tokens": 0}
+        for m in self.messages:
+            for k in out:
+                out[k] += (m.usage_metadata or {}).get(k, 0)
+        return out
+
+
+def extract_json(text: str) -> Any:
+    """JSON from a reply: the whole text, else a fenced block, else the outermost object."""
+    text = text.strip()
+    candidates = [text] + _FENCE.findall(text)
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start:end + 1])
+    for c in candidates:
+        try:
+            return json.loads(c)
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("the reply holds no JSON object")
+
+
+def _parse(reply: AIMessage, schema: type[T]) -> T:
+    for call in reply.tool_calls or []:
+        if call["name"] == schema.__name__:
+            return schema.model_validate(call["args"])
+    if reply.tool_calls:
+        names = ", ".join(c["name"] for c in reply.tool_calls)
+        raise ValueError(f"expected a call of {schema.__name__}, got a call of {names}")
+    content = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
+    return schema.model_validate(extract_json(content))
+
+
+def invoke_structured(model, messages: list[BaseMessage], schema: type[T], max_retries: int = 2,
+                      use_tool_calling: bool = True, config: dict | None = None) -> StructuredResult[T]:
+    """Ask ``model`` for a ``schema`` instance; retries with the error shown to the model."""
+    bound = model
+    if use_tool_calling:
+        try:
+            bound = model.bind_tools([schema], tool_choice=schema.__name__)
+        except (NotImplementedError, TypeError):
+            bound = model
+    history = list(messages)
+    attempts: list[dict[str, Any]] = []
+    replies: list[AIMessage] = []
+    for _ in range(max_retries + 1):
+        reply = bound.invoke(history, config=config)
+        replies.append(reply)
+        try:
+            return StructuredResult(_parse(reply, schema), len(attempts) + 1, replies)
+        except (ValidationError, ValueError) as exc:
+            error = _describe(exc)
+            attempts.append({"raw": reply.content if not reply.tool_calls else reply.tool_calls, "error": error})
+            feedback = (f"Your reply did not match the required {schema.__name__} format: {error}\n"
+                        f"Reply again with the corrected {schema.__name__}.")
+            if reply.tool_calls:  # a tool call must be answered by tool messages before anything else
+                history += [reply] + [ToolMessage(feedback, tool_call_id=c["id"] or f"call_{i}")
+                                      for i, c in enumerate(reply.tool_calls)]
+            else:
+                history += [reply, HumanMessage(feedback)]
+    raise StructuredOutputError(schema.__name__, attempts)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    return str(exc)

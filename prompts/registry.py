@@ -1,0 +1,228 @@
+"""Versioned prompt templates.
+
+One file per version: ``templates/<agent>/<name>/v<N>.md.j2`` with YAML front matter (id, version,
+description, input_variables, output_schema, changelog) and a Jinja2 body. A body may split into
+``## system`` and ``## user`` sections, which become a system and a human message. Released
+versions are immutable (``templates/versions.lock.json`` pins their hashes); a change is a new
+file. Users add or override versions from their own directories (argument or
+``ENVFACTORY_PROMPTS_PATH``) without touching the package.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+LOCK_FILE = TEMPLATES_DIR / "versions.lock.json"
+_FILE = re.compile(r"^v(\d+)\.md\.j2$")
+_FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.S)
+
+
+class PromptError(Exception):
+    """Base class: every prompt problem names the template and what is wrong."""
+
+
+class UnknownPromptError(PromptError):
+    pass
+
+
+class UnknownVersionError(PromptError):
+    pass
+
+
+class FrontMatterError(PromptError):
+    pass
+
+
+class PromptVariableError(PromptError):
+    pass
+
+
+class Variable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+
+
+class FrontMatter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    version: int = Field(ge=1)
+    description: str
+    input_variables: list[Variable | str] = []
+    output_schema: str | None = None
+    changelog: str | None = None
+
+    def variables(self) -> list[str]:
+        return [v if isinstance(v, str) else v.name for v in self.input_variables]
+
+
+class PromptRef(BaseModel):
+    """What produced an artifact: recorded in environments, trajectories and reports."""
+
+    id: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    front: FrontMatter
+    body: str
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.front.id
+
+    @property
+    def version(self) -> str:
+        return f"v{self.front.version}"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @property
+    def ref(self) -> PromptRef:
+        return PromptRef(id=self.id, version=self.version, sha256=self.sha256)
+
+
+class RenderedPrompt(BaseModel):
+    ref: PromptRef
+    text: str
+    system: str | None = None
+    user: str | None = None
+
+    def messages(self) -> list:
+        """LangChain messages: a system and a human message when the template has both sections."""
+        from langchain_core.messages import HumanMessage, SystemMessage
+        if self.system is None and self.user is None:
+            return [HumanMessage(self.text)]
+        out = []
+        if self.system:
+            out.append(SystemMessage(self.system))
+        if self.user:
+            out.append(HumanMessage(self.user))
+        return out
+
+
+def _parse(path: Path) -> PromptTemplate:
+    text = path.read_text(encoding="utf-8")
+    match = _FRONT.match(text)
+    where = f"prompt template {path}"
+    if not match:
+        raise FrontMatterError(f"{where}: no YAML front matter (the file must start with '---', the fields, then '---')")
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise FrontMatterError(f"{where}: front matter is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise FrontMatterError(f"{where}: front matter must be a mapping of fields")
+    try:
+        front = FrontMatter.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise FrontMatterError(f"{where}: front matter is invalid: {problems}") from None
+    expected = f"v{front.version}.md.j2"
+    if path.name != expected:
+        raise FrontMatterError(f"{where}: version {front.version} in the front matter but the file is named {path.name} (expected {expected})")
+    return PromptTemplate(front, match.group(2), path)
+
+
+class PromptRegistry:
+    def __init__(self, extra_dirs: list[str | Path] | None = None):
+        env_dirs = [d for d in os.environ.get("ENVFACTORY_PROMPTS_PATH", "").split(os.pathsep) if d]
+        # later directories override earlier ones: package < environment variable < argument
+        self.dirs = [TEMPLATES_DIR, *map(Path, env_dirs), *map(Path, extra_dirs or [])]
+        self._jinja = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self._index: dict[str, dict[int, Path]] = {}
+        for base in self.dirs:
+            if not base.is_dir():
+                continue
+            for path in base.rglob("v*.md.j2"):
+                m = _FILE.match(path.name)
+                if m:
+                    prompt_id = path.parent.relative_to(base).as_posix()
+                    self._index.setdefault(prompt_id, {})[int(m.group(1))] = path
+
+    def ids(self) -> list[str]:
+        return sorted(self._index)
+
+    def versions(self, prompt_id: str) -> list[str]:
+        return [f"v{n}" for n in sorted(self._versions(prompt_id))]
+
+    def _versions(self, prompt_id: str) -> dict[int, Path]:
+        if prompt_id not in self._index:
+            raise UnknownPromptError(f"unknown prompt {prompt_id!r}; known prompts: {', '.join(self.ids())}")
+        return self._index[prompt_id]
+
+    def get(self, prompt_id: str, version: str | int = "latest") -> PromptTemplate:
+        versions = self._versions(prompt_id)
+        if version in ("latest", None, ""):
+            number = max(versions)
+        else:
+            text = str(version).lstrip("v")
+            if not text.isdigit() or int(text) not in versions:
+                raise UnknownVersionError(f"prompt {prompt_id!r} has no version {version!r}; it has {', '.join(self.versions(prompt_id))}")
+            number = int(text)
+        template = _parse(versions[number])
+        if template.front.id != prompt_id:
+            raise FrontMatterError(f"prompt template {versions[number]}: front matter id {template.front.id!r} does not match its folder {prompt_id!r}")
+        return template
+
+    def resolve(self, prompt_id: str, versions: dict[str, str] | None = None) -> PromptTemplate:
+        """The version a run asked for (a graph Context's ``prompt_versions``), else the latest."""
+        return self.get(prompt_id, (versions or {}).get(prompt_id, "latest"))
+
+    def render(self, prompt_id: str, version: str | int = "latest", **variables: Any) -> RenderedPrompt:
+        template = self.get(prompt_id, version)
+        label = f"{template.id}@{template.version}"
+        declared = set(template.front.variables())
+        extra = sorted(set(variables) - declared)
+        if extra:
+            raise PromptVariableError(f"{label}: variable(s) {', '.join(extra)} are not declared in its input_variables")
+        missing = sorted(declared - set(variables))
+        if missing:
+            raise PromptVariableError(f"{label}: missing variable(s) {', '.join(missing)}")
+        try:
+            compiled = self._jinja.from_string(template.body)
+            text = compiled.render(**variables)
+        except UndefinedError as exc:
+            raise PromptVariableError(f"{label}: the template uses an undeclared variable ({exc.message})") from None
+        except TemplateSyntaxError as exc:
+            raise FrontMatterError(f"{label}: template syntax error at line {exc.lineno}: {exc.message}") from None
+        system, user = _sections(text)
+        return RenderedPrompt(ref=template.ref, text=text, system=system, user=user)
+
+    def undeclared_in_body(self, template: PromptTemplate) -> set[str]:
+        """Variables the body uses that the front matter does not declare (a lint for authors)."""
+        used = meta.find_undeclared_variables(self._jinja.parse(template.body))
+        return used - set(template.front.variables())
+
+
+def _sections(text: str) -> tuple[str | None, str | None]:
+    parts = re.split(r"^## (system|user)\s*$", text, flags=re.M)
+    if len(parts) == 1:
+        return None, None
+    found = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+    return found.get("system"), found.get("user")
+
+
+_default: PromptRegistry | None = None
+
+
+def default_registry() -> PromptRegistry:
+    global _default
+    if _default is None:
+        _default = PromptRegistry()
+    return _default

@@ -1,0 +1,103 @@
+"""A local OpenAI-compatible server (``POST /v1/chat/completions``) that replays a script, so
+tests can drive the real langchain-openai client over HTTP without leaving 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+
+def text_reply(content: str) -> dict[str, Any]:
+    return {"content": content}
+
+
+def tool_reply(name: str, arguments: dict[str, Any] | str, content: str = "") -> dict[str, Any]:
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"content": content, "tool_calls": [{"name": name, "arguments": args}]}
+
+
+class OpenAIStubServer:
+    """Use as a context manager; ``url`` is the base URL to give ChatOpenAI (ends with /v1).
+
+    Script items: ``text_reply(...)``, ``tool_reply(...)``, or a callable(request_json) -> item.
+    """
+
+    def __init__(self, script: list[Any] | None = None, model: str = "stub-model"):
+        self.script = list(script or [])
+        self.model = model
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def add(self, *items: Any) -> None:
+        with self._lock:
+            self.script.extend(items)
+
+    async def _chat(self, request: Request):
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+            if not self.script:
+                return JSONResponse({"error": {"message": "OpenAIStubServer: the script is exhausted", "type": "stub"}},
+                                    status_code=500)
+            item = self.script.pop(0)
+        if callable(item):
+            item = item(body)
+        message: dict[str, Any] = {"role": "assistant", "content": item.get("content") or None}
+        if item.get("tool_calls"):
+            message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+                                      "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                     for c in item["tool_calls"]]
+        prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body.get("messages", []))
+        completion_tokens = max(1, len(str(item.get("content") or "").split()))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        finish = "tool_calls" if item.get("tool_calls") else "stop"
+        created = int(time.time())
+        if body.get("stream"):
+            def events():
+                delta = {"role": "assistant", "content": message["content"] or ""}
+                if message.get("tool_calls"):
+                    delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(message["tool_calls"])]
+                chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": created, "model": self.model,
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+                end = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": usage}
+                yield f"data: {json.dumps(end)}\n\n"
+                yield "data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse({"id": "chatcmpl-stub", "object": "chat.completion", "created": created, "model": self.model,
+                             "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+
+    def __enter__(self) -> "OpenAIStubServer":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.time() + 10
+        while not self._server.started:
+            if time.time() > deadline:
+                raise RuntimeError("OpenAIStubServer did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
