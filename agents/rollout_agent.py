@@ -91,3 +91,85 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
             return None, f"arguments are not valid JSON: {exc.msg}"
         return (value, None) if isinstance(value, dict) else (None, "arguments must be a JSON object")
     return None, f"arguments of type {type(raw).__name__} are not a JSON object"
+
+
+MODEL_TIER = "model"
+STOP = "###STOP###"
+
+
+async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], model, system_prompt: str,
+                        max_steps: int = 16, max_tokens: int = 20_000, simulator=None, config: dict | None = None) -> RolloutResult:
+    """A tool-calling agent over each environment's MCP tools, every environment on its own fresh
+    episode (a fresh in-memory server and one held session per environment).
+
+    Without a simulator the user's turns are replayed in order (single-shot requests); with one,
+    the simulator answers whenever the agent stops calling tools, and ends the conversation.
+    """
+    import contextlib
+
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    from envfactory.envs.mcp_bridge import build_server, episode_tools
+
+    episodes = {name: env.episode() for name, env in envs.items()}
+    servers = {name: build_server(env, episode=episodes[name]) for name, env in envs.items()}
+    async with contextlib.AsyncExitStack() as stack:
+        tools = {}
+        for name, server in servers.items():
+            env_tools, _ = await stack.enter_async_context(episode_tools(server))
+            tools.update({t.name: t for t in env_tools})
+        bound = model.bind_tools(list(tools.values()))
+        history = [SystemMessage(system_prompt), HumanMessage(turns[0].query)]
+        record: list[Message] = [Message(role="system", content=system_prompt), Message(role="user", content=turns[0].query)]
+        steps = tokens = malformed = 0
+        next_turn, stopped = 1, "completed"
+        while True:
+            if steps >= max_steps:
+                stopped = "step_limit"
+                break
+            reply: AIMessage = await bound.ainvoke(history, config=config)
+            steps += 1
+            tokens += (reply.usage_metadata or {}).get("total_tokens", 0)
+            history.append(reply)
+            calls = [ToolCallOut(id=c.get("id") or f"call_{steps}_{i}", name=c["name"], arguments=c.get("args") or {})
+                     for i, c in enumerate(reply.tool_calls or [])]
+            record.append(Message(role="assistant", content=_text(reply.content), tool_calls=calls))
+            for call, raw in zip(calls, reply.tool_calls or []):
+                tool = tools.get(call.name)
+                if tool is None:
+                    malformed += 1  # never reaches an environment, so the reward counts it here
+                    text = f"Error: unknown tool {call.name!r}; available tools: {', '.join(sorted(tools))}"
+                else:
+                    msg = await tool.ainvoke({"type": "tool_call", "id": call.id, "name": call.name, "args": call.arguments})
+                    text = _text(msg.content)
+                    if getattr(msg, "status", "success") == "error" and not text.startswith("Error"):
+                        text = f"Error: {text}"
+                history.append(ToolMessage(text, tool_call_id=call.id))
+                record.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=text))
+            if tokens >= max_tokens:
+                stopped = "token_limit"
+                break
+            if calls:
+                continue
+            if simulator is not None:
+                answer = await simulator.respond(record, next_turn)
+                if answer is None or STOP in answer:
+                    break
+                next_turn += 1
+            elif next_turn < len(turns):
+                answer = turns[next_turn].query
+                next_turn += 1
+            else:
+                break
+            history.append(HumanMessage(answer))
+            record.append(Message(role="user", content=answer))
+    return RolloutResult(messages=record, episodes=episodes, steps=steps, tokens=tokens, stopped=stopped,
+                         malformed_calls=malformed, tier=MODEL_TIER)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)

@@ -16,6 +16,9 @@ def cmd_bench(args) -> int:
             results["call_paths"] = bench_mcp()
         except ImportError as exc:
             results["call_paths"] = {"skipped": str(exc)}
+    if wanted in ("querygen", "all"):
+        from envfactory.graphs.bench_querygen import bench_querygen
+        results["querygen"] = bench_querygen()
     if wanted in ("reward", "all"):
         from envfactory.data.bench_reward import bench_reward
         results["reward"] = bench_reward()
@@ -31,7 +34,7 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run benchmarks (ratios against same-process baselines)")
-    p.add_argument("which", choices=["envs", "reward", "all"], nargs="?", default="envs")
+    p.add_argument("which", choices=["envs", "reward", "querygen", "all"], nargs="?", default="envs")
     p.add_argument("--rows", type=int, default=10_000, help="rows in the reset/snapshot benchmark")
     p.add_argument("--episodes", type=int, default=512, help="concurrent episodes")
     p.add_argument("--json", action="store_true")

@@ -54,13 +54,17 @@ for _name in ("client", "mcp.server.lowlevel.server"):
 class EpisodeRegistry:
     """Maps MCP sessions and explicit episode ids to episodes."""
 
-    def __init__(self, env: Environment, max_named: int = 1024):
+    def __init__(self, env: Environment, max_named: int = 1024, pinned: Episode | None = None):
         self.env = env
+        self.pinned = pinned  # a single-tenant server (one rollout) serves this episode to every session
         self.max_named = max_named
         self._by_session: "weakref.WeakKeyDictionary[Any, Episode]" = weakref.WeakKeyDictionary()
         self._named: "OrderedDict[str, Episode]" = OrderedDict()
+        self._owned: dict[int, Episode] = {}   # session episodes this registry closes when their session ends
 
     def for_request(self, session: Any, meta: Any) -> Episode:
+        if self.pinned is not None:
+            return self.pinned
         episode_id = getattr(meta, "episode_id", None) if meta is not None else None
         if episode_id:
             ep = self._named.get(episode_id)
@@ -74,12 +78,18 @@ class EpisodeRegistry:
         ep = self._by_session.get(session)
         if ep is None:
             ep = self._by_session[session] = self.env.episode()
-            weakref.finalize(session, ep.close)
+            self._owned[id(ep)] = ep
+            weakref.finalize(session, self._release, id(ep))
         return ep
+
+    def _release(self, key: int) -> None:
+        ep = self._owned.pop(key, None)
+        if ep is not None:
+            ep.close()
 
     @property
     def live(self) -> int:
-        return len(self._by_session) + len(self._named)
+        return len(self._owned) + len(self._named)
 
 
 def _tool_definitions(env: Environment) -> list[types.Tool]:
@@ -102,11 +112,13 @@ def _result(payload: Any, is_error: bool = False) -> types.CallToolResult:
                                 isError=False)
 
 
-def build_server(env: Environment, *, control_token: str | None = None, max_named_episodes: int = 1024) -> Server:
-    """An MCP server for ``env``. ``control_token``: required by control operations when set (HTTP)."""
+def build_server(env: Environment, *, control_token: str | None = None, max_named_episodes: int = 1024,
+                 episode: Episode | None = None) -> Server:
+    """An MCP server for ``env``. ``control_token``: required by control operations when set (HTTP).
+    ``episode``: serve this one episode to every caller (the caller owns and closes it)."""
     server: Server = Server(f"envfactory-{env.name}", version=env.manifest.version,
                             instructions=env.manifest.description)
-    registry = EpisodeRegistry(env, max_named_episodes)
+    registry = EpisodeRegistry(env, max_named_episodes, pinned=episode)
     definitions = _tool_definitions(env)
     server.envfactory_registry = registry  # for tests and diagnostics
 

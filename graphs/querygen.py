@@ -9,6 +9,7 @@ and says so in the record's provenance.
 """
 from __future__ import annotations
 
+import asyncio
 import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,6 +45,9 @@ class QueryGenContext:
     prompt_versions: dict[str, str] = field(default_factory=dict, metadata={"description": "prompt id -> version (default latest)"})
     store_path: str | None = field(default=None, metadata={"description": "record store (SQLite); finished tasks are skipped on resume"})
     offline: bool = field(default=False, metadata={"description": "force the offline tier even if models are configured"})
+    models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings, e.g. {'query': {'model': 'qwen3-8b', 'base_url': 'http://127.0.0.1:8000/v1'}}"})
+    persona: str = field(default="a regular customer of the service, polite and brief", metadata={"description": "who the simulated user is"})
+    chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
 
 
 class QueryGenInput(TypedDict, total=False):
@@ -63,6 +67,9 @@ class QueryGenState(QueryGenInput, total=False):
 
 class ChainState(TypedDict, total=False):
     chain: dict[str, Any]
+    failure: str
+    prompts: list[dict[str, Any]]
+    models: dict[str, str]
     key: str
     turns: list[list[int]]
     queries: list[str]
@@ -88,7 +95,10 @@ def _ctx(runtime: Runtime | None) -> QueryGenContext:
 
 
 def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
-    return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), CODE_VERSION)
+    models = sorted((role, str(cfg.get("model"))) for role, cfg in ctx.models.items())
+    injected = sorted((role, _model_name(m)) for role, m in ctx.chat_models.items())
+    return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), models,
+                      injected, ctx.offline, CODE_VERSION)
 
 
 # ---------------------------------------------------------------- outer graph
@@ -144,23 +154,80 @@ def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[st
             "tiers": {}}
 
 
+def _model(ctx: QueryGenContext, role: str):
+    if ctx.offline:
+        return None
+    from envfactory.agents.models import ModelSettings, resolve_model
+    return resolve_model(role, ModelSettings.load(overrides=ctx.models), injected=ctx.chat_models)
+
+
+def _model_name(model) -> str:
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
+
+
 def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
     chain = GoldTrajectory.model_validate(state["chain"])
     descriptions = {t.name: t.description for n in chain.envs for t in load_env(n).tool_specs}
-    queries = query_agent.template_queries(chain, state["turns"], descriptions)
-    return {"queries": queries, "tiers": {**state.get("tiers", {}), "query": query_agent.OFFLINE_TIER}}
+    model = _model(ctx, "query")
+    if model is None:
+        queries = query_agent.template_queries(chain, state["turns"], descriptions)
+        return {"queries": queries, "tiers": {**state.get("tiers", {}), "query": query_agent.OFFLINE_TIER}}
+    from envfactory.agents.structured import StructuredOutputError, invoke_structured
+    from envfactory.prompts.registry import default_registry
+    turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
+              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()}}
+             for idx in state["turns"]]
+    rendered = default_registry().render("query_agent/generate", ctx.prompt_versions.get("query_agent/generate", "latest"),
+                                         persona=ctx.persona, turns=turns)
+    update = {"tiers": {**state.get("tiers", {}), "query": "model"},
+              "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
+              "models": {**state.get("models", {}), "query": _model_name(model)}}
+    try:
+        out = invoke_structured(model, rendered.messages(), query_agent.GeneratedQueries)
+    except StructuredOutputError as exc:
+        return {**update, "queries": [], "failure": f"query generation failed: {exc}"}
+    except Exception as exc:  # the endpoint failed: reject this task, keep the run going
+        return {**update, "queries": [], "failure": f"query generation failed: {type(exc).__name__}: {exc}"}
+    if len(out.value.queries) != len(state["turns"]):
+        return {**update, "queries": out.value.queries,
+                "failure": f"query generation failed: {len(out.value.queries)} messages for {len(state['turns'])} turns"}
+    return {**update, "queries": out.value.queries}
 
 
 def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    if state.get("failure"):
+        return {}
     chain = GoldTrajectory.model_validate(state["chain"])
-    tools = _tools(chain)
-    names, params = refine_agent.tool_and_param_names(tools)
-    report = refine_agent.check_leakage(chain, state["queries"], state["turns"], names, params)
-    return {"leaks": report.leaks, "tiers": {**state["tiers"], "refine": refine_agent.OFFLINE_TIER}}
+    queries = state["queries"]
+    update: dict[str, Any] = {"tiers": {**state["tiers"], "refine": refine_agent.OFFLINE_TIER}}
+    model = _model(ctx, "refine")
+    if model is not None:
+        from envfactory.agents.structured import StructuredOutputError, invoke_structured
+        from envfactory.prompts.registry import default_registry
+        known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
+        rendered = default_registry().render("refine_agent/calibrate", ctx.prompt_versions.get("refine_agent/calibrate", "latest"),
+                                             queries=queries, known=known)
+        update = {"tiers": {**state["tiers"], "refine": "model"},
+                  "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
+                  "models": {**state.get("models", {}), "refine": _model_name(model)}}
+        try:
+            out = invoke_structured(model, rendered.messages(), refine_agent.RefinedQueries)
+        except Exception as exc:
+            return {**update, "failure": f"refinement failed: {exc}"}
+        if len(out.value.queries) != len(queries):
+            return {**update, "failure": f"refinement failed: {len(out.value.queries)} messages for {len(queries)} turns"}
+        queries = out.value.queries
+    names, params = refine_agent.tool_and_param_names(_tools(chain))
+    report = refine_agent.check_leakage(chain, queries, state["turns"], names, params)
+    return {**update, "queries": queries, "leaks": report.leaks}
 
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
+    if state.get("failure") or state.get("leaks"):
+        return {"rollouts": []}
     chain = GoldTrajectory.model_validate(state["chain"])
     envs = {n: load_env(n) for n in chain.envs}
     turns = _user_turns(chain, state)
@@ -169,17 +236,46 @@ def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, 
                                   for c in chain.calls])
     except GoldReplayError as exc:
         return {"rollouts": [{"error": f"gold replay failed: {exc}"}]}
+    model = _model(ctx, "rollout")
+    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER if model is None else "model"}}
+    system_prompt = DEFAULT_SYSTEM_PROMPT
+    if model is not None:
+        from envfactory.prompts.registry import default_registry
+        service = "; ".join(load_env(n).manifest.description for n in chain.envs)
+        rendered = default_registry().render("rollout_agent/system", ctx.prompt_versions.get("rollout_agent/system", "latest"),
+                                             service=service)
+        system_prompt = rendered.text.strip()
+        update["prompts"] = state.get("prompts", []) + [rendered.ref.model_dump()]
+        update["models"] = {**state.get("models", {}), "rollout": _model_name(model)}
+        if ctx.mode == "conv":
+            from envfactory.agents import user_simulator
+            user_model = _model(ctx, "user_simulator")
+            update["tiers"]["user_simulator"] = "model" if user_model is not None else user_simulator.OFFLINE_TIER
     results = []
     for _ in range(max(1, ctx.rollouts)):
-        run = rollout_agent.oracle_rollout(envs, turns, DEFAULT_SYSTEM_PROMPT)
         try:
-            reward = score_episodes(gold, run.episodes, cfg=RewardConfig(tau=ctx.tau))
+            if model is None:
+                run = rollout_agent.oracle_rollout(envs, turns, system_prompt)
+            else:
+                simulator = None
+                if ctx.mode == "conv":
+                    from envfactory.agents import user_simulator
+                    user_model = _model(ctx, "user_simulator")
+                    simulator = (user_simulator.ModelUser(user_model, turns, ctx.prompt_versions) if user_model is not None
+                                 else user_simulator.ScriptedUser(turns))
+                run = asyncio.run(rollout_agent.model_rollout(envs, turns, model, system_prompt, ctx.max_steps,
+                                                              ctx.max_tokens, simulator))
+        except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
+            results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}"})
+            continue
+        try:
+            reward = score_episodes(gold, run.episodes, n_malformed=run.malformed_calls, cfg=RewardConfig(tau=ctx.tau))
             results.append({"messages": [m.model_dump() for m in run.messages], "reward": reward.model_dump(),
-                            "tier": run.tier, "stopped": run.stopped,
+                            "tier": run.tier, "stopped": run.stopped, "steps": run.steps, "tokens": run.tokens,
                             "final_hashes": {n: ep.state_hash() for n, ep in run.episodes.items()}})
         finally:
             run.close()
-    return {"rollouts": results, "tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER}}
+    return {**update, "rollouts": results}
 
 
 def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
@@ -187,9 +283,11 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
     chain = GoldTrajectory.model_validate(state["chain"])
     rollouts = state.get("rollouts", [])
     reason = None
-    if state.get("leaks"):
+    if state.get("failure"):
+        reason = state["failure"]
+    elif state.get("leaks"):
         reason = "leakage: " + "; ".join(state["leaks"])
-    elif rollouts and "error" in rollouts[0]:
+    elif rollouts and all("error" in r for r in rollouts):
         reason = "infrastructure: " + rollouts[0]["error"]
     scored = [r for r in rollouts if "reward" in r and r["reward"]["score"] is not None]
     passed = [r for r in scored if r["reward"]["score"] >= ctx.pass_threshold]
@@ -200,6 +298,9 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
         best = max(scored, key=lambda r: r["reward"]["score"])
         reason = f"no rollout reached the gold state: best reward {best['reward']['score']:.2f}"
     kept = max(passed or scored or [{}], key=lambda r: r.get("reward", {}).get("score") or 0)
+    for r in rollouts:
+        if "error" in r and reason is None and not passed:
+            reason = "infrastructure: " + r["error"]
     record = TrajectoryRecord(
         key=state["key"], mode=ctx.mode,
         envs=[EnvRef(name=n, version=load_env(n).manifest.version, initial_state_hash=chain.initial_hashes[n],
@@ -208,7 +309,8 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
         messages=kept.get("messages", []),
         verification=Verification(accepted=reason is None, reason=reason, reward=kept.get("reward", {}),
                                   pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate)),
-        provenance=Provenance(tiers=state["tiers"], seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
+        provenance=Provenance(tiers=state["tiers"], models=state.get("models", {}), prompts=state.get("prompts", []),
+                              seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
     store = _store(ctx)
     if store is not None:
         store.put(record)
@@ -225,7 +327,7 @@ def _difficulty(pass_rate: float | None) -> str | None:
 
 def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
     turns = []
-    for query, indices in zip(state["queries"], state["turns"]):
+    for query, indices in zip(state.get("queries") or [""] * len(state["turns"]), state["turns"]):
         calls = [chain.calls[i] for i in indices]
         turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
                                                                    masked_arguments=c.masked_arguments) for c in calls],
