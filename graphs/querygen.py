@@ -10,7 +10,9 @@ and says so in the record's provenance.
 from __future__ import annotations
 
 import asyncio
+import json
 import operator
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypedDict
@@ -157,8 +159,25 @@ def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[st
 def _model(ctx: QueryGenContext, role: str):
     if ctx.offline:
         return None
+    if ctx.chat_models.get(role) is not None:
+        return ctx.chat_models[role]
     from envfactory.agents.models import ModelSettings, resolve_model
-    return resolve_model(role, ModelSettings.load(overrides=ctx.models), injected=ctx.chat_models)
+    key = (role, json.dumps(ctx.models, sort_keys=True, default=str))
+    if key not in _resolved:  # one client per role and settings, shared by every task of the run
+        _resolved[key] = resolve_model(role, ModelSettings.load(overrides=ctx.models))
+    return _resolved[key]
+
+
+_resolved: dict[tuple[str, str], Any] = {}
+_loops = threading.local()
+
+
+def _run_async(coro):
+    """Run a coroutine on this worker thread's own event loop (made once, not per rollout)."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
 
 
 def _model_name(model) -> str:
@@ -263,7 +282,7 @@ def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, 
                     user_model = _model(ctx, "user_simulator")
                     simulator = (user_simulator.ModelUser(user_model, turns, ctx.prompt_versions) if user_model is not None
                                  else user_simulator.ScriptedUser(turns))
-                run = asyncio.run(rollout_agent.model_rollout(envs, turns, model, system_prompt, ctx.max_steps,
+                run = _run_async(rollout_agent.model_rollout(envs, turns, model, system_prompt, ctx.max_steps,
                                                               ctx.max_tokens, simulator))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}"})

@@ -116,7 +116,18 @@ class RenderedPrompt(BaseModel):
         return out
 
 
+_parsed: dict[tuple[str, int], PromptTemplate] = {}
+
+
 def _parse(path: Path) -> PromptTemplate:
+    """Parse a template file (cached by path and modification time: runs render the same ones often)."""
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _parsed:
+        _parsed[key] = _parse_file(path)
+    return _parsed[key]
+
+
+def _parse_file(path: Path) -> PromptTemplate:
     text = path.read_text(encoding="utf-8")
     match = _FRONT.match(text)
     where = f"prompt template {path}"
@@ -146,6 +157,7 @@ class PromptRegistry:
         self.dirs = [TEMPLATES_DIR, *map(Path, env_dirs), *map(Path, extra_dirs or [])]
         self._jinja = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
         self._index: dict[str, dict[int, Path]] = {}
+        self._compiled: dict[str, Any] = {}
         for base in self.dirs:
             if not base.is_dir():
                 continue
@@ -195,7 +207,9 @@ class PromptRegistry:
         if missing:
             raise PromptVariableError(f"{label}: missing variable(s) {', '.join(missing)}")
         try:
-            compiled = self._jinja.from_string(template.body)
+            compiled = self._compiled.get(template.body)
+            if compiled is None:
+                compiled = self._compiled[template.body] = self._jinja.from_string(template.body)
             text = compiled.render(**variables)
         except UndefinedError as exc:
             raise PromptVariableError(f"{label}: the template uses an undeclared variable ({exc.message})") from None
