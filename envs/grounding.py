@@ -70,11 +70,15 @@ class Grounder:
             return None if item is None else [item]
         if name in _SEARCH_NAMES and typ == "string":
             return self._search_word(tool, ep, rng)
+        date_like = typ == "string" and (schema.get("format") in ("date", "date-time") or re.search(r"(date|_on$|_at$|day)", name))
+        spec = self.env.manifest.tool(tool)
+        if date_like and spec is not None and not spec.read_only:
+            return self._date(name, schema)  # a write asks for a day to come, not one from the records
         if name in self.columns:
             values = self._column_values(name, ep, rng)
             if values:
                 return rng.choice(values)
-        if typ == "string" and (schema.get("format") in ("date", "date-time") or re.search(r"(date|_on$|_at$|day)", name)):
+        if date_like:
             return self._date(name, schema)
         if typ in ("integer", "number"):
             if "default" in schema:

@@ -156,7 +156,11 @@ class ChainSampler:
         if not options:
             return None
         options.sort(key=lambda o: (o[0], o[1]["field"]))
-        producer, edge = rng.choice(options)
+        # Tools that create the value (it is in their output but not their input, like an order id
+        # from place_order) make fresh, usable entities; prefer them most of the time.
+        creators = [o for o in options if pname not in self.tg.graph.nodes[o[0]]["params"]]
+        pool = creators if creators and rng.random() < 0.75 else options
+        producer, edge = rng.choice(pool)
         index = self._plan_node(producer, rng, calls, depth + 1, visiting)
         if index is None:
             return None

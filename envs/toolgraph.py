@@ -248,7 +248,7 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
     return tg
 
 
-def confirm_edges(tg: ToolGraph, attempts: int = 4) -> None:
+def confirm_edges(tg: ToolGraph, attempts: int = 6) -> None:
     """Confirm each edge A -> B(p) by execution: plan a chain that makes a real call of A (its own
     inputs produced the same way), feed A's output into B's ``p``, and run it on a fresh episode.
     When B succeeds, the edge and every other edge the chain relied on are confirmed."""
