@@ -13,7 +13,7 @@
 ```
 ``"$name.path"`` strings refer to an earlier step's saved output. In ``output``, dicts match as
 subsets, lists element by element, numbers with a tolerance; ``{"$len": n}``, ``{"$contains": s}``
-and ``{"$any": true}`` are matchers. Every executed step counts toward coverage: a tool is covered
+``{"$any": true}`` and ``{"$excludes": {...}}`` (no list element matches) are matchers. Every executed step counts toward coverage: a tool is covered
 on its success path when a step expecting success passes, and on its error path likewise.
 """
 from __future__ import annotations
@@ -119,6 +119,10 @@ def match(expected: Any, actual: Any, where: str = "output") -> list[str]:
             return [] if str(arg).lower() in json.dumps(actual).lower() else [f"{where}: does not contain {arg!r}"]
         if op == "$any":
             return []
+        if op == "$excludes":  # no element of a list matches ``arg`` (subset matching)
+            items = actual if isinstance(actual, list) else [actual]
+            hits = [i for i, item in enumerate(items) if not match(arg, item)]
+            return [f"{where}: expected no element matching {json.dumps(arg)}, found one at {hits[0]}"] if hits else []
         return [f"{where}: unknown matcher {op}"]
     if isinstance(expected, dict):
         if not isinstance(actual, dict):

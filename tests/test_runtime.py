@@ -219,3 +219,9 @@ def test_validation_does_not_rewrite_arguments(library_env):
     args = {"genre": "poetry"}
     res = library_env.episode().call("search_books", args)
     assert res.ok and args == {"genre": "poetry"} and res.arguments == {"genre": "poetry"}
+
+
+def test_excludes_matcher():
+    from envfactory.envs.testcases import match
+    assert match({"$excludes": {"id": 3}}, [{"id": 1}, {"id": 2}]) == []
+    assert match({"$excludes": {"id": 2}}, [{"id": 1}, {"id": 2}]) != []
