@@ -89,7 +89,8 @@ def leaked_terms(query: str, tool_names: list[str], param_names: list[str], hidd
     found = []
     lowered = query.lower()
     for name in tool_names:
-        if re.search(rf"\b{re.escape(name.lower())}\b", lowered):
+        # a one-word tool name ("unsubscribe") is plain English; identifiers like cancel_order are not
+        if "_" in name and re.search(rf"\b{re.escape(name.lower())}\b", lowered):
             found.append(f"tool name {name}")
     for name in param_names:
         if "_" in name and re.search(rf"\b{re.escape(name.lower())}\b", lowered):
@@ -99,7 +100,8 @@ def leaked_terms(query: str, tool_names: list[str], param_names: list[str], hidd
         if isinstance(value, bool) or len(text) == 0:
             continue
         if isinstance(value, (int, float)) or re.fullmatch(r"[A-Za-z]*[-_]?\d+[\w-]*", text):
-            if re.search(rf"(?<![\w.]){re.escape(text)}(?![\w.])", query):
+            # standalone only: the 11 inside a date like 2026-05-11 is not an id
+            if re.search(rf"(?<![\w.\-/:]){re.escape(text)}(?![\w.\-/:])", query):
                 found.append(f"id {text} that comes from a tool output")
     return found
 
