@@ -129,6 +129,17 @@ def _pretty_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def read_package_json(package_dir: Path, rel: str, expect: type = dict, what: str = "a JSON object") -> Any:
+    """A JSON file of a package, with an error that names the file, line and problem."""
+    try:
+        raw = json.loads((package_dir / rel).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EnvironmentPackageError(str(package_dir), f"{rel} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(raw, expect):
+        raise EnvironmentPackageError(str(package_dir), f"{rel} must hold {what}")
+    return raw
+
+
 def load_manifest(package_dir: str | Path) -> Manifest:
     package_dir = Path(package_dir)
     path = package_dir / MANIFEST_FILE
@@ -136,12 +147,7 @@ def load_manifest(package_dir: str | Path) -> Manifest:
         raise EnvironmentPackageError(str(package_dir), "is not a directory")
     if not path.is_file():
         raise EnvironmentPackageError(str(package_dir), f"has no {MANIFEST_FILE}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise EnvironmentPackageError(str(package_dir), f"{MANIFEST_FILE} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(raw, dict):
-        raise EnvironmentPackageError(str(package_dir), f"{MANIFEST_FILE} must hold a JSON object")
+    raw = read_package_json(package_dir, MANIFEST_FILE)
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:

@@ -22,8 +22,8 @@ from typing import Any
 import fastjsonschema
 
 from .errors import EnvironmentPackageError
-from .manifest import Manifest, ToolSpec
-from .runtime import CallRecord, ToolResult, _argument_error_message
+from .manifest import Manifest, ToolSpec, read_package_json
+from .runtime import CallRecord, EnvironmentBase, ToolResult, _argument_error_message
 from .state import RowChange, Snapshot, StateDiff, _freeze
 
 _counter = itertools.count()
@@ -109,7 +109,7 @@ class PyClassTool:
         self.validate = fastjsonschema.compile(spec.input_schema, use_default=False)
 
 
-class PyClassEnvironment:
+class PyClassEnvironment(EnvironmentBase):
     def __init__(self, package_dir: Path, manifest: Manifest, cls: type, initial: dict[str, Any]):
         self.package_dir, self.manifest, self.cls = package_dir, manifest, cls
         self.tools = {t.name: PyClassTool(t) for t in manifest.tools}
@@ -121,14 +121,6 @@ class PyClassEnvironment:
         self.tables = {t: None for t in state_tables(self.initial_dict, self.volatile)}
         self.primary_keys = {t: "key" for t in self.tables}
         self.initial_hash = self.hash_of(self.initial_state)
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def tool_specs(self) -> list[ToolSpec]:
-        return list(self.manifest.tools)
 
     def episode(self, episode_id: str | None = None, state: bytes | Snapshot | None = None,
                 check_outputs: bool = False) -> "PyClassEpisode":
@@ -250,8 +242,5 @@ def load_pyclass_environment(package_dir: Path, manifest: Manifest) -> PyClassEn
     missing = [t.name for t in manifest.tools if not callable(getattr(cls, t.name, None))]
     if missing:
         raise EnvironmentPackageError(str(package_dir), f"class {manifest.class_name} has no method for tools {missing}")
-    try:
-        initial = json.loads((package_dir / manifest.seed).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise EnvironmentPackageError(str(package_dir), f"{manifest.seed} is not valid JSON: {exc.msg}") from None
+    initial = read_package_json(package_dir, manifest.seed, dict, "the initial state as a JSON object")
     return PyClassEnvironment(package_dir, manifest, cls, initial)

@@ -26,7 +26,7 @@ from . import state as st
 from .context import ToolContext
 from .errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
                      ToolCallError, ToolCrashError, ToolError, UnknownToolError, UntrustedCodeError)
-from .manifest import Manifest, ToolSpec, load_manifest
+from .manifest import Manifest, ToolSpec, load_manifest, read_package_json
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 VERIFIED_FILE = "verified.json"
@@ -131,7 +131,21 @@ def _import_tools_module(package_dir: Path, manifest: Manifest):
 
 # ---------------------------------------------------------------- environment
 
-class Environment:
+class EnvironmentBase:
+    """What every backend's environment shares (SQLite packages, imported classes)."""
+
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def tool_specs(self) -> list[ToolSpec]:
+        return list(self.manifest.tools)
+
+
+class Environment(EnvironmentBase):
     """A loaded environment package. Cheap to share; all mutable state lives in episodes."""
 
     def __init__(self, package_dir: Path, manifest: Manifest, tools: dict[str, BoundTool], initial: bytes):
@@ -170,14 +184,6 @@ class Environment:
             tools[spec.name] = BoundTool(spec, fn)
         initial = build_initial_state(package_dir, manifest)
         return cls(package_dir, manifest, tools, initial)
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def tool_specs(self) -> list[ToolSpec]:
-        return list(self.manifest.tools)
 
     def episode(self, episode_id: str | None = None, state: "bytes | st.Snapshot | None" = None,
                 check_outputs: bool = False) -> "Episode":
@@ -245,12 +251,7 @@ def build_initial_state(package_dir: Path, manifest: Manifest) -> bytes:
             conn.executescript(schema_path.read_text(encoding="utf-8"))
         except sqlite3.Error as exc:
             raise EnvironmentPackageError(str(package_dir), f"{manifest.schema_file} does not execute: {exc}") from None
-        try:
-            seed = json.loads(seed_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise EnvironmentPackageError(str(package_dir), f"{manifest.seed} is not valid JSON: line {exc.lineno}: {exc.msg}") from None
-        if not isinstance(seed, dict):
-            raise EnvironmentPackageError(str(package_dir), f"{manifest.seed} must map table names to lists of rows")
+        seed = read_package_json(package_dir, manifest.seed, dict, "an object mapping table names to lists of rows")
         import sqlite_utils
         db = sqlite_utils.Database(conn)
         existing = set(db.table_names())
