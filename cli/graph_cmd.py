@@ -13,7 +13,17 @@ def _load(names, trust):
 def cmd_graph(args) -> int:
     from envfactory.envs.toolgraph import build_tool_graph
     envs = _load(args.env, args.trust)
-    tg = build_tool_graph(envs, confirm=not args.no_confirm)
+    if args.model_proposals:
+        from envfactory.agents.graph_agent import build_with_model
+        from envfactory.agents.models import resolve_model
+        model = resolve_model("search")
+        if model is None:
+            print("envfactory: --model-proposals needs a model for the 'search' role (ENVFACTORY_MODEL or ENVFACTORY_SEARCH_MODEL)")
+            return 2
+        tg, info = build_with_model(envs, model)
+        print(f"model proposed {info['proposed']} edge(s); rejected: {info['rejected'] or 'none'}")
+    else:
+        tg = build_tool_graph(envs, confirm=not args.no_confirm)
     out = Path(args.out)
     stem = "+".join(e.name for e in envs)
     paths = tg.write(out, stem)
@@ -71,6 +81,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="out/graphs")
     p.add_argument("--format", choices=["png", "svg"], default="svg")
     p.add_argument("--no-confirm", action="store_true", help="skip confirmation by execution")
+    p.add_argument("--model-proposals", action="store_true", help="also ask the 'search' role's model for edges (confirmed by execution)")
     p.add_argument("--trust", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_graph)

@@ -12,7 +12,8 @@ from envfactory.prompts.registry import (LOCK_FILE, FrontMatterError, PromptRegi
 DUMMY = {"target": "a library API", "results": [{"url": "https://x.test", "title": "t", "snippet": "s"}],
          "brief": "b", "files": {"env.json": "{}"}, "example": {"tools.py": "x"}, "report": "r", "tools": [{"name": "t"}],
          "persona": "p", "turns": [{"actions": "a", "known": {"email": "e"}}], "queries": ["q"], "known": {"a": 1},
-         "intent": "i", "details": {"d": 1}, "service": "s", "conversation": "c"}
+         "intent": "i", "details": {"d": 1}, "service": "s", "conversation": "c",
+         "params": [{"tool": "t", "param": "p", "type": "integer", "description": "d", "guess": "tool"}]}
 
 
 def write(dir_, pid, version, body="Hello {{ name }}", variables=("name",), extra=""):
