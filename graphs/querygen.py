@@ -320,6 +320,7 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
     for r in rollouts:
         if "error" in r and reason is None and not passed:
             reason = "infrastructure: " + r["error"]
+    judge = _judge(ctx, kept.get("messages", [])) if reason is None else None
     record = TrajectoryRecord(
         key=state["key"], mode=ctx.mode,
         envs=[EnvRef(name=n, version=load_env(n).manifest.version, initial_state_hash=chain.initial_hashes[n],
@@ -327,13 +328,35 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
         tools=_tools(chain), system_prompt=DEFAULT_SYSTEM_PROMPT, turns=_user_turns(chain, state),
         messages=kept.get("messages", []),
         verification=Verification(accepted=reason is None, reason=reason, reward=kept.get("reward", {}),
-                                  pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate)),
+                                  pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate),
+                                  judge=judge),
         provenance=Provenance(tiers=state["tiers"], models=state.get("models", {}), prompts=state.get("prompts", []),
                               seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
     store = _store(ctx)
     if store is not None:
         store.put(record)
     return {"records": [record.model_dump()]}
+
+
+def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A secondary opinion on an accepted trajectory; recorded, never deciding acceptance."""
+    model = _model(ctx, "judge")
+    if model is None or not messages:
+        return None
+    from envfactory.agents.judge import Verdict
+    from envfactory.agents.structured import invoke_structured
+    from envfactory.prompts.registry import default_registry
+    lines = []
+    for m in messages:
+        calls = "; ".join(f"{c['name']}({json.dumps(c['arguments'])})" for c in m.get("tool_calls", []))
+        lines.append(f"{m['role']}: {m['content']}" + (f" [calls: {calls}]" if calls else ""))
+    rendered = default_registry().render("judge/trajectory", ctx.prompt_versions.get("judge/trajectory", "latest"),
+                                         conversation="\n".join(lines))
+    try:
+        verdict = invoke_structured(model, rendered.messages(), Verdict).value
+    except Exception as exc:  # a judge failure costs the signal, never the trajectory
+        return {"error": f"{type(exc).__name__}: {exc}", "prompt": rendered.ref.model_dump()}
+    return {**verdict.model_dump(), "model": _model_name(model), "prompt": rendered.ref.model_dump()}
 
 
 def _difficulty(pass_rate: float | None) -> str | None:

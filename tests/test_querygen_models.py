@@ -118,3 +118,16 @@ def test_through_the_real_openai_client_over_http(chain):
         assert rec["provenance"]["models"]["rollout"] == "stub-model"
         sent = stub.requests[1]
         assert sent["messages"][0]["role"] == "system" and {t["function"]["name"] for t in sent["tools"]} >= {"checkout_book"}
+
+
+def test_judge_adds_a_signal_but_never_decides(chain):
+    turns = _turns(chain)
+    judge = ScriptedChatModel(script=[tool_call_message("Verdict", {"score": 2, "issues": ["terse closing"]})])
+    rec = _run(chain, QueryGenContext(rollouts=1, chat_models={"rollout": ScriptedChatModel(script=_solver_script(chain, turns)),
+                                                                "judge": judge}))
+    v = rec["verification"]
+    assert v["accepted"] and v["judge"]["score"] == 2 and v["judge"]["issues"] == ["terse closing"]
+    lazy = ScriptedChatModel(script=["No."] * 10)
+    unused_judge = ScriptedChatModel(script=[])
+    rec = _run(chain, QueryGenContext(rollouts=1, chat_models={"rollout": lazy, "judge": unused_judge}))
+    assert not rec["verification"]["accepted"] and rec["verification"]["judge"] is None  # a failed state check stays failed
