@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "envfactory.cli.prompts_cmd",
     "envfactory.cli.graph_cmd",
     "envfactory.cli.generate_cmd",
+    "envfactory.cli.export_cmd",
 ]
 
 

@@ -1,0 +1,8 @@
+"""Exporters from the canonical trajectory record to what trainers load, each with a checker that
+applies the format's own rules (so a file that would be silently skipped by a trainer is caught here)."""
+from .chat import check_openai, to_openai
+from .llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
+
+FORMATS = {"openai": (to_openai, check_openai), "sharegpt": (to_sharegpt, check_sharegpt), "alpaca": (to_alpaca, check_alpaca)}
+
+__all__ = ["FORMATS", "check_alpaca", "check_openai", "check_sharegpt", "dataset_info_entry", "to_alpaca", "to_openai", "to_sharegpt"]

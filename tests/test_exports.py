@@ -1,0 +1,71 @@
+"""Exports read back the way trainers read them, and the checkers catch what trainers would drop."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envfactory.cli.main import main
+from envfactory.data.exports import check_alpaca, check_openai, check_sharegpt, to_alpaca, to_openai, to_sharegpt
+from envfactory.data.store import RecordStore
+from envfactory.graphs.querygen import QueryGenContext, make_graph
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("exp") / "records.sqlite"
+    for env in ("library", "commerce"):
+        make_graph().invoke({"envs": [env], "n": 3, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=str(path)))
+    return path
+
+
+def test_every_format_passes_its_checker(store):
+    records = list(RecordStore(store).query(status="accepted"))
+    assert len(records) == 6
+    for rec in records:
+        for convert, check in ((to_openai, check_openai), (to_sharegpt, check_sharegpt), (to_alpaca, check_alpaca)):
+            for row in convert(rec):
+                assert check(row) == [], (convert.__name__, check(row))
+
+
+def test_sharegpt_alternates_and_encodes_tools_as_a_string(store):
+    rec = next(RecordStore(store).query(env="commerce"))
+    row = to_sharegpt(rec)[0]
+    roles = [t["from"] for t in row["conversations"]]
+    assert roles[0] == "human" and roles[-1] == "gpt" and len(roles) % 2 == 0
+    assert isinstance(row["tools"], str) and {t["name"] for t in json.loads(row["tools"])} >= {"place_order", "get_order"}
+    calls = [json.loads(t["value"]) for t in row["conversations"] if t["from"] == "function_call"]
+    assert [c["name"] for c in calls] == [c.name for c in rec.gold_calls()]
+    assert all(isinstance(c["arguments"], dict) for c in calls)
+
+
+def test_checkers_catch_what_trainers_drop():
+    bad = {"system": "", "tools": [{"name": "x"}], "conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "{}"},
+                                                                     {"from": "function_call", "value": "{}"}]}
+    problems = check_sharegpt(bad)
+    assert "tools must be a JSON-encoded string" in problems
+    assert any("odd" in p or "even" in p for p in problems) and any("turn 2" in p for p in problems)
+    assert check_openai({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "1", "type": "function", "function": {"name": "ghost", "arguments": {}}}]}], "tools": []})
+    assert "empty output" in check_alpaca({"instruction": "x", "output": " ", "system": "", "history": []})
+
+
+def test_alpaca_keeps_history_and_skips_failed_targets(store):
+    rec = next(RecordStore(store).query(env="library"))
+    samples = to_alpaca(rec)
+    assert samples and [len(s["history"]) for s in samples] == list(range(len(samples)))  # oracle steps never fail
+    first_call = next(s for s in samples if s["output"].startswith("<tool_call>"))
+    assert json.loads(first_call["output"].split("<tool_call>\n")[1].split("\n</tool_call>")[0])["name"] == rec.gold_calls()[0].name
+    assert "<tools>" in first_call["system"]
+
+
+def test_export_command_writes_files_and_dataset_info(store, tmp_path, capsys):
+    for fmt in ("openai", "sharegpt", "alpaca"):
+        assert main(["export", "--format", fmt, "--store", str(store), "--out", str(tmp_path), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        lines = (tmp_path / f"envfactory.{fmt}.jsonl").read_text().splitlines()
+        assert summary["rows"] == len(lines) > 0 and not summary["skipped"]
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    assert info["envfactory_sharegpt"]["formatting"] == "sharegpt"
+    assert info["envfactory_sharegpt"]["columns"] == {"messages": "conversations", "system": "system", "tools": "tools"}
+    assert info["envfactory_alpaca"]["file_name"] == "envfactory.alpaca.jsonl"
