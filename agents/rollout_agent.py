@@ -98,9 +98,12 @@ STOP = "###STOP###"
 
 
 async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], model, system_prompt: str,
-                        max_steps: int = 16, max_tokens: int = 20_000, simulator=None, config: dict | None = None) -> RolloutResult:
+                        max_steps: int = 16, max_tokens: int = 20_000, simulator=None, config: dict | None = None,
+                        sessions: dict | None = None) -> RolloutResult:
     """A tool-calling agent over each environment's MCP tools, every environment on its own fresh
-    episode (a fresh in-memory server and one held session per environment).
+    episode (served by a fresh in-memory server and one held session per environment, or, with
+    ``sessions`` (env name -> ``mcp_bridge.EpisodeSessionPool`` on this event loop), by a pooled
+    session lent to this rollout and pointed at its episode).
 
     Without a simulator the user's turns are replayed in order (single-shot requests); with one,
     the simulator answers whenever the agent stops calling tools, and ends the conversation.
@@ -112,11 +115,13 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
     from envfactory.envs.mcp_bridge import build_server, episode_tools
 
     episodes = {name: env.episode() for name, env in envs.items()}
-    servers = {name: build_server(env, episode=episodes[name]) for name, env in envs.items()}
     async with contextlib.AsyncExitStack() as stack:
         tools = {}
-        for name, server in servers.items():
-            env_tools, _ = await stack.enter_async_context(episode_tools(server))
+        for name, env in envs.items():
+            if sessions is not None and name in sessions:
+                env_tools = await stack.enter_async_context(sessions[name].tools_for(episodes[name]))
+            else:
+                env_tools, _ = await stack.enter_async_context(episode_tools(build_server(env, episode=episodes[name])))
             tools.update({t.name: t for t in env_tools})
         bound = model.bind_tools(list(tools.values()))
         history = [SystemMessage(system_prompt), HumanMessage(turns[0].query)]

@@ -18,7 +18,7 @@ def cmd_bench(args) -> int:
             results["call_paths"] = {"skipped": str(exc)}
     if wanted in ("querygen", "all"):
         from envfactory.graphs.bench_querygen import bench_querygen
-        results["querygen"] = bench_querygen()
+        results["querygen"] = bench_querygen(tasks=args.tasks, concurrency=tuple(args.concurrency))
     if wanted in ("reward", "all"):
         from envfactory.data.bench_reward import bench_reward
         results["reward"] = bench_reward()
@@ -28,7 +28,11 @@ def cmd_bench(args) -> int:
         for name, figures in results.items():
             print(f"== {name}")
             for k, v in figures.items():
-                print(f"  {k:<40} {v:.4g}" if isinstance(v, float) else f"  {k:<40} {v}")
+                if isinstance(v, dict):  # one row per case (e.g. querygen's model kind @ concurrency)
+                    print(f"  {k}: " + ", ".join(f"{kk}={vv:.3g}" if isinstance(vv, float) else f"{kk}={vv}"
+                                                 for kk, vv in v.items()))
+                else:
+                    print(f"  {k:<40} {v:.4g}" if isinstance(v, float) else f"  {k:<40} {v}")
     return 0
 
 
@@ -37,5 +41,7 @@ def register(sub) -> None:
     p.add_argument("which", choices=["envs", "reward", "querygen", "all"], nargs="?", default="envs")
     p.add_argument("--rows", type=int, default=10_000, help="rows in the reset/snapshot benchmark")
     p.add_argument("--episodes", type=int, default=512, help="concurrent episodes")
+    p.add_argument("--tasks", type=int, default=64, help="QueryGen tasks per run")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="QueryGen concurrency levels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)

@@ -200,13 +200,25 @@ def replay_gold(envs: dict[str, Environment], calls: Sequence[Call],
             res = episodes[env_name].call(call.name, call.arguments)
             if not res.ok:
                 raise GoldReplayError(f"gold call {i + 1} {call.name} failed on replay: {res.error}")
-        defaults = {spec.name: {k: v["default"] for k, v in spec.input_schema.get("properties", {}).items() if "default" in v}
-                    for env in envs.values() for spec in env.tool_specs}
         return GoldReference(list(calls), {n: ep.diff().cells() for n, ep in episodes.items()},
-                             {n: ep.state_hash() for n, ep in episodes.items()}, defaults)
+                             {n: ep.state_hash() for n, ep in episodes.items()}, argument_defaults(envs))
     finally:
         for ep in episodes.values():
             ep.close()
+
+
+def argument_defaults(envs: dict[str, Environment]) -> dict[str, dict[str, Any]]:
+    """Schema defaults per tool: a call that omits such an argument matches one that states it."""
+    return {spec.name: {k: v["default"] for k, v in spec.input_schema.get("properties", {}).items() if "default" in v}
+            for env in envs.values() for spec in env.tool_specs}
+
+
+def gold_from_execution(envs: dict[str, Environment], calls: Sequence[Call], cells: dict[str, list[tuple]],
+                        final_hashes: dict[str, str]) -> GoldReference:
+    """The gold reference from an execution of the gold calls on the initial state that already
+    happened in this process (the chain sampler's), instead of replaying them once more."""
+    return GoldReference(list(calls), {n: list(cells.get(n, [])) for n in envs}, dict(final_hashes),
+                         argument_defaults(envs))
 
 
 def composite_reward(gold: GoldReference, pred_calls: Sequence[Call], pred_cells: dict[str, list[tuple]],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -206,11 +207,148 @@ class EpisodeControl:
 
 # ---------------------------------------------------------------- client sessions
 
+@functools.lru_cache(maxsize=1024)
+def _output_validator(schema_json: str):
+    """A jsonschema validator for one output schema, built (and the schema checked) once."""
+    from jsonschema.validators import validator_for
+    from referencing import Registry
+    schema = json.loads(schema_json)
+    cls = validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, registry=Registry())  # `$ref`s resolve within the schema, as in the SDK
+
+
+class ValidatingClientSession(ClientSession):
+    """The SDK client session, checking tool results against output schemas with validators built
+    once per schema.
+
+    The SDK's own check calls ``jsonschema.validate``, which re-validates the schema against its
+    metaschema on every call (~8-15 ms per call with our output schemas on 2 cores, more than a
+    model turn's worth of CPU). Same library, draft and registry, so the same results are accepted
+    and rejected; tools this session has not listed fall back to the SDK's check.
+    ``tests/test_mcp.py`` checks that the override is still the one the SDK calls.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._ef_output_schemas: dict[str, str | None] = {}
+
+    async def list_tools(self, *args: Any, **kwargs: Any) -> types.ListToolsResult:
+        result = await super().list_tools(*args, **kwargs)
+        for tool in result.tools:
+            self._ef_output_schemas[tool.name] = json.dumps(tool.outputSchema, sort_keys=True) if tool.outputSchema else None
+        return result
+
+    async def _validate_tool_result(self, name: str, result: types.CallToolResult) -> None:
+        if name not in self._ef_output_schemas:
+            return await super()._validate_tool_result(name, result)
+        schema_json = self._ef_output_schemas[name]
+        if schema_json is None:
+            return
+        from jsonschema import SchemaError, ValidationError
+        if result.structuredContent is None:
+            raise RuntimeError(f"Tool {name} has an output schema but did not return structured content")
+        try:
+            _output_validator(schema_json).validate(result.structuredContent)
+        except ValidationError as e:
+            raise RuntimeError(f"Invalid structured content returned by tool {name}: {e}")
+        except SchemaError as e:
+            raise RuntimeError(f"Invalid schema for tool {name}: {e}")
+
+
 @contextlib.asynccontextmanager
 async def in_memory_session(env_or_server: Environment | Server) -> AsyncIterator[ClientSession]:
+    """A client session connected to a server running as a task on this event loop."""
+    import anyio
+    from mcp.shared.memory import create_client_server_memory_streams
+
     server = env_or_server if isinstance(env_or_server, Server) else build_server(env_or_server)
-    async with create_connected_server_and_client_session(server, raise_exceptions=False) as session:
-        yield session
+    async with create_client_server_memory_streams() as ((client_read, client_write), (server_read, server_write)):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.run(server_read, server_write, server.create_initialization_options(),
+                                             raise_exceptions=False))
+            try:
+                async with ValidatingClientSession(client_read, client_write) as session:
+                    await session.initialize()
+                    yield session
+            finally:
+                tg.cancel_scope.cancel()
+
+
+class EpisodeSessionPool:
+    """Held in-memory MCP sessions with their LangChain tools for one environment, lent to one
+    rollout at a time and pointed at that rollout's own episode.
+
+    Building a server, a client session and the converted tools costs ~5 ms, more than the rest of
+    a short rollout's CPU; a pooled session is built once and reused. Isolation is unchanged: while
+    lent, the session's server serves exactly the borrower's episode (and nothing in between).
+    Bound to the event loop it is first used on; use it from that loop only.
+    """
+
+    def __init__(self, env: Environment, max_idle: int = 64):
+        self.env = env
+        self.max_idle = max_idle
+        self._idle: list[_HeldSession] = []
+        self.opened = 0  # sessions built so far (for tests and diagnostics)
+
+    @contextlib.asynccontextmanager
+    async def tools_for(self, episode: Episode) -> AsyncIterator[list]:
+        """LangChain tools that act on ``episode`` for the duration of the block."""
+        held = self._idle.pop() if self._idle else await self._open()
+        held.registry.pinned = episode
+        reusable = False
+        try:
+            yield held.tools
+            reusable = True
+        finally:
+            held.registry.pinned = None
+            if reusable and not held.task.done() and len(self._idle) < self.max_idle:
+                self._idle.append(held)
+            else:  # an interrupted rollout may leave requests in flight: never lend that session again
+                await held.close()
+
+    async def _open(self) -> "_HeldSession":
+        held = _HeldSession(build_server(self.env))
+        await held.start()
+        self.opened += 1
+        return held
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+
+class _HeldSession:
+    """A session kept open by its own task (anyio scopes must close in the task that opened them)."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.registry: EpisodeRegistry = server.envfactory_registry
+        self.tools: list = []
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        from langchain_mcp_adapters.tools import load_mcp_tools
+        ready: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def hold() -> None:
+            try:
+                async with in_memory_session(self.server) as session:
+                    self.tools = await load_mcp_tools(session, handle_tool_errors=True)
+                    ready.set_result(None)
+                    await self._stop.wait()
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                raise
+
+        self.task = asyncio.get_running_loop().create_task(hold())
+        await ready
+
+    async def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(BaseException):
+            await self.task
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from .grounding import Grounder
 from .runtime import Environment
@@ -74,6 +74,9 @@ class GoldTrajectory(BaseModel):
     initial_hashes: dict[str, str]
     final_hashes: dict[str, str]
     state_changes: dict[str, dict[str, dict[str, int]]]  # env -> diff summary
+    # The gold change cells per env, from the sampler's own execution (not serialized): the reward's
+    # gold reference without replaying the chain again (``data.reward.gold_reference``).
+    _gold_cells: dict[str, list[tuple]] | None = PrivateAttr(default=None)
 
 
 class Discarded(BaseModel):
@@ -228,11 +231,14 @@ class ChainSampler:
                 gold.append(GoldCall(env=planned.env, tool=planned.tool, arguments=args, output=result.output,
                                      bindings=bindings, masked_arguments=[m for m in spec.maskable_arguments if m in args],
                                      read_only=spec.read_only))
-            return GoldTrajectory(
+            diffs = {n: ep.diff() for n, ep in episodes.items()}
+            trajectory = GoldTrajectory(
                 chain_id=chain_id, seed=seed, envs=env_names, targets=targets, calls=gold,
                 initial_hashes={n: e.initial_hash for n, e in envs.items()},
                 final_hashes={n: ep.state_hash() for n, ep in episodes.items()},
-                state_changes={n: ep.diff().summary() for n, ep in episodes.items()})
+                state_changes={n: d.summary() for n, d in diffs.items()})
+            trajectory._gold_cells = {n: d.cells() for n, d in diffs.items()}
+            return trajectory
         finally:
             for ep in episodes.values():
                 ep.close()

@@ -1,10 +1,21 @@
 """QueryGen throughput with a model of fixed latency, against the ideal for the concurrency.
 
-The rollout model answers every request after ``latency`` seconds (a scripted model, so the
-figure measures the graph's parallelism, not a server). Ideal wall time = the sum of every task's
-sequential model time divided by the concurrency; efficiency = ideal / measured."""
+Two scripted rollout models answer every request after ``latency`` seconds, so the figures
+measure the graph's own cost and parallelism, not a server:
+
+- ``text``: answers every turn with text and no tool call (the cheapest possible rollout);
+- ``gold_replay``: the realistic path: one gold tool call per model turn through the MCP tools,
+  then a closing answer per user turn, so tools, episodes and the reward all do their real work
+  (and every task should be accepted).
+
+Ideal wall time = every model call's latency, summed, divided by the concurrency (only model time
+counts); efficiency = ideal / measured. The CPU the run used is reported per task next to the
+model time per task: on one core (the GIL), efficiency cannot exceed ideal / CPU seconds, whatever
+the concurrency, and other processes on the machine lower it further.
+"""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,10 +23,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from . import querygen
 from .querygen import QueryGenContext, make_graph
 
 
 class FixedLatencyModel(BaseChatModel):
+    """Answers with text and no tool call after ``latency`` seconds."""
+
     latency: float = 0.05
     calls: int = 0
 
@@ -26,29 +40,98 @@ class FixedLatencyModel(BaseChatModel):
     def bind_tools(self, tools, **kwargs):
         return self
 
+    def _reply(self, messages) -> AIMessage:
+        return AIMessage("I have nothing to add.")
+
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         time.sleep(self.latency)
         self.calls += 1
-        return ChatResult(generations=[ChatGeneration(message=AIMessage("I have nothing to add."))])
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
-        import asyncio
         await asyncio.sleep(self.latency)
         self.calls += 1
-        return ChatResult(generations=[ChatGeneration(message=AIMessage("I have nothing to add."))])
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages))])
 
 
-def bench_querygen(tasks: int = 64, concurrency: int = 32, latency: float = 0.05, env: str = "library") -> dict[str, Any]:
-    graph = make_graph()
-    warm = FixedLatencyModel(latency=0.0)
-    graph.invoke({"envs": [env], "n": 2, "seed": 10_000}, context=QueryGenContext(rollouts=1, chat_models={"rollout": warm}))
-    model = FixedLatencyModel(latency=latency)
+class GoldReplayModel(FixedLatencyModel):
+    """Makes the task's gold calls, one per model turn, then closes each user turn with text.
+
+    ``scripts`` maps a task's first user message to its gold calls per turn; the model finds its
+    place from the conversation (which user turn, how many replies since), so one model object
+    serves every concurrent rollout.
+    """
+
+    scripts: dict[str, list[list[tuple[str, dict]]]] = {}
+
+    @property
+    def _llm_type(self) -> str:
+        return "gold-replay"
+
+    def _reply(self, messages) -> AIMessage:
+        humans = [i for i, m in enumerate(messages) if m.type == "human"]
+        turns = self.scripts[messages[humans[0]].content]
+        calls = turns[len(humans) - 1]
+        done = sum(m.type == "ai" for m in messages[humans[-1]:])
+        if done < len(calls):
+            name, args = calls[done]
+            return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{len(messages)}", "type": "tool_call"}])
+        return AIMessage("Done.")
+
+
+class _Runtime:
+    def __init__(self, context):
+        self.context = context
+
+
+def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[str, list[list[tuple[str, dict]]]]:
+    """The run's tasks as the graph's own steps make them (same sampler, turns and queries)."""
+    runtime = _Runtime(ctx)
+    sampled = querygen.sample_chains({"envs": [env], "n": tasks, "seed": seed}, runtime)
+    scripts = {}
+    for chain in sampled["chains"]:
+        state: dict[str, Any] = {"chain": chain}
+        state.update(querygen.split_turns(state, runtime))
+        state.update(querygen.generate_queries(state, runtime))
+        scripts[state["queries"][0]] = [[(chain["calls"][i]["tool"], chain["calls"][i]["arguments"]) for i in idx]
+                                        for idx in state["turns"]]
+    return scripts
+
+
+def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concurrency: int, latency: float) -> dict[str, Any]:
     ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model})
-    start = time.perf_counter()
-    out = graph.invoke({"envs": [env], "n": tasks, "seed": 0}, context=ctx, config={"max_concurrency": concurrency})
-    measured = time.perf_counter() - start
+    model.calls = 0
+    cpu, start = time.process_time(), time.perf_counter()
+    out = graph.invoke({"envs": [env], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
+    measured, cpu = time.perf_counter() - start, time.process_time() - cpu
     processed = len(out["records"])
     ideal = model.calls * latency / concurrency
-    return {"tasks": processed, "concurrency": concurrency, "model_calls": model.calls, "latency_s": latency,
+    return {"tasks": processed, "accepted": out["summary"]["accepted"], "model_calls": model.calls,
             "measured_s": round(measured, 3), "ideal_s": round(ideal, 3), "efficiency": ideal / measured,
-            "target_80_percent": ideal / measured >= 0.8}
+            "cpu_ms_per_task": round(cpu * 1000 / max(processed, 1), 2),
+            "model_ms_per_task": round(model.calls * latency * 1000 / max(processed, 1), 1),
+            "cpu_bound_efficiency": ideal / max(ideal, cpu)}
+
+
+def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32), latency: float = 0.05,
+                   env: str = "library", models: tuple[str, ...] = ("text", "gold_replay"), seed: int = 0) -> dict[str, Any]:
+    """Efficiency per model kind and concurrency; keys like ``gold_replay@32``."""
+    graph = make_graph()
+    levels = (concurrency,) if isinstance(concurrency, int) else tuple(concurrency)
+    warm_seed = seed + 10_000
+    results: dict[str, Any] = {"latency_s": latency, "tasks": tasks}
+    for kind in models:
+        if kind == "text":
+            make = lambda lat: FixedLatencyModel(latency=lat)  # noqa: E731
+            warm = make(0.0)
+        elif kind == "gold_replay":
+            ctx = QueryGenContext(rollouts=1)
+            scripts = {**gold_scripts(env, tasks, seed, ctx), **gold_scripts(env, 2, warm_seed, ctx)}
+            make = lambda lat: GoldReplayModel(latency=lat, scripts=scripts)  # noqa: E731
+            warm = make(0.0)
+        else:
+            raise ValueError(f"unknown model kind {kind!r}; known: text, gold_replay")
+        graph.invoke({"envs": [env], "n": 2, "seed": warm_seed}, context=QueryGenContext(rollouts=1, chat_models={"rollout": warm}))
+        for c in levels:
+            results[f"{kind}@{c}"] = _run(graph, make(latency), env, tasks, seed, c, latency)
+    return results
