@@ -57,12 +57,12 @@ class FixedLatencyModel(BaseChatModel):
 class GoldReplayModel(FixedLatencyModel):
     """Makes the task's gold calls, one per model turn, then closes each user turn with text.
 
-    ``scripts`` maps a task's first user message to its gold calls per turn; the model finds its
-    place from the conversation (which user turn, how many replies since), so one model object
-    serves every concurrent rollout.
+    ``scripts`` maps the user messages of a conversation so far to the gold calls of its latest
+    turn; the model finds its place from the conversation (those messages, and how many replies it
+    made since the last one), so one model object serves every concurrent rollout.
     """
 
-    scripts: dict[str, list[list[tuple[str, dict]]]] = {}
+    scripts: dict[tuple[str, ...], list[tuple[str, dict]]] = {}
 
     @property
     def _llm_type(self) -> str:
@@ -70,8 +70,7 @@ class GoldReplayModel(FixedLatencyModel):
 
     def _reply(self, messages) -> AIMessage:
         humans = [i for i, m in enumerate(messages) if m.type == "human"]
-        turns = self.scripts[messages[humans[0]].content]
-        calls = turns[len(humans) - 1]
+        calls = self.scripts[tuple(messages[i].content for i in humans)]
         done = sum(m.type == "ai" for m in messages[humans[-1]:])
         if done < len(calls):
             name, args = calls[done]
@@ -84,17 +83,18 @@ class _Runtime:
         self.context = context
 
 
-def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[str, list[list[tuple[str, dict]]]]:
+def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[tuple[str, ...], list[tuple[str, dict]]]:
     """The run's tasks as the graph's own steps make them (same sampler, turns and queries)."""
     runtime = _Runtime(ctx)
     sampled = querygen.sample_chains({"envs": [env], "n": tasks, "seed": seed}, runtime)
-    scripts = {}
+    scripts: dict[tuple[str, ...], list[tuple[str, dict]]] = {}
     for chain in sampled["chains"]:
         state: dict[str, Any] = {"chain": chain}
         state.update(querygen.split_turns(state, runtime))
         state.update(querygen.generate_queries(state, runtime))
-        scripts[state["queries"][0]] = [[(chain["calls"][i]["tool"], chain["calls"][i]["arguments"]) for i in idx]
-                                        for idx in state["turns"]]
+        for k, idx in enumerate(state["turns"]):
+            scripts.setdefault(tuple(state["queries"][:k + 1]),
+                               [(chain["calls"][i]["tool"], chain["calls"][i]["arguments"]) for i in idx])
     return scripts
 
 
