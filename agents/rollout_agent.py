@@ -114,7 +114,9 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
 
     from envfactory.envs.mcp_bridge import build_server, episode_tools
 
-    episodes = {name: env.episode() for name, env in envs.items()}
+    import asyncio
+    # New episodes load SQLite state: off the event loop, like every tool call (see mcp_bridge).
+    episodes = await asyncio.to_thread(lambda: {name: env.episode() for name, env in envs.items()})
     async with contextlib.AsyncExitStack() as stack:
         tools = {}
         for name, env in envs.items():

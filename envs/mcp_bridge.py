@@ -28,6 +28,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, AsyncIterator
 
+import anyio
 import mcp.types as types
 from mcp.client.session import ClientSession
 from mcp.server.lowlevel import Server
@@ -127,14 +128,19 @@ def build_server(env: Environment, *, control_token: str | None = None, max_name
     async def list_tools() -> list[types.Tool]:
         return definitions
 
+    def run_call(session: Any, meta: Any, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        episode = registry.for_request(session, meta)
+        if name.startswith(CONTROL_PREFIX):
+            return _control(episode, name[len(CONTROL_PREFIX):], arguments, control_token)
+        result = episode.call(name, arguments)
+        return _result(result.output) if result.ok else _result(result.error, is_error=True)
+
     @server.call_tool(validate_input=False)  # the runtime validates, with messages that name the argument
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        # SQLite work runs in a worker thread: it never stalls the event loop's other sessions, and
+        # asyncio servers that reject blocking calls on the loop (`langgraph dev`) accept it.
         ctx = server.request_context
-        episode = registry.for_request(ctx.session, ctx.meta)
-        if name.startswith(CONTROL_PREFIX):
-            return _control(episode, name[len(CONTROL_PREFIX):], arguments or {}, control_token)
-        result = episode.call(name, arguments or {})
-        return _result(result.output) if result.ok else _result(result.error, is_error=True)
+        return await anyio.to_thread.run_sync(run_call, ctx.session, ctx.meta, name, arguments or {})
 
     return server
 
@@ -259,7 +265,6 @@ class ValidatingClientSession(ClientSession):
 @contextlib.asynccontextmanager
 async def in_memory_session(env_or_server: Environment | Server) -> AsyncIterator[ClientSession]:
     """A client session connected to a server running as a task on this event loop."""
-    import anyio
     from mcp.shared.memory import create_client_server_memory_streams
 
     server = env_or_server if isinstance(env_or_server, Server) else build_server(env_or_server)

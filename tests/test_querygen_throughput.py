@@ -147,3 +147,22 @@ def test_one_node_chain_step_gives_the_same_record_as_the_per_step_graph(chain):
     assert via_graph == via_node and via_node[0]["verification"]["accepted"]
     out = make_graph().invoke({"envs": ["library"], "n": 1, "seed": chain.seed}, context=ctx)
     assert out["records"] == via_node
+
+
+def test_model_rollouts_do_no_blocking_io_on_the_event_loop():
+    """`langgraph dev` rejects blocking calls made on an event loop (blockbuster); model rollouts run
+    on one, so their SQLite work (new episodes, tool calls) must happen in worker threads."""
+    blockbuster = pytest.importorskip("blockbuster")
+    from envfactory.graphs.bench_querygen import GoldReplayModel, gold_scripts
+    scripts = gold_scripts("library", 3, 0, QueryGenContext(rollouts=1))
+    graph = make_graph()
+    bb = blockbuster.BlockBuster()
+    bb.activate()
+    try:
+        out = graph.invoke({"envs": ["library"], "n": 3, "seed": 0},
+                           context=QueryGenContext(rollouts=1, chat_models={"rollout": GoldReplayModel(latency=0.0, scripts=scripts)}),
+                           config={"max_concurrency": 2})
+    finally:
+        bb.deactivate()
+    reasons = [r["verification"]["reason"] for r in out["records"]]
+    assert out["summary"]["accepted"] == 3, reasons
