@@ -117,8 +117,12 @@ def resolve_model(role: str, settings: ModelSettings | None = None, injected: di
     return getattr(module, class_name)(**kwargs)
 
 
+def model_name(model: Any) -> str:
+    """The name a chat-model object reports (for provenance)."""
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
+
+
 def generated_by(role: str, model: Any, prompt: PromptRef | None = None, offline: str | None = None) -> GeneratedBy:
     if model is None:
         return GeneratedBy(tier="offline", role=role, implementation=offline, prompt=None)
-    name = getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__
-    return GeneratedBy(tier="model", role=role, model=str(name), prompt=prompt)
+    return GeneratedBy(tier="model", role=role, model=model_name(model), prompt=prompt)
