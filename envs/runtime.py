@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -216,15 +217,26 @@ def _bytes(state: "bytes | st.Snapshot") -> bytes:
     return state.data if isinstance(state, st.Snapshot) else state
 
 
+CATALOG_PATH_VAR = "ENVFACTORY_CATALOG_PATH"
+
+
+def extra_catalog_dirs() -> list[Path]:
+    """Catalogs besides the bundled one (e.g. where ``envfactory synth`` lands environments), from
+    ``ENVFACTORY_CATALOG_PATH`` (folders separated like PATH); their packages resolve by name."""
+    return [Path(p) for p in os.environ.get(CATALOG_PATH_VAR, "").split(os.pathsep) if p.strip()]
+
+
 def resolve_package(ref: str | Path) -> Path:
     path = Path(ref)
     if path.is_dir():
         return path.resolve()
-    candidate = CATALOG_DIR / str(ref)
-    if candidate.is_dir():
-        return candidate
+    for catalog in [CATALOG_DIR, *extra_catalog_dirs()]:
+        candidate = catalog / str(ref)
+        if (candidate / "env.json").is_file():
+            return candidate.resolve() if catalog != CATALOG_DIR else candidate
     known = ", ".join(catalog_names()) or "none"
-    raise EnvironmentPackageError(str(ref), f"is neither a folder nor a bundled environment (bundled: {known})")
+    extra = f"; also searched {CATALOG_PATH_VAR}: {os.pathsep.join(map(str, extra_catalog_dirs()))}" if extra_catalog_dirs() else ""
+    raise EnvironmentPackageError(str(ref), f"is neither a folder nor a bundled environment (bundled: {known}){extra}")
 
 
 def catalog_names() -> list[str]:

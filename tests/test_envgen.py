@@ -48,7 +48,7 @@ def _broken_tools(skeleton: dict[str, str]) -> str:
         for t in json.loads(skeleton["env.json"])["tools"])
 
 
-def test_offline_synthesis_lands_a_verified_package(tmp_path, brief):
+def test_offline_synthesis_lands_a_verified_package(tmp_path, brief, monkeypatch):
     out = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path))
     assert out["status"] == "accepted", out.get("reason")
     dest = Path(out["package_path"])
@@ -62,6 +62,12 @@ def test_offline_synthesis_lands_a_verified_package(tmp_path, brief):
     # the package's own tests ran in the sandbox and covered every tool on both paths
     best = out["best"]
     assert best["tests_passed"] == best["tests_total"] > 0 and best["paths_covered"] == best["paths_total"]
+    # synthesized catalogs resolve by name once they are on ENVFACTORY_CATALOG_PATH
+    from envfactory.envs.errors import EnvironmentPackageError
+    with pytest.raises(EnvironmentPackageError, match="neither a folder nor a bundled environment"):
+        Environment.load(dest.name)
+    monkeypatch.setenv("ENVFACTORY_CATALOG_PATH", str(tmp_path / "catalog"))
+    assert Environment.load(dest.name).package_dir == dest.resolve()
 
 
 def test_failing_first_attempt_is_repaired(tmp_path, skeleton):
@@ -130,7 +136,7 @@ def test_resume_after_a_kill_continues_the_thread(tmp_path):
     graph = make_graph().copy(update={"checkpointer": InMemorySaver()})
     config = {"configurable": {"thread_id": "t1"}}
     ctx = _ctx(tmp_path)
-    for update in graph.stream({"target": TARGET}, config, context=ctx, stream_mode="updates"):
+    for update in graph.stream({"target": TARGET}, config, context=ctx, stream_mode="updates", durability="sync"):
         if "code" in update:
             break  # the process "dies" after the code step
     assert graph.get_state(config).next == ("write_tests",)
