@@ -121,10 +121,11 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
     except Exception as exc:  # no matching service, a failed endpoint, output that never parsed
         return {"failure": f"research: {type(exc).__name__}: {exc}", "tiers": {"search": "model" if model else "offline"}}
     brief = result.brief
+    tokens = sum(result.usage.get(k, 0) for k in ("input_tokens", "output_tokens"))
     update: dict[str, Any] = {"brief": brief.model_dump(), "tiers": {"search": brief.tier},
-                              "tokens": state.get("tokens", 0) + getattr(result, "tokens", 0)}
-    if getattr(result, "prompt", None):
-        update["prompts"] = [{"step": "research", **result.prompt}]
+                              "tokens": state.get("tokens", 0) + tokens}
+    if result.prompt_ref is not None:
+        update["prompts"] = [{"step": "research", **result.prompt_ref.model_dump()}]
         update["models"] = {"search": result.model}
     return update
 
