@@ -61,11 +61,38 @@ def _outcome(item: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
             "tiers": values.get("tiers", {})}
 
 
-def cmd_synth(args) -> int:
+def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concurrency: int = 2,
+                     show: bool = True) -> list[dict[str, Any]]:
+    """Synthesize every item (resuming threads found in ``checkpoints``), with a progress bar."""
     from langgraph.checkpoint.sqlite import SqliteSaver
     from tqdm import tqdm
 
-    from envfactory.graphs.envgen import EnvGenContext, make_graph
+    from envfactory.graphs.envgen import make_graph
+    checkpoints.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    bar = tqdm(total=len(items), desc="synthesizing environments", unit="env", disable=not show, file=sys.stderr)
+    with SqliteSaver.from_conn_string(str(checkpoints)) as saver:
+        graph = make_graph().copy(update={"checkpointer": saver})
+
+        def step(item, node):
+            bar.set_postfix_str(f"{item.get('name') or item['target'][:30]}: {node}")
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = {pool.submit(synthesize, graph, item, ctx, step): item for item in items}
+            for fut in as_completed(futures):
+                try:
+                    results.append(fut.result())
+                except Exception as exc:  # one target's crash must not lose the others
+                    results.append({"target": futures[fut]["target"], "status": "error",
+                                    "reason": f"{type(exc).__name__}: {exc}"})
+                bar.update(1)
+    bar.close()
+    order = {item["target"]: i for i, item in enumerate(items)}
+    return sorted(results, key=lambda r: order.get(r["target"], 0))
+
+
+def cmd_synth(args) -> int:
+    from envfactory.graphs.envgen import EnvGenContext
     if bool(args.target) == bool(args.batch):
         print("envfactory synth: give a TARGET or --batch FILE (not both)", file=sys.stderr)
         return 2
@@ -75,29 +102,10 @@ def cmd_synth(args) -> int:
         print(f"envfactory synth: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     ctx = EnvGenContext(max_rounds=args.max_rounds, max_tokens=args.max_tokens, search_backend=args.search_backend,
                         catalog_dir=args.catalog, workspace_dir=str(out), offline=args.offline,
                         sandbox_seconds=args.timeout)
-    results = []
-    bar = tqdm(total=len(items), desc="synthesizing", unit="env", disable=args.json, file=sys.stderr)
-    with SqliteSaver.from_conn_string(str(out / "checkpoints.sqlite")) as saver:
-        graph = make_graph().copy(update={"checkpointer": saver})
-
-        def step(item, node):
-            bar.set_postfix_str(f"{item.get('name') or item['target'][:30]}: {node}")
-
-        with ThreadPoolExecutor(max_workers=max(1, args.concurrency)) as pool:
-            futures = {pool.submit(synthesize, graph, item, ctx, step): item for item in items}
-            for fut in as_completed(futures):
-                try:
-                    results.append(fut.result())
-                except Exception as exc:  # one target's crash must not lose the others
-                    results.append({"target": futures[fut]["target"], "status": "error", "reason": f"{type(exc).__name__}: {exc}"})
-                bar.update(1)
-    bar.close()
-    order = {item["target"]: i for i, item in enumerate(items)}
-    results.sort(key=lambda r: order.get(r["target"], 0))
+    results = synthesize_batch(items, ctx, out / "checkpoints.sqlite", args.concurrency, show=not args.json)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

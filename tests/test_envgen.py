@@ -160,3 +160,28 @@ def test_whole_graph_through_the_openai_client(tmp_path, skeleton):
     assert out["status"] == "accepted", out.get("reason")
     assert out["models"]["code"] == "stub-model"
     assert (Path(out["package_path"]) / "tools.py").read_text().endswith("# reviewed: rules unchanged\n")
+
+
+def test_synth_batch_is_resumable_and_idempotent(tmp_path, capsys):
+    from envfactory.cli.main import main
+    batch = tmp_path / "targets.txt"
+    batch.write_text(f"# two services\n{TARGET}\n" + json.dumps({"target": "parcel shipping labels and tracking"}) + "\n")
+    argv = ["synth", "--batch", str(batch), "--out", str(tmp_path / "work"), "--catalog", str(tmp_path / "catalog"), "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in first] == ["accepted", "accepted"] and not any(r["resumed"] for r in first)
+    attempts = sorted((tmp_path / "work").glob("*/attempt-*"))
+    stamps = {p: p.stat().st_mtime_ns for p in attempts}
+    assert main(argv) == 0  # the second run redoes nothing
+    second = json.loads(capsys.readouterr().out)
+    assert [r["resumed"] for r in second] == ["done before", "done before"]
+    assert [r["package"] for r in second] == [r["package"] for r in first]
+    assert {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "work").glob("*/attempt-*"))} == stamps
+
+
+def test_synth_rejects_a_malformed_batch_file(tmp_path, capsys):
+    from envfactory.cli.main import main
+    batch = tmp_path / "targets.jsonl"
+    batch.write_text('{"target": "a library"}\n{"name": "no_target"}\n')
+    assert main(["synth", "--batch", str(batch), "--out", str(tmp_path / "w")]) == 2
+    assert "targets.jsonl:2: a JSON line needs a non-empty \"target\"" in capsys.readouterr().err
