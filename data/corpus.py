@@ -25,7 +25,8 @@ SECTION_KINDS = {"overview": "overview", "entities": "entity", "operations": "op
                  "constraints": "constraint", "errors": "error"}
 # Words that say nothing about which service is meant ("an API for ..."): never matched on their own.
 STOPWORDS = frozenset("""a an and api apis app application for from in of on or platform rest service services
-system the to tool tools web with endpoint endpoints like similar simple build make model""".split())
+system the to tool tools web with endpoint endpoints like similar simple build make model at by is it as be
+my our we you your that this which who can are was me let lets style based kind sort""".split())
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _SOURCE = re.compile(r"^Source:\s*(\S+)\s*$", re.M)
 
@@ -82,11 +83,20 @@ class CorpusHit:
     score: float  # higher is better (negated bm25)
 
 
+@dataclass(frozen=True)
+class ServiceMatch:
+    service: str
+    name_hits: int    # query words found in the service's name, title or aliases
+    coverage: float   # share of query words its document contains
+    score: float      # bm25 of its best sections
+
+
 @dataclass
 class Document:
     service: str
     title: str
     domain: str
+    aliases: str = ""
     sections: list[Section] = field(default_factory=list)
 
 
@@ -96,7 +106,9 @@ def parse_reference(service: str, text: str) -> Document:
     if not title_match:
         raise CorpusError(f"{service}/reference.md: no '# Title' line")
     domain_match = re.search(r"^Domain:\s*(.+)$", text, re.M)
-    doc = Document(service, title_match.group(1).strip(), domain_match.group(1).strip() if domain_match else "")
+    aliases_match = re.search(r"Also known as:\s*(.+?)(?:\n\n|\n## |\Z)", text, re.S)
+    doc = Document(service, title_match.group(1).strip(), domain_match.group(1).strip() if domain_match else "",
+                   " ".join(aliases_match.group(1).split()) if aliases_match else "")
     parts = re.split(r"^## (.+)$", text, flags=re.M)
     for i in range(1, len(parts) - 1, 2):
         heading, body = parts[i].strip(), parts[i + 1]
@@ -135,6 +147,10 @@ class Corpus:
         self.db.executemany("INSERT INTO sections VALUES (?, ?, ?, ?, ?)",
                             [(s.service.replace("_", " "), s.title, s.heading, s.url, s.body)
                              for d in self.documents.values() for s in d.sections])
+        # names without stemming (service, title, "Also known as" list): "ATS" must not become "at"
+        self.db.execute("CREATE VIRTUAL TABLE names USING fts5(service UNINDEXED, words, tokenize='unicode61')")
+        self.db.executemany("INSERT INTO names VALUES (?, ?)",
+                            [(d.service, f"{d.service.replace('_', ' ')} {d.title} {d.aliases}") for d in self.documents.values()])
 
     @property
     def services(self) -> list[str]:
@@ -152,14 +168,39 @@ class Corpus:
         return [CorpusHit(service.replace(" ", "_"), title, heading, url, " ".join(snippet.split()), -rank)
                 for service, title, heading, url, snippet, rank in rows]
 
-    def best_service(self, query: str, depth: int = 30) -> str | None:
-        """The service whose sections match ``query`` best overall (scores summed over the top hits)."""
-        if query.strip().lower().replace(" ", "_") in self.documents:
-            return query.strip().lower().replace(" ", "_")
-        totals: dict[str, float] = {}
-        for hit in self.search(query, depth):
-            totals[hit.service] = totals.get(hit.service, 0.0) + hit.score
-        return max(totals, key=totals.__getitem__) if totals else None
+    def rank_services(self, query: str) -> list[ServiceMatch]:
+        """Services that plausibly match ``query``, best first. A service qualifies when more than half
+        of the query's words are in its name, title or aliases, or in its document; among those, name
+        matches count first, then coverage, then bm25 ("book a table" must not pick the library)."""
+        terms = [t.strip('"') for t in fts_query(query).split(" OR ") if t]
+        if not terms:
+            return []
+        named: dict[str, int] = {}
+        covered: dict[str, int] = {}
+        for term in terms:
+            for (service,) in self.db.execute("SELECT service FROM names WHERE names MATCH ?", (f'"{term}"',)):
+                named[service] = named.get(service, 0) + 1
+            for (service,) in self.db.execute("SELECT DISTINCT service FROM sections WHERE sections MATCH ?", (f'"{term}"',)):
+                service = service.replace(" ", "_")
+                covered[service] = covered.get(service, 0) + 1
+        scores: dict[str, list[float]] = {}
+        for hit in self.search(query, 60):
+            scores.setdefault(hit.service, []).append(hit.score)
+        out = []
+        for service in set(named) | set(covered):
+            coverage = covered.get(service, 0) / len(terms)
+            if named.get(service, 0) / len(terms) > 0.5 or coverage > 0.5:
+                top = sorted(scores.get(service, []), reverse=True)[:3]  # a few strong sections, not many weak ones
+                out.append(ServiceMatch(service, named.get(service, 0), coverage, sum(top)))
+        return sorted(out, key=lambda m: (m.name_hits, m.coverage, m.score), reverse=True)
+
+    def best_service(self, query: str) -> str | None:
+        """The service ``query`` names or describes best (an exact service name wins), or None."""
+        exact = query.strip().lower().replace(" ", "_")
+        if exact in self.documents:
+            return exact
+        ranked = self.rank_services(query)
+        return ranked[0].service if ranked else None
 
     def document(self, service: str) -> Document:
         if service not in self.documents:
