@@ -106,7 +106,7 @@ def parse_reference(service: str, text: str) -> Document:
     if not title_match:
         raise CorpusError(f"{service}/reference.md: no '# Title' line")
     domain_match = re.search(r"^Domain:\s*(.+)$", text, re.M)
-    aliases_match = re.search(r"Also known as:\s*(.+?)(?:\n\n|\n## |\Z)", text, re.S)
+    aliases_match = re.search(r"Also\s+known\s+as:\s*(.+?)(?:\n\n|\n## |\Z)", text, re.S)
     doc = Document(service, title_match.group(1).strip(), domain_match.group(1).strip() if domain_match else "",
                    " ".join(aliases_match.group(1).split()) if aliases_match else "")
     parts = re.split(r"^## (.+)$", text, flags=re.M)
