@@ -104,8 +104,17 @@ class SeedWriter:
         return self.rows
 
     # -- per entity
-    def _entity_rows(self, e: EntitySpec) -> list[dict[str, Any]]:
+    def row_count(self, e: EntitySpec) -> int:
+        """seed_rows, except that a one-to-one child never outnumbers its parent's referable rows."""
         n = e.seed_rows
+        for f in e.fields:
+            if f.references and f.unique and f.required and f.references != e.name:
+                total = self.spec.entity(f.references).seed_rows
+                n = min(n, total - max(1, total // 5) if total >= 2 else total)
+        return n
+
+    def _entity_rows(self, e: EntitySpec) -> list[dict[str, Any]]:
+        n = self.row_count(e)
         rows: list[dict[str, Any]] = [{e.id_field: i + 1} for i in range(n)]
         people = [(self.rng.choice(FIRST), self.rng.choice(LAST)) for _ in range(n)]
         for f in e.fields:
@@ -133,6 +142,12 @@ class SeedWriter:
         total = parent.seed_rows
         usable = total - max(1, total // 5) if total >= 2 else total   # the tail stays unreferenced
         out: list[int | None] = []
+        if f.unique and parent.name != e.name:  # one-to-one: distinct parents, the tail only when needed
+            head, tail = list(range(2, usable + 1)), list(range(usable + 1, total + 1))
+            self.rng.shuffle(head)
+            self.rng.shuffle(tail)
+            ids = [1, *head, *tail][:n]
+            return ids + [None] * (n - len(ids))
         for i in range(n):
             if parent.name == e.name:  # self-reference: an earlier row, or none
                 choices = list(range(1, min(i, usable) + 1))

@@ -78,6 +78,8 @@ class TestWriter:
         if f.references:
             parent = self.spec.entity(f.references)
             ids = [r[parent.id_field] for r in self.rows(parent)]
+            if f.unique:  # one-to-one: a parent no row points at yet
+                ids = [i for i in ids if i not in taken] or ids
             return next((i for i in ids if i != current), ids[0] if ids else 1)
         if f.type == "enum":
             options = [v for v in (prefer or []) + f.enum if v != current]
@@ -336,13 +338,18 @@ class TestWriter:
                 reader = next((p for p in self.plans if p.entity is parent and p.op.kind in ("get", "list")
                                and (p.op.kind == "list" or p.params[0].role == "id")), None)
                 prows = self.rows(parent)
+                if ref.field.unique:  # one-to-one: start from a parent nothing points at yet
+                    taken = {r.get(ref.name) for r in self.rows(e)}
+                    prows = [r for r in prows if r[parent.id_field] not in taken]
                 if reader is not None and prows:
                     if reader.op.kind == "get":
                         steps.append(self.ok(reader.op.name, {parent.id_field: prows[0][parent.id_field]},
                                              {parent.id_field: prows[0][parent.id_field]}, save="s0"))
                         overrides[ref.name] = f"$s0.{parent.id_field}"
                     else:
-                        steps.append(self.ok(reader.op.name, {"limit": 1},
+                        # rows come back ordered by id, so the offset picks the wanted parent
+                        offset = self.rows(parent).index(prows[0])
+                        steps.append(self.ok(reader.op.name, {"limit": 1, "offset": offset},
                                              {parent.table_name: [{parent.id_field: prows[0][parent.id_field]}]}, save="s0"))
                         overrides[ref.name] = f"$s0.{parent.table_name}.0.{parent.id_field}"
             # start in a state some transition leaves from, so the chain can walk the workflow
@@ -356,7 +363,7 @@ class TestWriter:
             key = self.next_id(e)
             current = self.created_row(plan, args)
             if ref is not None and ref.name in overrides and str(overrides[ref.name]).startswith("$"):
-                current[ref.name] = self.rows(self.spec.entity(ref.field.references))[0][self.spec.entity(ref.field.references).id_field]
+                current[ref.name] = prows[0][self.spec.entity(ref.field.references).id_field]
             shown = {k: v for k, v in args.items() if not (isinstance(v, str) and v.startswith("$"))}
             steps.append(self.ok(plan.op.name, args, {idf: key, **shown}, save=f"s{len(steps)}",
                                  state=self.row_state(e, key, {**{f.name: current.get(f.name) for f in e.fields}})))
