@@ -124,7 +124,7 @@ class SeedWriter:
                 values = self._references(e, f, n)
             else:
                 values = self._column(e, f, n, people)
-            if not f.required and not f.unique and not f.references:
+            if not f.required and not f.unique and not f.references and f.type != "boolean":
                 # a few blanks, never in row 1 (tests read row 1 as the typical row)
                 values = [None if i and self.rng.random() < 0.12 else v for i, v in enumerate(values)]
             for row, v in zip(rows, values):
@@ -207,6 +207,13 @@ class SeedWriter:
         if m:  # 'ORD-1001' -> 'ORD-1043'
             return str(base)[: m.start()] + str(int(m.group(1)) + i + attempt * e.seed_rows).zfill(len(m.group(1)))
         return f"{base} {i + attempt}"
+
+    def sample(self, e: EntitySpec, f: FieldSpec, i: int) -> Any:
+        """One plausible value of a text field for a new row (the test writer's fresh values)."""
+        examples = [v for v in f.examples if _valid_example(f, v)]
+        if examples and f.type != "email" and self.rng.random() < 0.5:
+            return self.rng.choice(examples)
+        return self._value(e, f, i, (self.rng.choice(FIRST), self.rng.choice(LAST)))
 
     # -- one value from the field's name and type
     def _value(self, e: EntitySpec, f: FieldSpec, i: int, person: tuple[str, str]) -> Any:
@@ -311,10 +318,15 @@ class SeedWriter:
                 continue
             s, t = starts[0], ends[0]
             for row in rows:
-                if row[s.name] and row[t.name]:
-                    begin = dt.date.fromisoformat(row[s.name][:10])
-                    end = begin + dt.timedelta(days=self.rng.randint(1, 21))
-                    row[t.name] = end.isoformat() + row[s.name][10:]
+                if not (row[s.name] and row[t.name]):
+                    continue
+                if s.type == "date":
+                    end = dt.date.fromisoformat(row[s.name]) + dt.timedelta(days=self.rng.randint(1, 21))
+                    row[t.name] = end.isoformat()
+                else:  # a datetime span lasts minutes or hours, not weeks
+                    begin = dt.datetime.fromisoformat(row[s.name].replace("Z", "+00:00"))
+                    end = begin + dt.timedelta(minutes=self.rng.choice([30, 45, 60, 90, 120, 180]))
+                    row[t.name] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_seed(spec: ApiSpec, seed: int, clock: str) -> dict[str, list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any, Iterable
 
 from .manifest import Manifest, ToolSpec
+from .skeleton_seed import SeedWriter
 from .skeleton_plan import MISSING_ID, OpPlan, label, plan_operation, referencing, resolve_default
 from .spec import ApiSpec, EntitySpec, FieldSpec
 
@@ -46,6 +47,7 @@ class TestWriter:
                 raise ValueError(f"operation {op.name!r} of spec {spec.name!r} has no tool in the manifest")
             self.plans.append(plan_operation(spec, op))
         self.counter = 0
+        self.sampler = SeedWriter(spec, -1, clock)  # fresh values from its own random stream
 
     # -- seed facts
     def rows(self, e: EntitySpec) -> list[dict[str, Any]]:
@@ -109,6 +111,10 @@ class TestWriter:
             while f"{day.isoformat()}T10:30:00Z" in taken or f"{day.isoformat()}T10:30:00Z" == current:
                 day += dt.timedelta(days=1)
             return f"{day.isoformat()}T10:30:00Z"
+        for attempt in range(20):  # a realistic value first, as the seed writer would make
+            value = self.sampler.sample(e, f, k + attempt)
+            if value != current and (not f.unique or value.lower() not in taken):
+                return value
         if f.type == "email":
             return f"test.{e.name.replace('_', '.')}.{k}@example.net"
         if f.type == "text":
@@ -320,89 +326,94 @@ class TestWriter:
                 cases.append({"name": f"{label(e)} workflow: each call uses the previous call's output", "steps": steps})
         return cases
 
-    def _chain_for(self, e: EntitySpec) -> list[dict]:
+    def _kinds(self, e: EntitySpec) -> dict[str, list[OpPlan]]:
         plans = [p for p in self.plans if p.entity is e]
-        kinds = {k: [p for p in plans if p.op.kind == k] for k in ("create", "get", "list", "update", "transition", "delete")}
-        idf = e.id_field
-        steps: list[dict] = []
-        prev: str | None = None  # reference to the current row's id in the last saved output
-        current: dict[str, Any] = {}
-        key = None
-        fresh_row = False
-        if kinds["create"]:
-            plan = kinds["create"][0]
-            overrides = {}
-            ref = next((p for p in plan.params if p.field.references), None)
-            if ref is not None:
-                parent = self.spec.entity(ref.field.references)
-                reader = next((p for p in self.plans if p.entity is parent and p.op.kind in ("get", "list")
-                               and (p.op.kind == "list" or p.params[0].role == "id")), None)
-                prows = self.rows(parent)
-                if ref.field.unique:  # one-to-one: start from a parent nothing points at yet
-                    taken = {r.get(ref.name) for r in self.rows(e)}
-                    prows = [r for r in prows if r[parent.id_field] not in taken]
-                if reader is not None and prows:
-                    if reader.op.kind == "get":
-                        steps.append(self.ok(reader.op.name, {parent.id_field: prows[0][parent.id_field]},
-                                             {parent.id_field: prows[0][parent.id_field]}, save="s0"))
-                        overrides[ref.name] = f"$s0.{parent.id_field}"
-                    else:
-                        # rows come back ordered by id, so the offset picks the wanted parent
-                        offset = self.rows(parent).index(prows[0])
-                        steps.append(self.ok(reader.op.name, {"limit": 1, "offset": offset},
-                                             {parent.table_name: [{parent.id_field: prows[0][parent.id_field]}]}, save="s0"))
-                        overrides[ref.name] = f"$s0.{parent.table_name}.0.{parent.id_field}"
-            # start in a state some transition leaves from, so the chain can walk the workflow
-            for p in plan.params:
-                if p.field.type == "enum" and p.name not in overrides:
-                    starts = [s for tp in kinds["transition"] if tp.op.transition.field == p.name
-                              for s in tp.op.transition.from_states]
-                    if starts:
-                        overrides[p.name] = starts[0]
-            args = self.create_values(plan, overrides)
-            key = self.next_id(e)
-            current = self.created_row(plan, args)
-            if ref is not None and ref.name in overrides and str(overrides[ref.name]).startswith("$"):
-                current[ref.name] = prows[0][self.spec.entity(ref.field.references).id_field]
-            shown = {k: v for k, v in args.items() if not (isinstance(v, str) and v.startswith("$"))}
-            steps.append(self.ok(plan.op.name, args, {idf: key, **shown}, save=f"s{len(steps)}",
-                                 state=self.row_state(e, key, {**{f.name: current.get(f.name) for f in e.fields}})))
-            prev = f"$s{len(steps) - 1}"
-            fresh_row = True
-        elif self.rows(e):
-            row = self.rows(e)[0]
-            key, current = row[idf], dict(row)
+        return {k: [p for p in plans if p.op.kind == k] for k in ("create", "get", "list", "update", "transition", "delete")}
+
+    @staticmethod
+    def _push(steps: list[dict], step: dict) -> str:
+        step["save"] = f"s{len(steps)}"
+        steps.append(step)
+        return f"${step['save']}"
+
+    def _read_parent(self, steps: list[dict], e: EntitySpec, ref) -> tuple[str, int] | None:
+        """A read of a parent row the new row can point at: (reference to its id, its id)."""
+        parent = self.spec.entity(ref.field.references)
+        prows = self.rows(parent)
+        if ref.field.unique:  # one-to-one: a parent nothing points at yet
+            taken = {r.get(ref.name) for r in self.rows(e)}
+            prows = [r for r in prows if r[parent.id_field] not in taken]
+        if not prows:
+            return None
+        row, pid = prows[0], parent.id_field
+        kinds = self._kinds(parent)
+        if kinds["get"]:
+            p = kinds["get"][0].params[0]
+            arg = row[pid] if p.role == "id" else row[p.name]
+            saved = self._push(steps, self.ok(kinds["get"][0].op.name, {p.name: arg}, {pid: row[pid]}))
+            return f"{saved}.{pid}", row[pid]
+        if kinds["list"]:
+            # rows come back ordered by id, so the offset picks the wanted parent
+            offset = self.rows(parent).index(row)
+            saved = self._push(steps, self.ok(kinds["list"][0].op.name, {"limit": 1, "offset": offset},
+                                              {parent.table_name: [{pid: row[pid]}]}))
+            return f"{saved}.{parent.table_name}.0.{pid}", row[pid]
+        return None
+
+    def _create_step(self, steps: list[dict], e: EntitySpec, plan: OpPlan, link=None) -> tuple[str, int, dict]:
+        """Create a row of ``e``; ``link`` = (field, reference, id) ties it to the previous step."""
+        kinds = self._kinds(e)
+        overrides: dict[str, Any] = {}
+        known: dict[str, Any] = {}
+        if link is not None:
+            overrides[link[0]], known[link[0]] = link[1], link[2]
         else:
-            return []
+            ref = next((p for p in plan.params if p.field.references), None)
+            found = self._read_parent(steps, e, ref) if ref is not None else None
+            if found is not None:
+                overrides[ref.name], known[ref.name] = found
+        for p in plan.params:  # start in a state some transition leaves from, to walk the workflow
+            if p.field.type == "enum" and p.name not in overrides:
+                starts = [st for tp in kinds["transition"] if tp.op.transition.field == p.name
+                          for st in tp.op.transition.from_states]
+                if starts:
+                    overrides[p.name] = starts[0]
+        args = self.create_values(plan, overrides)
+        key = self.next_id(e)
+        current = {**self.created_row(plan, args), **known}
+        shown = {k: v for k, v in args.items() if k not in known}
+        saved = self._push(steps, self.ok(plan.op.name, args, {e.id_field: key, **shown},
+                                          state=self.row_state(e, key, {f.name: current.get(f.name) for f in e.fields})))
+        return saved, key, current
+
+    def _walk(self, steps: list[dict], e: EntitySpec, prev: str | None, key: int, current: dict) -> str | None:
+        """Reads and writes on one row, each using the previous call's output; returns the last reference."""
+        kinds, idf = self._kinds(e), e.id_field
+
+        def arg_id():
+            return f"{prev}.{idf}" if prev else key
 
         def add_get() -> None:
             nonlocal prev
-            if not kinds["get"]:
-                return
-            plan = kinds["get"][0]
-            p = plan.params[0]
-            if prev is None:
-                arg = key if p.role == "id" else current[p.name]
-            else:
-                arg = f"{prev}.{idf}" if p.role == "id" else f"{prev}.{p.name}"
-            steps.append(self.ok(plan.op.name, {p.name: arg}, {idf: key}, save=f"s{len(steps)}"))
-            prev = f"$s{len(steps) - 1}"
-
-        def id_arg() -> Any:
-            return f"{prev}.{idf}" if prev else key
+            if kinds["get"]:
+                p = kinds["get"][0].params[0]
+                if p.role == "id":
+                    arg = arg_id()
+                else:
+                    arg = f"{prev}.{p.name}" if prev else current[p.name]
+                prev = self._push(steps, self.ok(kinds["get"][0].op.name, {p.name: arg}, {idf: key}))
 
         add_get()
         if kinds["update"]:
             plan = kinds["update"][0]
+            workflow = {tp.op.transition.field for tp in kinds["transition"]}
             vp = next((p for p in plan.params if p.role == "value" and not p.field.references
-                       and not (p.field.type == "enum" and any(tp.op.transition.field == p.name for tp in kinds["transition"]))),
-                      None)
+                       and p.name not in workflow), None)
             if vp is not None:
                 v = self.fresh(e, vp.field, current=current.get(vp.name))
                 current[vp.name] = v
-                steps.append(self.ok(plan.op.name, {idf: id_arg(), vp.name: v}, {idf: key, vp.name: v},
-                                     save=f"s{len(steps)}", state=self.row_state(e, key, {vp.name: v})))
-                prev = f"$s{len(steps) - 1}"
+                prev = self._push(steps, self.ok(plan.op.name, {idf: arg_id(), vp.name: v}, {idf: key, vp.name: v},
+                                                 state=self.row_state(e, key, {vp.name: v})))
         used: set[str] = set()
         moved = True
         while moved:
@@ -412,18 +423,45 @@ class TestWriter:
                 if plan.op.name not in used and current.get(t.field) in t.from_states:
                     used.add(plan.op.name)
                     current[t.field] = t.to
-                    steps.append(self.ok(plan.op.name, {idf: id_arg()}, {idf: key, t.field: t.to},
-                                         save=f"s{len(steps)}", state=self.row_state(e, key, {t.field: t.to})))
-                    prev = f"$s{len(steps) - 1}"
+                    prev = self._push(steps, self.ok(plan.op.name, {idf: arg_id()}, {idf: key, t.field: t.to},
+                                                     state=self.row_state(e, key, {t.field: t.to})))
                     moved = True
                     break
         if len(steps) < 4:
             add_get()  # read back what the writes did
-        if kinds["delete"] and fresh_row:
-            plan = kinds["delete"][0]
-            steps.append(self.ok(plan.op.name, {idf: id_arg()}, {"deleted": True, idf: key},
-                                 state=[{"sql": f'SELECT COUNT(*) FROM "{e.table_name}" WHERE "{idf}" = {key}',
-                                         "rows": [[0]]}]))
+        return prev
+
+    def _delete_step(self, steps: list[dict], e: EntitySpec, prev: str | None, key: int) -> None:
+        plan = self._kinds(e)["delete"][0]
+        idf = e.id_field
+        steps.append(self.ok(plan.op.name, {idf: f"{prev}.{idf}" if prev else key}, {"deleted": True, idf: key},
+                             state=[{"sql": f'SELECT COUNT(*) FROM "{e.table_name}" WHERE "{idf}" = {key}',
+                                     "rows": [[0]]}]))
+
+    def _chain_for(self, e: EntitySpec) -> list[dict]:
+        kinds = self._kinds(e)
+        steps: list[dict] = []
+        if kinds["create"]:
+            prev, key, current = self._create_step(steps, e, kinds["create"][0])
+            fresh_row = True
+        elif self.rows(e):
+            row = self.rows(e)[0]
+            prev, key, current, fresh_row = None, row[e.id_field], dict(row), False
+        else:
+            return []
+        prev = self._walk(steps, e, prev, key, current)
+        # carry on into a child row that points at this one, when a tool creates such rows
+        child = next(((c, p) for c in self.spec.entities if c is not e for p in self._kinds(c)["create"][:1]
+                      for prm in p.params if prm.field.references == e.name and not prm.field.unique), None)
+        if child is not None and prev is not None:
+            c, plan = child
+            field = next(prm.name for prm in plan.params if prm.field.references == e.name)
+            cprev, ckey, ccurrent = self._create_step(steps, c, plan, link=(field, f"{prev}.{e.id_field}", key))
+            cprev = self._walk(steps, c, cprev, ckey, ccurrent)
+            if self._kinds(c)["delete"]:
+                self._delete_step(steps, c, cprev, ckey)
+        elif kinds["delete"] and fresh_row:
+            self._delete_step(steps, e, prev, key)
         return steps
 
     def suite(self) -> dict:
