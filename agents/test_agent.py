@@ -46,16 +46,16 @@ def _suite_schema(tool_names: set[str]) -> type[TestSuite]:
                         __validators__={"known_tools": field_validator("cases")(known_tools)})
 
 
-def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *, seed: int = 0,
+def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *,
                 prompt_version: str = "latest", max_retries: int = 2) -> TestsResult:
     manifest = json.loads(files["env.json"])
     tools = manifest["tools"]
+    seed_rows = json.loads(files["seed.json"])
     if model is None:
         from envfactory.envs.skeleton import generate_tests
-        return TestsResult(suite=generate_tests(brief.spec, seed=seed), tier=OFFLINE_TIER)
+        return TestsResult(suite=generate_tests(brief.spec, manifest, seed_rows), tier=OFFLINE_TIER)
     from envfactory.agents.structured import invoke_structured
     from envfactory.prompts.registry import default_registry
-    seed_rows = json.loads(files["seed.json"])
     sample = {table: rows[:_SEED_ROWS_SHOWN] for table, rows in seed_rows.items()}
     rendered = default_registry().render("test_agent/write_tests", prompt_version, brief=_brief_text(brief),
                                          tools=tools, schema=files["schema.sql"], seed_sample=sample)

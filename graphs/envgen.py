@@ -183,7 +183,7 @@ def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str
     brief = ResearchBrief.model_validate(state["brief"])
     model = _model(ctx, "test")
     try:
-        result = test_agent.write_tests(brief, state["files"], model, seed=ctx.seed,
+        result = test_agent.write_tests(brief, state["files"], model,
                                         prompt_version=_version(ctx, "test_agent/write_tests"))
     except Exception as exc:
         return {"failure": f"tests: the test agent failed: {type(exc).__name__}: {exc}",
