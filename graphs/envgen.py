@@ -210,6 +210,7 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
         shutil.rmtree(folder)  # a resumed run rewrites the attempt it was killed in
     write_package({**state["files"], "tests.json": json.dumps(state["tests"], indent=1)}, folder)
     report = validate_package(folder, limits=SandboxLimits(wall_seconds=ctx.sandbox_seconds), write_record=False)
+    _report_path(folder).write_text(report.model_dump_json(indent=1), encoding="utf-8")
     summary = {"n": n, "path": str(folder), "verdict": report.verdict, "reason": report.verdict_line,
                "tests_passed": report.tests_passed, "tests_total": report.tests_total,
                "paths_covered": report.paths_covered, "paths_total": report.paths_total,
@@ -252,9 +253,9 @@ def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
 
 
 def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
-    """Copy the passing attempt into the catalog, re-validate it there and record how it was made."""
-    from envfactory.envs.sandbox import SandboxLimits
-    from envfactory.envs.validate import validate_package
+    """Copy the passing attempt into the catalog with how it was made, and mark it verified."""
+    from envfactory.envs.runtime import package_digest
+    from envfactory.envs.validate import ValidationReport, write_verified
     ctx = _ctx(runtime)
     brief = ResearchBrief.model_validate(state["brief"])
     source = Path(state["attempts"][-1]["path"])
@@ -265,14 +266,20 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     (staging / "synthesis").mkdir()
     (staging / "synthesis" / "brief.json").write_text(brief.model_dump_json(indent=1), encoding="utf-8")
     (staging / "synthesis" / RESULT_FILE).write_text(json.dumps(_result(state, "accepted", None), indent=1), encoding="utf-8")
+    # The package files are byte-for-byte the ones the sandbox just passed; the digest now also covers
+    # the synthesis record, so editing either afterwards revokes trust.
+    report = ValidationReport.model_validate_json(_report_path(source).read_text(encoding="utf-8"))
+    report = report.model_copy(update={"digest": package_digest(staging), "path": str(dest.resolve())})
+    write_verified(staging, report)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)  # the catalog only ever holds whole packages
-    report = validate_package(dest, limits=SandboxLimits(wall_seconds=ctx.sandbox_seconds))
-    if report.verdict != "PASS":  # cannot happen unless the sandbox is flaky; say so rather than keep it
-        shutil.rmtree(dest, ignore_errors=True)
-        return _reject_update(state, ctx, f"the accepted attempt failed re-validation in the catalog: {report.verdict_line}")
     _write_result(ctx, state, "accepted", None, str(dest))
     return {"status": "accepted", "reason": "", "package_path": str(dest)}
+
+
+def _report_path(attempt_folder: Path) -> Path:
+    """The validation report sits beside the attempt, outside the package."""
+    return attempt_folder.with_name(attempt_folder.name + ".report.json")
 
 
 def reject(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
