@@ -31,7 +31,7 @@ def _synthesize_corpus(out: Path, show: bool, concurrency: int) -> list[dict]:
     from envfactory.data.corpus import default_corpus
     from envfactory.graphs.envgen import EnvGenContext
     corpus = default_corpus()
-    items = [{"target": corpus.spec_for(s).title, "name": s} for s in corpus.services()]
+    items = [{"target": corpus.spec_for(s).title, "name": s} for s in corpus.services]
     ctx = EnvGenContext(catalog_dir=str(out / "catalog"), workspace_dir=str(out / "envgen"))
     return synthesize_batch(items, ctx, out / "envgen" / "checkpoints.sqlite", concurrency, show)
 
@@ -90,10 +90,10 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps({"validation": validation, "summary": summary}, indent=2))
     else:
-        print(f"\n{'env':<15}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}  pass rate  rejected by reason")
+        print(f"\n{'env':<22}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}  pass rate  rejected by reason")
         for name, s in per_env.items():
             rate = "-" if s["mean_pass_rate"] is None else f"{s['mean_pass_rate']:.2f}"
-            print(f"{name:<15}{s['chains']:>7}{s['accepted']:>9}{s['rejected']:>9}{s['skipped_as_done']:>8}"
+            print(f"{name:<22}{s['chains']:>7}{s['accepted']:>9}{s['rejected']:>9}{s['skipped_as_done']:>8}"
                   f"{s['discarded_chains']:>10}  {rate:>9}  {s['rejected_by_reason'] or '-'}")
         counts = summary["records"]
         print(f"\n{len(made)}/{len(synthesized)} corpus services synthesized into verified environments; "
