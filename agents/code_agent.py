@@ -99,9 +99,10 @@ def example_package() -> dict[str, str]:
     return out
 
 
-def implement(brief: ResearchBrief, model=None, *, seed: int = 0, prompt_version: str = "latest",
-              max_retries: int = 2) -> CodeResult:
-    files = skeleton_files(brief, seed)
+def implement(brief: ResearchBrief, model=None, *, files: dict[str, str] | None = None, seed: int = 0,
+              prompt_version: str = "latest", max_retries: int = 2) -> CodeResult:
+    """The skeleton (offline tier), or the model's rewrite of it; ``files`` is the skeleton if already built."""
+    files = files or skeleton_files(brief, seed)
     if model is None:
         return CodeResult(files=files, tier=OFFLINE_TIER)
     from envfactory.prompts.registry import default_registry

@@ -130,31 +130,35 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
     return update
 
 
-def design(state: EnvGenState) -> dict[str, Any]:
-    """Name the package and re-check the spec (a model's brief may have been edited in Studio)."""
+def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    """Name the package, re-check the spec (a brief may have been edited in Studio) and build the
+    deterministic skeleton, which proves the spec can be generated at all."""
     try:
         brief = ResearchBrief.model_validate(state["brief"])
     except Exception as exc:
         return {"failure": f"design: the brief's spec is not usable: {exc}"}
     name = slug(state.get("name") or brief.spec.name)
-    spec = brief.spec.model_copy(update={"name": name})
-    brief = brief.model_copy(update={"spec": spec})
-    run_id = f"{name}-{_digest(state.get('target', ''), name)}"
-    return {"brief": brief.model_dump(), "run_id": run_id, "attempt": 0}
+    brief = brief.model_copy(update={"spec": brief.spec.model_copy(update={"name": name})})
+    try:
+        skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
+    except Exception as exc:  # e.g. a model-written spec the generator cannot build
+        return {"failure": f"design: the spec cannot be turned into a package: {exc}"}
+    return {"brief": brief.model_dump(), "files": skeleton, "attempt": 0,
+            "run_id": f"{name}-{_digest(state.get('target', ''), name)}"}
 
 
 def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
-    brief = ResearchBrief.model_validate(state["brief"])
     model = _model(ctx, "code")
+    if model is None:
+        return {"tiers": {**state.get("tiers", {}), "code": code_agent.OFFLINE_TIER}}  # the skeleton from design
+    brief = ResearchBrief.model_validate(state["brief"])
     try:
-        result = code_agent.implement(brief, model, seed=ctx.seed, prompt_version=_version(ctx, "code_agent/implement"))
-    except Exception as exc:
-        if model is None:  # the deterministic generator failed: nothing to repair
-            return {"failure": f"code: the skeleton generator failed: {type(exc).__name__}: {exc}"}
-        files = code_agent.skeleton_files(brief, ctx.seed)
-        return {"files": files, "repair_brief": f"The code agent's reply was unusable: {exc}",
-                "attempt_error": str(exc), "tiers": {**state.get("tiers", {}), "code": "model"},
+        result = code_agent.implement(brief, model, files=state["files"],
+                                      prompt_version=_version(ctx, "code_agent/implement"))
+    except Exception as exc:  # unusable after retries: this attempt fails, the repair loop goes on
+        return {"repair_brief": f"Your previous reply was unusable: {exc}", "attempt_error": str(exc),
+                "tiers": {**state.get("tiers", {}), "code": "model"},
                 **_attempt_failed(state, f"code agent: {exc}", model)}
     return _code_update(state, result)
 
