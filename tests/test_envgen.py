@@ -185,3 +185,51 @@ def test_synth_rejects_a_malformed_batch_file(tmp_path, capsys):
     batch.write_text('{"target": "a library"}\n{"name": "no_target"}\n')
     assert main(["synth", "--batch", str(batch), "--out", str(tmp_path / "w")]) == 2
     assert "targets.jsonl:2: a JSON line needs a non-empty \"target\"" in capsys.readouterr().err
+
+
+KOHA = "https://api.koha-community.org/"
+HITS = {TARGET: [{"title": "Koha REST API", "url": KOHA, "snippet": "Patrons, items, checkouts and holds of a library."}]}
+
+
+def _draft(spec: dict) -> AIMessage:
+    return tool_call_message("BriefDraft", {
+        "service": "library_lending", "summary": "Library circulation: patrons borrow items.",
+        "facts": [{"kind": "entity", "text": "A patron borrows items.", "source_url": KOHA}], "spec": spec})
+
+
+def test_every_agent_on_a_model(tmp_path, brief, skeleton):
+    """Search, Code and Test agents each on their own (scripted) model; the test agent's first suite
+    calls a tool that does not exist and goes back to it with the problem."""
+    spec = brief.spec.model_dump()
+    search = ScriptedChatModel(script=[_draft(spec)], model_name="searcher")
+    code = ScriptedChatModel(script=[_files(**{"tools.py": skeleton["tools.py"]})], model_name="coder")
+    from envfactory.envs.skeleton import generate_package
+    suite = json.loads(generate_package(brief.spec)["tests.json"])
+    wrong = {"cases": [{"name": "x", "steps": [{"call": "teleport_book", "args": {}, "expect": {"ok": True}}]}]}
+    tester = ScriptedChatModel(script=[tool_call_message("TestSuite", wrong), tool_call_message("TestSuite", suite)],
+                               model_name="tester")
+    ctx = _ctx(tmp_path, search_backend="fixture", search_options={"data": HITS},
+               chat_models={"search": search, "code": code, "test": tester})
+    out = make_graph().invoke({"target": TARGET}, context=ctx)
+    assert out["status"] == "accepted", out.get("reason")
+    assert out["tiers"] == {"search": "model", "code": "model", "test": "model"}
+    assert out["models"] == {"search": "searcher", "code": "coder", "test": "tester"}
+    assert [p["id"] for p in out["prompts"]] == ["search_agent/brief", "code_agent/implement", "test_agent/write_tests"]
+    assert "teleport_book" in tester.requests[1][-1].content  # the unknown tool was named back to the model
+    # the test agent never saw the code agent's code
+    seen = "\n".join(str(m.content) for m in tester.requests[0])
+    assert "def " not in seen and "ctx." not in seen
+    result = json.loads((Path(out["package_path"]) / "synthesis" / "synthesis.json").read_text())
+    assert result["models"]["test"] == "tester" and result["tokens"] == out["tokens"] > 0
+
+
+def test_a_spec_the_generator_cannot_build_is_rejected_at_design(tmp_path, brief):
+    spec = brief.spec.model_dump()
+    # a valid ApiSpec, but 50 seed rows cannot each have a different boolean
+    spec["entities"][0]["fields"].append({"name": "is_staff", "type": "boolean", "description": "staff card", "unique": True})
+    search = ScriptedChatModel(script=[_draft(spec)])
+    ctx = _ctx(tmp_path, search_backend="fixture", search_options={"data": HITS}, chat_models={"search": search})
+    out = make_graph().invoke({"target": TARGET}, context=ctx)
+    assert out["status"] == "rejected"
+    assert out["reason"].startswith("design: the spec cannot be turned into a package") and "'is_staff' allows only 2 values" in out["reason"]
+    assert not out.get("attempts")
