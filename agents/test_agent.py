@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError, create_model, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from envfactory.agents.models import model_name
 from envfactory.envs.spec import ResearchBrief
-from envfactory.envs.testcases import TestSuite
+from envfactory.envs.testcases import Case, TestSuite
 
 OFFLINE_TIER = "offline-spec-tests"
 ROLE = "test"
@@ -33,7 +33,7 @@ class TestsResult:
     tokens: int = 0
 
 
-def _suite_schema(tool_names: set[str]) -> type[TestSuite]:
+def _suite_schema(tool_names: set[str], allow_empty: bool = False) -> type[TestSuite]:
     """TestSuite that also refuses calls of tools the package does not declare."""
 
     def known_tools(cls, cases):
@@ -42,7 +42,8 @@ def _suite_schema(tool_names: set[str]) -> type[TestSuite]:
             raise ValueError(f"steps call unknown tools {unknown}; the tools are {', '.join(sorted(tool_names))}")
         return cases
 
-    return create_model("TestSuite", __base__=TestSuite,
+    fields = {"cases": (list[Case], Field(default_factory=list))} if allow_empty else {}
+    return create_model("TestSuite", __base__=TestSuite, **fields,
                         __validators__={"known_tools": field_validator("cases")(known_tools)})
 
 
@@ -65,6 +66,24 @@ def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *,
     return TestsResult(suite=json.loads(out.value.model_dump_json(exclude_defaults=True)), tier="model",
                        model=model_name(model), prompt=rendered.ref.model_dump(),
                        tokens=usage["input_tokens"] + usage["output_tokens"])
+
+
+def revise_tests(brief: ResearchBrief, files: dict[str, str], suite: dict[str, Any], disputed: list[str],
+                 objection: str, model, *, prompt_version: str = "latest", max_retries: int = 2) -> TestsResult:
+    """Let the model re-judge the cases the Code agent disputed; the others stay as they are."""
+    from envfactory.agents.structured import invoke_structured
+    from envfactory.prompts.registry import default_registry
+    tools = json.loads(files["env.json"])["tools"]
+    cases = [c for c in suite["cases"] if c["name"] in disputed]
+    rendered = default_registry().render("test_agent/revise_tests", prompt_version, brief=_brief_text(brief),
+                                         tools=tools, cases=cases, objection=objection or "(no reason given)")
+    schema = _suite_schema({t["name"] for t in tools}, allow_empty=True)  # every disputed case may go
+    out = invoke_structured(model, rendered.messages(), schema, max_retries=max_retries)
+    revised = [c.model_dump(mode="json", exclude_defaults=True) for c in out.value.cases]
+    kept = [c for c in suite["cases"] if c["name"] not in disputed]
+    usage = out.usage
+    return TestsResult(suite={"cases": kept + revised}, tier="model", model=model_name(model),
+                       prompt=rendered.ref.model_dump(), tokens=usage["input_tokens"] + usage["output_tokens"])
 
 
 def check_suite(suite: dict[str, Any], tool_names: set[str]) -> list[str]:

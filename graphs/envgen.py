@@ -1,4 +1,4 @@
-"""EnvGen graph: research -> design -> code -> write tests -> test -> (repair -> test)* -> accept | reject.
+"""EnvGen graph: research -> design -> code -> write tests -> test -> (repair -> [revise tests] -> test)* -> accept | reject.
 
 - research: the Search agent turns the target into a ResearchBrief (facts with source URLs + spec).
 - design: checks the spec and fixes the package name.
@@ -6,7 +6,8 @@
 - write_tests: the Test agent writes tests.json from the brief and tool schemas, not from the code.
 - test: every attempt is written to its own folder and validated in a fresh sandbox process, so
   the code that is judged is always the code on disk (never a stale module).
-- repair: the Code agent rewrites files from the Test agent's repair brief.
+- repair: the Code agent rewrites files from the Test agent's repair brief; cases it disputes (they
+  expect what the brief does not support) go back to the Test agent, which keeps, fixes or drops each.
 
 The graph enforces its own budget (repair rounds and model tokens), keeps the best attempt (most
 tests passing, then most tool paths covered) and records why it rejects. Accepted packages land in
@@ -65,6 +66,7 @@ class EnvGenState(EnvGenInput, total=False):
     best: dict[str, Any]
     repair_brief: str
     disputed_tests: list[str]
+    code_notes: str
     tokens: int
     prompts: Annotated[list[dict[str, Any]], operator.add]
     tiers: dict[str, str]
@@ -165,7 +167,8 @@ def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
 
 def _code_update(state: EnvGenState, result: code_agent.CodeResult) -> dict[str, Any]:
     update: dict[str, Any] = {"files": result.files, "tiers": {**state.get("tiers", {}), "code": result.tier},
-                              "tokens": state.get("tokens", 0) + result.tokens, "disputed_tests": result.disputed_tests}
+                              "tokens": state.get("tokens", 0) + result.tokens, "disputed_tests": result.disputed_tests,
+                              "code_notes": result.notes}
     if result.prompt:
         update["prompts"] = [{"step": f"code#{state.get('attempt', 0) + 1}", **result.prompt}]
         update["models"] = {**state.get("models", {}), "code": result.model}
@@ -254,6 +257,26 @@ def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     except Exception as exc:
         return {"attempt_error": str(exc), **_attempt_failed(state, f"code agent: {exc}", model)}
     return _code_update(state, result)
+
+
+def after_repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["revise_tests", "test"]:
+    """Disputed test cases go back to the Test agent (the reference never repaired its fixtures)."""
+    known = {c["name"] for c in state.get("tests", {}).get("cases", [])}
+    disputed = [n for n in state.get("disputed_tests") or [] if n in known]
+    return "revise_tests" if disputed and _model(_ctx(runtime), "test") is not None else "test"
+
+
+def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    brief = ResearchBrief.model_validate(state["brief"])
+    try:
+        result = test_agent.revise_tests(brief, state["files"], state["tests"], state["disputed_tests"],
+                                         state.get("code_notes", ""), _model(ctx, "test"),
+                                         prompt_version=_version(ctx, "test_agent/revise_tests"))
+    except Exception as exc:  # the suite stays as it was; the next validation decides
+        return {"disputed_tests": [], "code_notes": f"test revision failed: {exc}"}
+    return {"tests": result.suite, "disputed_tests": [], "tokens": state.get("tokens", 0) + result.tokens,
+            "prompts": [{"step": f"revise_tests#{state.get('attempt', 0) + 1}", **result.prompt}]}
 
 
 def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
@@ -346,6 +369,7 @@ def make_graph():
     g.add_node("write_tests", write_tests)
     g.add_node("test", test)
     g.add_node("repair", repair)
+    g.add_node("revise_tests", revise_tests)
     g.add_node("accept", accept)
     g.add_node("reject", reject)
     g.add_edge(START, "research")
@@ -354,7 +378,8 @@ def make_graph():
     g.add_conditional_edges("code", _then("write_tests"), ["write_tests", "reject"])
     g.add_conditional_edges("write_tests", _then("test"), ["test", "reject"])
     g.add_conditional_edges("test", route, ["accept", "repair", "reject"])
-    g.add_edge("repair", "test")
+    g.add_conditional_edges("repair", after_repair, ["revise_tests", "test"])
+    g.add_edge("revise_tests", "test")
     g.add_edge("accept", END)
     g.add_edge("reject", END)
     return g.compile(name="EnvGen")

@@ -233,3 +233,25 @@ def test_a_spec_the_generator_cannot_build_is_rejected_at_design(tmp_path, brief
     assert out["status"] == "rejected"
     assert out["reason"].startswith("design: the spec cannot be turned into a package") and "'is_staff' allows only 2 values" in out["reason"]
     assert not out.get("attempts")
+
+
+def test_disputed_test_cases_go_back_to_the_test_agent(tmp_path, brief, skeleton):
+    from envfactory.envs.skeleton import generate_package
+    suite = json.loads(generate_package(brief.spec)["tests.json"])
+    bogus = json.loads(json.dumps(suite["cases"][0]))
+    bogus["name"] = "a rule the brief never states"
+    bogus["steps"][0]["expect"] = {"ok": False, "error_contains": "closed on Sundays"}
+    tester = ScriptedChatModel(script=[tool_call_message("TestSuite", {"cases": suite["cases"] + [bogus]}),
+                                       tool_call_message("TestSuite", {"cases": []})])   # the revision drops it
+    code = ScriptedChatModel(script=[
+        _files(**{"tools.py": skeleton["tools.py"]}),
+        tool_call_message("PackageFiles", {"files": {"tools.py": skeleton["tools.py"]}, "notes": "no Sunday rule in the brief",
+                                           "disputed_tests": [bogus["name"]]})])
+    out = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, chat_models={"code": code, "test": tester}))
+    assert out["status"] == "accepted", out.get("reason")
+    first, second = out["attempts"]
+    assert first["verdict"] == "FAIL" and first["tests_passed"] == first["tests_total"] - 1
+    assert second["verdict"] == "PASS" and second["tests_total"] == first["tests_total"] - 1
+    revision_request = "\n".join(str(m.content) for m in tester.requests[1])
+    assert "closed on Sundays" in revision_request and "no Sunday rule in the brief" in revision_request
+    assert [p["id"] for p in out["prompts"]][-1] == "test_agent/revise_tests"
