@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from envfactory.agents import code_agent, test_agent
+from envfactory.envs.contamination import benchmark_overlap, describe_overlap
 from envfactory.envs.spec import ResearchBrief, slug
 
 RESULT_FILE = "synthesis.json"
@@ -49,6 +50,7 @@ class EnvGenContext:
     models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings (search, code, test)"})
     chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
     search_options: dict[str, Any] = field(default_factory=dict, metadata={"description": "keyword arguments of the search backend"})
+    allow_benchmark_overlap: bool = field(default=False, metadata={"description": "accept tools named like tau2-bench / BFCL tools (contaminates evaluation)"})
 
 
 class EnvGenInput(TypedDict, total=False):
@@ -141,6 +143,10 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
         return {"failure": f"design: the brief's spec is not usable: {exc}"}
     name = slug(state.get("name") or brief.spec.name)
     brief = brief.model_copy(update={"spec": brief.spec.model_copy(update={"name": name})})
+    overlap = benchmark_overlap(o.name for o in brief.spec.operations)
+    if overlap and not _ctx(runtime).allow_benchmark_overlap:
+        return {"failure": f"design: the spec mirrors public evaluation benchmarks ({describe_overlap(overlap)}); "
+                           f"training on it would contaminate their scores: rename the operations or model another service"}
     try:
         skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
     except Exception as exc:  # e.g. a model-written spec the generator cannot build

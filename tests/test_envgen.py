@@ -255,3 +255,17 @@ def test_disputed_test_cases_go_back_to_the_test_agent(tmp_path, brief, skeleton
     revision_request = "\n".join(str(m.content) for m in tester.requests[1])
     assert "closed on Sundays" in revision_request and "no Sunday rule in the brief" in revision_request
     assert [p["id"] for p in out["prompts"]][-1] == "test_agent/revise_tests"
+
+
+def test_a_spec_mirroring_benchmark_tools_is_refused(tmp_path, brief):
+    spec = brief.spec.model_dump()
+    spec["operations"][0]["name"] = "book_reservation"   # tau2-bench airline
+    spec["operations"][1]["name"] = "post_tweet"         # BFCL multi-turn
+    search = ScriptedChatModel(script=[_draft(spec)] * 2)
+    ctx = _ctx(tmp_path, search_backend="fixture", search_options={"data": HITS}, chat_models={"search": search})
+    out = make_graph().invoke({"target": TARGET}, context=ctx)
+    assert out["status"] == "rejected"
+    assert "tau2-bench airline: book_reservation" in out["reason"] and "BFCL multi-turn TwitterAPI: post_tweet" in out["reason"]
+    allowed = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, search_backend="fixture", allow_benchmark_overlap=True,
+                                                                   search_options={"data": HITS}, chat_models={"search": search}))
+    assert allowed["status"] == "accepted", allowed.get("reason")
