@@ -3,7 +3,8 @@
 Tools named like those of tau2-bench's domains or BFCL's multi-turn classes would teach a model the
 very calls it is later scored on (the reference release reused several). The names below are the
 benchmarks' public tool names; an environment that shares them is flagged by the quality bar and
-refused by EnvGen unless explicitly allowed.
+refused by EnvGen unless explicitly allowed. A shared common verb (``place_order``) is not a mirror;
+a distinctive name, or several common names from one benchmark domain, are.
 """
 from __future__ import annotations
 
@@ -44,9 +45,21 @@ BENCHMARK_TOOLS: dict[str, str] = {
 }
 
 
-def benchmark_overlap(tool_names) -> dict[str, str]:
-    """Tool name -> the benchmark that uses it, for every given name a benchmark also uses."""
-    return {n: BENCHMARK_TOOLS[n] for n in sorted(set(tool_names)) if n in BENCHMARK_TOOLS}
+def distinctive(name: str) -> bool:
+    """A name specific enough to point at its benchmark on its own (three words or more, or camelCase)."""
+    return name.count("_") >= 2 or (name != name.lower() and "_" not in name)
+
+
+def benchmark_overlap(tool_names, min_generic: int = 3) -> dict[str, str]:
+    """Tool name -> the benchmark that uses it, for names that point at a benchmark: a distinctive
+    name (``modify_pending_order_items``), or ``min_generic`` or more common names from the same
+    benchmark domain or class (a mirrored tool set, not one ordinary verb like ``cancel_order``)."""
+    shared = {n: BENCHMARK_TOOLS[n] for n in sorted(set(tool_names)) if n in BENCHMARK_TOOLS}
+    generic: dict[str, int] = {}
+    for name, source in shared.items():
+        if not distinctive(name):
+            generic[source] = generic.get(source, 0) + 1
+    return {n: s for n, s in shared.items() if distinctive(n) or generic.get(s, 0) >= min_generic}
 
 
 def describe_overlap(overlap: dict[str, str]) -> str:

@@ -259,13 +259,14 @@ def test_disputed_test_cases_go_back_to_the_test_agent(tmp_path, brief, skeleton
 
 def test_a_spec_mirroring_benchmark_tools_is_refused(tmp_path, brief):
     spec = brief.spec.model_dump()
-    spec["operations"][0]["name"] = "book_reservation"   # tau2-bench airline
-    spec["operations"][1]["name"] = "post_tweet"         # BFCL multi-turn
+    names = ["update_reservation_flights", "get_tweet_comments"]  # tau2 airline, BFCL Twitter
+    for op, name in zip(spec["operations"], names):
+        op["name"] = name
     search = ScriptedChatModel(script=[_draft(spec)] * 2)
     ctx = _ctx(tmp_path, search_backend="fixture", search_options={"data": HITS}, chat_models={"search": search})
     out = make_graph().invoke({"target": TARGET}, context=ctx)
     assert out["status"] == "rejected"
-    assert "tau2-bench airline: book_reservation" in out["reason"] and "BFCL multi-turn TwitterAPI: post_tweet" in out["reason"]
+    assert "tau2-bench airline: update_reservation_flights" in out["reason"] and "BFCL multi-turn TwitterAPI: get_tweet_comments" in out["reason"]
     allowed = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, search_backend="fixture", allow_benchmark_overlap=True,
                                                                    search_options={"data": HITS}, chat_models={"search": search}))
     assert allowed["status"] == "accepted", allowed.get("reason")
