@@ -30,6 +30,7 @@ from .manifest import Manifest, ToolSpec, load_manifest, read_package_json
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 VERIFIED_FILE = "verified.json"
+_import_lock = threading.RLock()  # tools modules execute one at a time (see _import_tools_module)
 
 
 # ---------------------------------------------------------------- results
@@ -132,16 +133,18 @@ def _import_tools_module(package_dir: Path, manifest: Manifest):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs, as a normal import does: dataclasses, pydantic and get_type_hints
-    # look postponed annotations up through sys.modules[cls.__module__].
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except MemoryError:
-        sys.modules.pop(name, None)
-        raise  # resource exhaustion is the sandbox's to report, not a package error
-    except Exception as exc:  # a broken module is the package's fault; say where
-        sys.modules.pop(name, None)
-        raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
+    # look postponed annotations up through sys.modules[cls.__module__]. One import at a time, so
+    # two threads loading one package never see each other's half-run module under that name.
+    with _import_lock:
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except MemoryError:
+            sys.modules.pop(name, None)
+            raise  # resource exhaustion is the sandbox's to report, not a package error
+        except Exception as exc:  # a broken module is the package's fault; say where
+            sys.modules.pop(name, None)
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
     return module
 
 
