@@ -52,7 +52,9 @@ def _export_verl(args, store) -> int:
     else:
         print(f"wrote {summary['rows']['train']} train and {summary['rows']['val']} val verl rows to {args.out} "
               f"(tool config, agent loop config, reward_fn.py and README.md beside them)"
-              + (f"; skipped {len(summary['skipped'])}: {summary['skipped'][:2]}" if summary["skipped"] else ""))
+              + (f"; skipped {len(summary['skipped'])}: {summary['skipped'][:2]}" if summary["skipped"] else "")
+              + (f"; left out of the tool config (verl would refuse them): {summary['tool_config_problems'][:3]}"
+                 if summary["tool_config_problems"] else ""))
     return 0 if total else 1
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from envfactory.cli.main import main
 from envfactory.data.exports import verl_loop
-from envfactory.data.exports.verl import check_verl, split_of
+from envfactory.data.exports.verl import check_tool_schema, check_verl, split_of
 from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, EpisodeRollout, parse_tool_calls, run_token_loop
 from envfactory.data.exports.verl_reward import FAILURES, compute_score
 from envfactory.data.exports.verl_task import VerlTask, load_env, open_turn_episodes
@@ -166,6 +166,10 @@ def test_each_rollout_owns_its_episode(export):
     pins = {p.name: p for p in task.envs}
     assert all(a["final_hashes"][n] == pins[n].gold_final_hash for n in a["final_hashes"])
     assert all(b["final_hashes"][n] == pins[n].turn_state_hash for n in b["final_hashes"])  # untouched by the first
+    capped = EpisodeRollout(task, max_calls_per_step=1)
+    msgs = capped.step(_calls_text(_gold(row)) * 2)
+    assert len(msgs) == 2 * len(_gold(row)) and msgs[-1]["content"].startswith("Error: not executed")
+    assert len(json.loads(capped.finish()["calls"])) == 1
     unknown = EpisodeRollout(task)
     msgs = unknown.step('<tool_call>{"name": "drop_tables", "arguments": {}}</tool_call>')
     assert msgs[0]["content"].startswith("Error: unknown tool") and unknown.finish()["malformed"] == 1
@@ -178,6 +182,10 @@ def test_tool_config_agent_loop_config_and_readme(export):
     assert names == {s.name for e in ("library", "commerce") for s in load_env(e).tool_specs}
     assert all(t["config"]["type"] == "native" and t["tool_schema"]["type"] == "function" for t in config["tools"])
     assert {t["class_name"] for t in config["tools"]} == {"envfactory.data.exports.verl_loop.EpisodeTool"}
+    assert all(check_tool_schema(t["tool_schema"]) == [] for t in config["tools"])
+    bad = {"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+        "type": "object", "required": [], "properties": {"a": {"type": ["string", "null"]}, "b": {"type": "integer", "enum": [1, 2]}}}}}
+    assert len(check_tool_schema(bad)) == 2  # what verl's OpenAIFunctionToolSchema refuses
     loops = yaml.safe_load((out / "agent_loop.yaml").read_text())
     assert loops == [{"name": "envfactory_agent", "_target_": "envfactory.data.exports.verl_loop.EnvFactoryAgentLoop"}]
     readme = (out / "README.md").read_text()
@@ -217,6 +225,9 @@ class CharTokenizer:
         return "".join(chr(i) for i in ids)
 
     def apply_chat_template(self, messages, tools=None, add_generation_prompt=False, tokenize=True, **kw):
+        for m in messages:  # what HF templates expect: no null keys, argument dicts
+            assert None not in m.values()
+            assert all(isinstance(c["function"]["arguments"], dict) for c in m.get("tool_calls", []))
         text = "" if messages and messages[0].get("role") == "system" else "<|system|>default\n"
         if tools:
             text += "<tools>" + ",".join(t["function"]["name"] for t in tools) + "</tools>\n"
@@ -272,7 +283,9 @@ def test_adapter_needs_verl_only_when_asked(monkeypatch):
 
 
 def test_agent_loop_adapter_runs_a_rollout_and_feeds_compute_score(export, fake_verl):
-    row = next(r for r in _rows(export) if any(p["turn_state_hash"] != p["gold_final_hash"] for p in r["extra_info"]["envs"]))
+    writing = [r for r in _rows(export) if any(p["turn_state_hash"] != p["gold_final_hash"] for p in r["extra_info"]["envs"])]
+    row = max(writing, key=lambda r: r["extra_info"]["turn"])  # a later turn: earlier calls are in its prompt
+    assert any(m["tool_calls"] for m in row["prompt"])
     cls = verl_loop.EnvFactoryAgentLoop
     assert fake_verl["envfactory_agent"]["_target_"].endswith("EnvFactoryAgentLoop")
     replies = [_calls_text(_gold(row)) + "<|im_end|>", "All done.<|im_end|>"]

@@ -203,15 +203,41 @@ def split_of(chain_id: str, val_fraction: float) -> str:
     return "val" if unit < val_fraction else "train"
 
 
-def tool_config(env_names: Iterable[str]) -> dict[str, Any]:
-    """verl's tool config: every tool of the exported environments, native type, our EpisodeTool class."""
-    tools = []
+def check_tool_schema(schema: dict[str, Any]) -> list[str]:
+    """What verl's ``OpenAIFunctionToolSchema`` accepts: loading the tool config fails on anything else."""
+    fn = schema.get("function") or {}
+    problems = []
+    if schema.get("type") != "function" or not isinstance(fn.get("name"), str):
+        problems.append("a tool schema needs type 'function' and a function name")
+    if not isinstance(fn.get("description"), str):
+        problems.append(f"{fn.get('name')}: description must be a string")
+    params = fn.get("parameters") or {}
+    if not isinstance(params.get("type"), str) or not isinstance(params.get("required"), list):
+        problems.append(f"{fn.get('name')}: parameters need a type and a 'required' list")
+    for key, prop in (params.get("properties") or {}).items():
+        if not isinstance(prop.get("type"), str):
+            problems.append(f"{fn.get('name')}.{key}: verl needs one string 'type' (got {prop.get('type')!r})")
+        if "enum" in prop and not all(isinstance(v, str) for v in prop["enum"]):
+            problems.append(f"{fn.get('name')}.{key}: verl only takes string enums")
+    return problems
+
+
+def tool_config(env_names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """verl's tool config: the tools of the exported environments, native type, our EpisodeTool class.
+
+    Tools whose schema verl would refuse are left out (and reported): our agent loop shows the
+    environment's full schemas itself, the YAML only serves verl's own loaders."""
+    tools, problems = [], []
     for name in sorted(set(env_names)):
         for spec in load_env(name).tool_specs:
+            schema = spec.openai_schema()
+            found = check_tool_schema(schema)
+            if found:
+                problems += [f"{name}: {p}" for p in found]
+                continue
             tools.append({"class_name": "envfactory.data.exports.verl_loop.EpisodeTool",
-                          "config": {"type": "native", "env": name},
-                          "tool_schema": spec.openai_schema()})
-    return {"tools": tools}
+                          "config": {"type": "native", "env": name}, "tool_schema": schema})
+    return {"tools": tools}, problems
 
 
 REWARD_SHIM = '''"""verl custom reward function: envfactory's composite reward (see envfactory/data/exports/verl_reward.py)."""
@@ -303,11 +329,12 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             pq.write_table(pa.Table.from_pylist(rows), path)
             files[split] = str(path)
     tools_path = out / f"{name}.tools.yaml"
-    tools_path.write_text(yaml.safe_dump(tool_config(env_names), sort_keys=False, allow_unicode=True))
+    config, schema_problems = tool_config(env_names)
+    tools_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (out / "agent_loop.yaml").write_text(yaml.safe_dump(
         [{"name": AGENT_NAME, "_target_": "envfactory.data.exports.verl_loop.EnvFactoryAgentLoop"}], sort_keys=False))
     (out / "reward_fn.py").write_text(REWARD_SHIM)
     (out / "README.md").write_text(readme_text(name, out, bool(splits["val"])))
     return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()},
-            "tool_config": str(tools_path), "agent_loop_config": str(out / "agent_loop.yaml"),
+            "tool_config": str(tools_path), "tool_config_problems": schema_problems, "agent_loop_config": str(out / "agent_loop.yaml"),
             "reward_function": str(out / "reward_fn.py"), "readme": str(out / "README.md"), "skipped": skipped}

@@ -106,9 +106,9 @@ class EpisodeRollout:
         if self.failure is not None:
             return []  # nothing can be scored any more: end the rollout
         messages = [{"role": "tool", "content": f"Error: malformed tool call: {reason}"} for reason in bad]
-        if self.max_calls_per_step is not None:
-            calls = calls[: self.max_calls_per_step]
-        messages += [{"role": "tool", "content": self.execute(c["name"], c["arguments"])} for c in calls]
+        limit = len(calls) if self.max_calls_per_step is None else self.max_calls_per_step
+        messages += [{"role": "tool", "content": self.execute(c["name"], c["arguments"])} for c in calls[:limit]]
+        messages += [{"role": "tool", "content": f"Error: not executed: at most {limit} calls per step"} for _ in calls[limit:]]
         return messages
 
     def finish(self) -> dict[str, Any]:
@@ -121,6 +121,26 @@ class EpisodeRollout:
             ep.close()
         self.episodes = {}
         return fields
+
+
+def chat_messages(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prompt messages as HF chat templates expect them: the parquet stores tool-call arguments as JSON
+    strings and Arrow fills absent keys with null; templates want argument dicts and absent keys."""
+    out = []
+    for m in prompt:
+        m = {k: v for k, v in dict(m).items() if v is not None}
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                fn = dict(c["function"])
+                if isinstance(fn.get("arguments"), str):
+                    fn["arguments"] = json.loads(fn["arguments"] or "{}")
+                calls.append({**dict(c), "function": fn})
+            m["tool_calls"] = calls
+        else:
+            m.pop("tool_calls", None)
+        out.append(m)
+    return out
 
 
 def truncate(text: str, limit: int | None, side: str = "middle") -> str:
@@ -157,6 +177,7 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
     environment failed (drift, crash) keeps its tokens but gets an all-zero mask: it trains nothing,
     and compute_score reports it as unscored."""
     kw = chat_template_kwargs or {}
+    messages = chat_messages(messages)
     prompt_ids = _ids(tokenizer.apply_chat_template(messages, tools=rollout.tools, add_generation_prompt=True,
                                                     tokenize=True, **kw))
     # what the template adds before any message (a default system turn in some templates): cut from tool turns
@@ -263,7 +284,13 @@ class _RequestEpisodes:
 
 def _build_episode_tool():
     from verl.tools.base_tool import BaseTool
-    from verl.tools.schemas import ToolResponse
+    try:
+        from verl.tools.schemas import ToolResponse
+    except ImportError:  # older verl: tools return plain text
+        ToolResponse = None
+
+    def response(text: str | None = None):
+        return text if ToolResponse is None else (ToolResponse(text=text) if text is not None else ToolResponse())
 
     class EpisodeTool(BaseTool):
         """For verl's stock ToolAgentLoop: one episode per request id, not per call instance.
@@ -279,7 +306,7 @@ def _build_episode_tool():
         async def create(self, instance_id: str | None = None, **kwargs):
             instance_id = instance_id or uuid.uuid4().hex
             self._tasks[instance_id] = (kwargs.get("create_kwargs") or {}).get("task", "")
-            return instance_id, ToolResponse()
+            return instance_id, response()
 
         async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs):
             agent_data = kwargs.get("agent_data")
@@ -292,7 +319,7 @@ def _build_episode_tool():
                     "record_key": task.record_key, "turn": task.turn, "calls": json.dumps(rollout.calls),
                     "malformed": rollout.malformed, "failure": rollout.failure,
                     "final_hashes": {n: ep.state_hash() for n, ep in rollout.episodes.items()}}
-            return ToolResponse(text=text), 0.0, {}
+            return response(text), 0.0, {}
 
         async def release(self, instance_id: str, **kwargs) -> None:
             self._tasks.pop(instance_id, None)
