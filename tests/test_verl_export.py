@@ -14,7 +14,8 @@ import yaml
 
 from envfactory.cli.main import main
 from envfactory.data.exports import verl_loop
-from envfactory.data.exports.verl import check_tool_schema, check_verl, split_of
+from envfactory.data.exports.verl import NotExportable, check_tool_schema, check_verl, split_of, to_verl, write_verl
+from envfactory.data.store import RecordStore
 from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, EpisodeRollout, parse_tool_calls, run_token_loop
 from envfactory.data.exports.verl_reward import FAILURES, compute_score
 from envfactory.data.exports.verl_task import VerlTask, load_env, open_turn_episodes
@@ -30,7 +31,7 @@ def export(tmp_path_factory):
     out = base / "out"
     assert main(["export", "--format", "verl", "--store", str(store), "--out", str(out), "--json"]) == 0
     rows = {s: pq.read_table(out / f"envfactory.{s}.parquet").to_pylist() for s in ("train", "val")}
-    return out, rows
+    return out, rows, store
 
 
 def _rows(export):
@@ -58,7 +59,7 @@ def _score(row, text: str, where: str = "merged") -> dict:
 
 
 def test_parquet_schema_rows_and_split(export):
-    out, rows = export
+    out, rows, _ = export
     schema = pq.read_schema(out / "envfactory.train.parquet")
     assert schema.names == ["data_source", "agent_name", "prompt", "ability", "reward_model", "extra_info"]
     assert pa.types.is_list(schema.field("prompt").type)                       # stock verl: a list of messages
@@ -84,6 +85,19 @@ def test_parquet_schema_rows_and_split(export):
     # later turns carry the earlier turns' gold calls, and those come from the same record
     multi = [r for r in all_rows if r["extra_info"]["turn"] > 0]
     assert multi and all(json.loads(r["extra_info"]["prefix_calls"]) for r in multi)
+
+
+def test_a_history_that_contradicts_the_turn_state_is_not_exported(export, tmp_path):
+    row = next(r for r in _rows(export) if r["extra_info"]["turn"] > 0
+               and any(p["turn_state_hash"] != p["initial_state_hash"] for p in r["extra_info"]["envs"]))
+    record = RecordStore(export[2]).get(row["extra_info"]["record_key"])
+    assert len(to_verl(record)) >= 2
+    for m in record.messages:  # the conversation claims no call was ever made
+        m.tool_calls = []
+    with pytest.raises(NotExportable, match="another state than the gold calls"):
+        to_verl(record)
+    summary = write_verl([record], tmp_path)
+    assert summary["rows"] == {"train": 0, "val": 0} and "another state" in summary["skipped"][0]["problems"][0]
 
 
 def test_datasets_reads_the_parquet_if_installed(export):
@@ -176,7 +190,7 @@ def test_each_rollout_owns_its_episode(export):
 
 
 def test_tool_config_agent_loop_config_and_readme(export):
-    out, rows = export
+    out, rows, _ = export
     config = yaml.safe_load((out / "envfactory.tools.yaml").read_text())
     names = {t["tool_schema"]["function"]["name"] for t in config["tools"]}
     assert names == {s.name for e in ("library", "commerce") for s in load_env(e).tool_specs}

@@ -24,7 +24,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
 
 from .verl_loop import AGENT_NAME
-from .verl_task import EnvPin, VerlTask, load_env
+from .verl_task import EnvPin, VerlTask, load_env, route
 
 ABILITY = "tool_use"
 
@@ -52,11 +52,21 @@ def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
             raise NotExportable(f"{ref.name} changed since the record was made (version {env.manifest.version} vs "
                                 f"{ref.version}, or a different initial state): regenerate the record")
     episodes = {n: e.episode() for n, e in envs.items()}
+    # the calls the conversation itself made: the prompt's history must lead to the state the turn starts from
+    spoken = {n: e.episode() for n, e in envs.items()}
     tools = [spec.openai_schema() for env in envs.values() for spec in env.tool_specs]
     rows, prefix = [], []
     try:
         for t, turn in enumerate(record.turns):
             start = {n: ep.state_hash() for n, ep in episodes.items()}
+            if t > 0:
+                for m in record.messages[users[t - 1]:users[t]]:
+                    for c in m.tool_calls:
+                        if (owner := route(envs, c.name)) is not None:
+                            spoken[owner].call(c.name, c.arguments)
+                if any(spoken[n].state_hash() != start[n] for n in envs):
+                    raise NotExportable(f"before turn {t + 1} the conversation's own calls lead to another state than the "
+                                        "gold calls: its history would contradict the environment")
             calls = [Call(name=c.name, arguments=c.arguments, masked=c.masked_arguments, env=c.env) for c in turn.gold_calls]
             for i, call in enumerate(calls):
                 res = episodes[call.env].call(call.name, call.arguments)
@@ -73,7 +83,7 @@ def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
             if ref.final_state_hash and episodes[ref.name].state_hash() != ref.final_state_hash:
                 raise NotExportable(f"replaying every gold call on {ref.name} does not reach the record's gold final state")
     finally:
-        for ep in episodes.values():
+        for ep in [*episodes.values(), *spoken.values()]:
             ep.close()
     return rows
 
