@@ -37,8 +37,9 @@ def _split_turns(record: TrajectoryRecord) -> list[int]:
     """Index of each turn's user message in ``record.messages``."""
     users = [i for i, m in enumerate(record.messages) if m.role == "user"]
     if len(users) != len(record.turns):
-        raise NotExportable(f"{len(users)} user messages for {len(record.turns)} turns (a conversational record "
-                            "whose user simulator spoke more than once per turn); its turns cannot be cut into rows")
+        raise NotExportable(f"{len(users)} user messages for {len(record.turns)} turns, so the turns cannot be cut into "
+                            "rows (a record without a kept rollout, or a conversation whose simulated user spoke "
+                            "more than once in a turn)")
     return users
 
 
@@ -261,7 +262,7 @@ def readme_text(name: str, out: Path, has_val: bool) -> str:
     return f"""# verl export ({name})
 
 Rows: one per user turn with gold calls (`{name}.train.parquet`, `{name}.val.parquet`, split by chain).
-The environment package must be installed where verl runs (`pip install envfactory`), since the agent
+envfactory (this project, with the exported environments) must be installed where verl runs: the agent
 loop and the reward rebuild each turn's state from it.
 
 ```bash
