@@ -18,6 +18,7 @@ def test_committed_notebook_has_no_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_quickstart_notebook_runs_offline(tmp_path, monkeypatch):
     import pyarrow.parquet as pq

@@ -304,9 +304,10 @@ def test_agent_loop_adapter_runs_a_rollout_and_feeds_compute_score(export, fake_
     assert fake_verl["envfactory_agent"]["_target_"].endswith("EnvFactoryAgentLoop")
     replies = [_calls_text(_gold(row)) + "<|im_end|>", "All done.<|im_end|>"]
 
-    class Server:
+    class Server:  # replies like verl's TokenOutput: token ids and their log-probabilities
         async def generate(self, request_id, prompt_ids, sampling_params, **kw):
-            return [ord(c) for c in replies.pop(0)]
+            ids = [ord(c) for c in replies.pop(0)]
+            return types.SimpleNamespace(token_ids=ids, log_probs=[-0.5] * len(ids))
 
     config = {"actor_rollout_ref": {"rollout": {"response_length": 100_000,
                                                 "multi_turn": {"max_assistant_turns": 5, "max_tool_response_length": 2000}}},
@@ -318,6 +319,13 @@ def test_agent_loop_adapter_runs_a_rollout_and_feeds_compute_score(export, fake_
     assert model_part == _calls_text(_gold(row)) + "<|im_end|>" + "All done.<|im_end|>"  # tool tokens are masked
     assert "<|tool|>" in text and "<|system|>default" not in text and out.num_turns == 4
     assert not replies
+    assert len(out.response_logprobs) == len(out.response_ids)
+    assert all((lp == -0.5) == bool(m) for lp, m in zip(out.response_logprobs, out.response_mask))
+    # hydra resolves the agent-loop config's _target_ to this class
+    import importlib
+    target = yaml.safe_load((export[0] / "agent_loop.yaml").read_text())[0]["_target_"]
+    module, name = target.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is cls
     fields = out.extra_fields[EXTRA_FIELDS_KEY]
     score = compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], {**row["extra_info"], EXTRA_FIELDS_KEY: fields})
     assert score["score"] == 1.0

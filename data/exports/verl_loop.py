@@ -184,11 +184,15 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
     prefix = _ids(tokenizer.apply_chat_template([{}], add_generation_prompt=False, tokenize=True, **kw))
     response_ids: list[int] = []
     mask: list[int] = []
+    logprobs: list[float] | None = []   # kept while the server reports them (verl's TokenOutput.log_probs)
     assistant_turns = user_turns = 0
     while rollout.failure is None:
-        out = _ids(await generate(prompt_ids + response_ids))
+        reply = await generate(prompt_ids + response_ids)
+        out = _ids(reply)
         response_ids += out
         mask += [1] * len(out)
+        reply_logprobs = getattr(reply, "log_probs", None)
+        logprobs = logprobs + list(reply_logprobs) if logprobs is not None and reply_logprobs is not None else None
         assistant_turns += 1
         if len(mask) >= response_length:
             break
@@ -207,16 +211,18 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
             break  # the last turn must be the model's, so the end-of-sequence reward reaches its tokens
         response_ids += tool_ids
         mask += [0] * len(tool_ids)
+        logprobs = logprobs + [0.0] * len(tool_ids) if logprobs is not None else None
         user_turns += 1
     fields = rollout.finish()
     if fields["failure"] is not None:
         mask = [0] * len(mask)
     if not response_ids:  # the environment failed before generation: one masked placeholder token
         eos = getattr(tokenizer, "eos_token_id", None)
-        response_ids, mask = [eos if eos is not None else 0], [0]
+        response_ids, mask, logprobs = [eos if eos is not None else 0], [0], None
     return {"prompt_ids": prompt_ids, "response_ids": response_ids[:response_length],
-            "response_mask": mask[:response_length], "num_turns": user_turns + assistant_turns + 1,
-            "extra_fields": {EXTRA_FIELDS_KEY: fields}}
+            "response_mask": mask[:response_length],
+            "response_logprobs": logprobs[:response_length] if logprobs else None,
+            "num_turns": user_turns + assistant_turns + 1, "extra_fields": {EXTRA_FIELDS_KEY: fields}}
 
 
 # ---------------------------------------------------------------- verl adapters (built lazily)
@@ -256,8 +262,8 @@ def _build_agent_loop():
                 truncate_side=_cfg(config, f"{multi_turn}.tool_response_truncate_side", "middle"),
                 chat_template_kwargs=dict(_cfg(config, "data.apply_chat_template_kwargs", {}) or {}))
             return AgentLoopOutput(prompt_ids=out["prompt_ids"], response_ids=out["response_ids"],
-                                   response_mask=out["response_mask"], num_turns=out["num_turns"], metrics={},
-                                   extra_fields=out["extra_fields"])
+                                   response_mask=out["response_mask"], response_logprobs=out["response_logprobs"],
+                                   num_turns=out["num_turns"], metrics={}, extra_fields=out["extra_fields"])
 
     return EnvFactoryAgentLoop
 
