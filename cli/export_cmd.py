@@ -45,6 +45,10 @@ def cmd_export(args) -> int:
 def _export_verl(args, store) -> int:
     from envfactory.data.exports.verl import write_verl
     records = list(store.query(env=args.env, status=None if args.all else "accepted"))
+    if not records:
+        print(f"no {'' if args.all else 'accepted '}records{f' of {args.env}' if args.env else ''} in {args.store}: "
+              "nothing to export", file=sys.stderr)
+        return 1
     summary = write_verl(records, args.out, args.name, args.val_fraction)
     total = sum(summary["rows"].values())
     if args.json:

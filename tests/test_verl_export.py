@@ -365,3 +365,8 @@ def test_episode_tool_keeps_one_episode_per_request_for_the_stock_loop(export, f
     score = compute_score(row["data_source"], "", row["reward_model"]["ground_truth"], {**row["extra_info"], EXTRA_FIELDS_KEY: fields})
     assert score["score"] == 1.0 and len(json.loads(fields["calls"])) == len(gold)
     assert len(json.loads(other["calls"])) == 1  # a second request did not see the first one's calls
+
+
+def test_export_command_says_when_there_is_nothing_to_export(export, tmp_path, capsys):
+    assert main(["export", "--format", "verl", "--store", str(export[2]), "--out", str(tmp_path / "o"), "--env", "nosuch"]) == 1
+    assert "nothing to export" in capsys.readouterr().err and not (tmp_path / "o").exists()
