@@ -36,6 +36,17 @@ def _synthesize_corpus(out: Path, show: bool, concurrency: int) -> list[dict]:
     return synthesize_batch(items, ctx, out / "envgen" / "checkpoints.sqlite", concurrency, show)
 
 
+def _export_all(store, out: Path) -> dict[str, int]:
+    """Every accepted record in every trainer format (rows per format; each row checked)."""
+    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports.verl import write_verl
+    records = list(store.query(status="accepted"))
+    counts = {fmt: export_jsonl(records, fmt, out, "envfactory")["rows"] for fmt in ("openai", "sharegpt", "alpaca")}
+    if records:
+        counts["verl"] = sum(write_verl(records, out / "verl", "envfactory")["rows"].values())
+    return counts
+
+
 def _tier_line() -> str:
     from envfactory.agents.models import ModelSettings
     configured = {role: cfg.model for role, cfg in ModelSettings.load().roles.items() if cfg.model}
@@ -83,9 +94,10 @@ def cmd_run(args) -> int:
         per_env[name] = result["summary"]
     from envfactory.data.store import RecordStore
     store = RecordStore(out / "records.sqlite")
+    exports = _export_all(store, out / "export")
     summary = {"synthesized": len(made), "synthesis_targets": len(synthesized), "validated": len(validation),
                "passed_validation": len(good) - len(made), "per_env": per_env,
-               "store": str(out / "records.sqlite"), "records": store.counts(), "seconds": round(time.perf_counter() - started, 1),
+               "store": str(out / "records.sqlite"), "records": store.counts(), "exports": exports, "seconds": round(time.perf_counter() - started, 1),
                "tier": _tier_line()}
     if args.json:
         print(json.dumps({"validation": validation, "summary": summary}, indent=2))
@@ -99,7 +111,8 @@ def cmd_run(args) -> int:
         print(f"\n{len(made)}/{len(synthesized)} corpus services synthesized into verified environments; "
               f"{len(good) - len(made)}/{len(validation)} bundled environments verified; store {summary['store']} holds "
               f"{counts.get('accepted', 0)} accepted and {counts.get('rejected', 0)} rejected trajectories "
-              f"({summary['tier']}); {summary['seconds']} s.")
+              f"({summary['tier']}); exported to {out / 'export'}: "
+              + ", ".join(f"{n} {fmt}" for fmt, n in summary["exports"].items()) + f" rows; {summary['seconds']} s.")
     return 0 if len(good) - len(made) == len(validation) and len(made) == len(synthesized) else 1
 
 
