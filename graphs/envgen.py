@@ -84,19 +84,9 @@ def _ctx(runtime: Runtime | None) -> EnvGenContext:
     return (runtime.context if runtime is not None and runtime.context is not None else None) or EnvGenContext()
 
 
-_resolved: dict[tuple[str, str], Any] = {}
-
-
 def _model(ctx: EnvGenContext, role: str):
-    if ctx.offline:
-        return None
-    if ctx.chat_models.get(role) is not None:
-        return ctx.chat_models[role]
-    from envfactory.agents.models import ModelSettings, resolve_model
-    key = (role, json.dumps(ctx.models, sort_keys=True, default=str))
-    if key not in _resolved:
-        _resolved[key] = resolve_model(role, ModelSettings.load(overrides=ctx.models))
-    return _resolved[key]
+    from envfactory.agents.models import model_for
+    return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
 
 
 def _over_budget(state: EnvGenState, ctx: EnvGenContext) -> bool:
