@@ -117,8 +117,29 @@ def resolve_model(role: str, settings: ModelSettings | None = None, injected: di
     return getattr(module, class_name)(**kwargs)
 
 
+_run_models: dict[tuple[str, str], Any] = {}
+
+
+def model_for(role: str, *, offline: bool = False, injected: dict[str, Any] | None = None,
+              overrides: dict[str, dict[str, Any]] | None = None):
+    """A graph step's model from its Context: None when forced offline, else an injected object, else
+    the configured model (one client per role and settings, shared by every task of a run)."""
+    if offline:
+        return None
+    if injected and injected.get(role) is not None:
+        return injected[role]
+    key = (role, json.dumps(overrides or {}, sort_keys=True, default=str))
+    if key not in _run_models:
+        _run_models[key] = resolve_model(role, ModelSettings.load(overrides=overrides))
+    return _run_models[key]
+
+
+def model_name(model: Any) -> str:
+    """The name a chat-model object reports (for provenance)."""
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
+
+
 def generated_by(role: str, model: Any, prompt: PromptRef | None = None, offline: str | None = None) -> GeneratedBy:
     if model is None:
         return GeneratedBy(tier="offline", role=role, implementation=offline, prompt=None)
-    name = getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__
-    return GeneratedBy(tier="model", role=role, model=str(name), prompt=prompt)
+    return GeneratedBy(tier="model", role=role, model=model_name(model), prompt=prompt)

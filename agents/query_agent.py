@@ -83,9 +83,43 @@ def template_queries(traj: GoldTrajectory, turns: list[list[int]], descriptions:
     return out
 
 
+# Numbers this small are everyday words too (days of a month, hours, counts): a hidden id this
+# small counts as leaked only where the query uses it as an id, after an id marker or an entity noun.
+SMALL_ID_LIMIT = 31
+_ID_MARKERS = ("id", "ids", "no", "nr", "num", "number", "numbers", "ref", "reference")
+
+
+def _standalone(text: str) -> str:
+    # the 11 inside a date like 2026-05-11, a version 1.11 or a path a/11 is not an id; the one
+    # ending a sentence ("cancel order 57.") is
+    return rf"(?<![\w.\-/:]){re.escape(text)}(?![\w\-/:]|\.\w)"
+
+
+def _id_nouns(param_names: list[str]) -> set[str]:
+    """Entity nouns a query would put before an id: ``task`` from task_id, ``depends on`` from depends_on_id."""
+    nouns = {"id"}
+    for name in param_names:
+        stem = re.sub(r"_ids?$", "", name) if re.search(r"_ids?$", name) else None
+        if stem:
+            nouns.add(stem.replace("_", " "))
+            nouns.add(stem.rsplit("_", 1)[-1])  # assignee from task_assignee_id
+    return nouns
+
+
+def _in_id_context(query: str, text: str, nouns: set[str]) -> bool:
+    """``text`` used as an id: after a marker (#5, no. 5, number 5, ID is 5) or an entity noun
+    (task 5), also inside a list (tasks 3, 4 and 5)."""
+    marker = rf"\b(?:{'|'.join(_ID_MARKERS)})\b\.?(?:\s+(?:is|was))?"
+    noun = rf"\b(?:{'|'.join(re.escape(n) for n in sorted(nouns, key=len, reverse=True))})(?:e?s)?\b"
+    prefix = rf"(?:(?:{marker})\s*:?\s*)?(?:#\s*)?"
+    listed = rf"(?:{prefix}[\w-]*\d[\w-]*\s*(?:,|and|or|&)\s*)*"
+    pattern = rf"(?:{noun}|{marker}|#)\s*:?\s*{listed}{prefix}{_standalone(text)}"
+    return re.search(pattern, query, re.IGNORECASE) is not None
+
+
 def leaked_terms(query: str, tool_names: list[str], param_names: list[str], hidden_values: list[Any]) -> list[str]:
     """What a query reveals that a user could not know: tool names, parameter keys written as
-    identifiers, and ids that only tool outputs carry."""
+    identifiers, and ids that only tool outputs carry (small ids only where used as ids)."""
     found = []
     lowered = query.lower()
     for name in tool_names:
@@ -95,13 +129,16 @@ def leaked_terms(query: str, tool_names: list[str], param_names: list[str], hidd
     for name in param_names:
         if "_" in name and re.search(rf"\b{re.escape(name.lower())}\b", lowered):
             found.append(f"parameter key {name}")
+    nouns = _id_nouns(param_names)
     for value in hidden_values:
         text = str(value)
         if isinstance(value, bool) or len(text) == 0:
             continue
         if isinstance(value, (int, float)) or re.fullmatch(r"[A-Za-z]*[-_]?\d+[\w-]*", text):
-            # standalone only: the 11 inside a date like 2026-05-11 is not an id
-            if re.search(rf"(?<![\w.\-/:]){re.escape(text)}(?![\w.\-/:])", query):
+            if not re.search(_standalone(text), query):
+                continue
+            small = text.isdigit() and int(text) <= SMALL_ID_LIMIT
+            if not small or _in_id_context(query, text, nouns):
                 found.append(f"id {text} that comes from a tool output")
     return found
 

@@ -6,17 +6,17 @@ import sys
 from pathlib import Path
 
 
-def cmd_export(args) -> int:
+def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
+    """Write records in a JSON-lines format (openai, sharegpt, alpaca), each row checked against the
+    format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``."""
     from envfactory.data.exports import FORMATS, dataset_info_entry
-    from envfactory.data.store import RecordStore
-    convert, check = FORMATS[args.format]
-    store = RecordStore(args.store)
-    out = Path(args.out)
+    convert, check = FORMATS[fmt]
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"{args.name}.{args.format}.jsonl"
+    target = out / f"{name}.{fmt}.jsonl"
     rows, skipped = 0, []
     with target.open("w", encoding="utf-8") as fh:
-        for record in store.query(env=args.env, status=None if args.all else "accepted"):
+        for record in records:
             for row in convert(record):
                 problems = check(row)
                 if problems:  # a trainer would drop it silently; say why here instead
@@ -25,28 +25,59 @@ def cmd_export(args) -> int:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows += 1
     info = None
-    if args.format in ("sharegpt", "alpaca"):
+    if fmt in ("sharegpt", "alpaca"):
         info = out / "dataset_info.json"
         existing = json.loads(info.read_text()) if info.exists() else {}
-        existing.update(dataset_info_entry(f"{args.name}_{args.format}", target.name, args.format))
+        existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
         info.write_text(json.dumps(existing, indent=2))
-    summary = {"format": args.format, "file": str(target), "rows": rows, "skipped": skipped,
-               "dataset_info": str(info) if info else None}
+    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
+            "dataset_info": str(info) if info else None}
+
+
+def cmd_export(args) -> int:
+    from envfactory.data.store import RecordStore
+    store = RecordStore(args.store)
+    if args.format == "verl":
+        return _export_verl(args, store)
+    summary = export_jsonl(store.query(env=args.env, status=None if args.all else "accepted"), args.format, args.out,
+                           args.name)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"wrote {rows} {args.format} rows to {target}" + (f" and registered them in {info}" if info else "")
+        info, skipped = summary["dataset_info"], summary["skipped"]
+        print(f"wrote {summary['rows']} {args.format} rows to {summary['file']}" + (f" and registered them in {info}" if info else "")
               + (f"; skipped {len(skipped)} record(s) that break the format: {skipped[:2]}" if skipped else ""))
-    return 0 if rows else 1
+    return 0 if summary["rows"] else 1
+
+
+def _export_verl(args, store) -> int:
+    from envfactory.data.exports.verl import write_verl
+    records = list(store.query(env=args.env, status=None if args.all else "accepted"))
+    if not records:
+        print(f"no {'' if args.all else 'accepted '}records{f' of {args.env}' if args.env else ''} in {args.store}: "
+              "nothing to export", file=sys.stderr)
+        return 1
+    summary = write_verl(records, args.out, args.name, args.val_fraction)
+    total = sum(summary["rows"].values())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {summary['rows']['train']} train and {summary['rows']['val']} val verl rows to {args.out} "
+              f"(tool config, agent loop config, reward_fn.py and README.md beside them)"
+              + (f"; skipped {len(summary['skipped'])}: {summary['skipped'][:2]}" if summary["skipped"] else "")
+              + (f"; left out of the tool config (verl would refuse them): {summary['tool_config_problems'][:3]}"
+                 if summary["tool_config_problems"] else ""))
+    return 0 if total else 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca)")
-    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca"], required=True)
+    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca, verl)")
+    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca", "verl"], required=True)
     p.add_argument("--store", default="out/run/records.sqlite", help="the record store to read")
     p.add_argument("--out", default="out/export")
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")
     p.add_argument("--env", help="only records of this environment")
     p.add_argument("--all", action="store_true", help="include rejected records too")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="verl: share of chains in the validation split")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_export)

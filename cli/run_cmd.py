@@ -1,7 +1,8 @@
-"""``envfactory run``: the main job, end to end on the bundled catalog, offline by default.
+"""``envfactory run``: the main job, end to end on the bundled corpus and catalog, offline by default.
 
-validate every environment -> build and confirm tool graphs -> sample chains -> QueryGen
-(queries, rollouts, verification) into a resumable record store -> summary.
+synthesize an environment for every service of the bundled API corpus (EnvGen: research, code,
+tests, sandboxed validation) -> validate the bundled catalog -> sample chains -> QueryGen (queries,
+rollouts, verification) over both into a resumable record store -> summary.
 """
 from __future__ import annotations
 
@@ -24,22 +25,66 @@ def _validate_all(names: list[str], show: bool) -> list[dict]:
     return rows
 
 
+def _synthesize_corpus(out: Path, show: bool, concurrency: int) -> list[dict]:
+    """EnvGen over every bundled corpus service; accepted packages land in ``out/catalog``."""
+    from envfactory.cli.synth_cmd import synthesize_batch
+    from envfactory.data.corpus import default_corpus
+    from envfactory.graphs.envgen import EnvGenContext
+    corpus = default_corpus()
+    items = [{"target": corpus.spec_for(s).title, "name": s} for s in corpus.services]
+    ctx = EnvGenContext(catalog_dir=str(out / "catalog"), workspace_dir=str(out / "envgen"))
+    return synthesize_batch(items, ctx, out / "envgen" / "checkpoints.sqlite", concurrency, show)
+
+
+def _export_all(store, out: Path) -> dict[str, int]:
+    """Every accepted record in every trainer format (rows per format; each row checked)."""
+    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports.verl import write_verl
+    records = list(store.query(status="accepted"))
+    counts = {fmt: export_jsonl(records, fmt, out, "envfactory")["rows"] for fmt in ("openai", "sharegpt", "alpaca")}
+    if records:
+        counts["verl"] = sum(write_verl(records, out / "verl", "envfactory")["rows"].values())
+    return counts
+
+
+def _tier_line() -> str:
+    from envfactory.agents.models import ModelSettings
+    configured = {role: cfg.model for role, cfg in ModelSettings.load().roles.items() if cfg.model}
+    if not configured:
+        return "offline tiers (corpus research, skeleton code, template queries, oracle rollouts): no model configured"
+    return "models for " + ", ".join(f"{r}={m}" for r, m in sorted(configured.items())) + "; offline tiers for the other roles"
+
+
 def cmd_run(args) -> int:
+    import os
+
     from tqdm import tqdm
 
     from envfactory.envs import catalog_names
+    from envfactory.envs.runtime import CATALOG_PATH_VAR
     from envfactory.graphs.querygen import QueryGenContext, make_graph
     show = not args.json
     started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    synthesized = [] if args.skip_synth or args.envs else _synthesize_corpus(out, show, args.synth_concurrency)
+    if show and synthesized:
+        print(f"\n{'synthesized env':<22}{'status':<10}{'attempts':>9}{'tests':>9}  tiers")
+        for r in synthesized:
+            tiers = ", ".join(f"{k}={v}" for k, v in sorted((r.get("tiers") or {}).items()))
+            print(f"{Path(r.get('package') or r['target']).name:<22}{r['status'] or '?':<10}{r.get('attempts', 0):>9}"
+                  f"{r.get('tests', '-'):>9}  {tiers or r.get('reason')}")
+    made = [Path(r["package"]).name for r in synthesized if r["status"] == "accepted"]
+    if made:  # QueryGen resolves the synthesized packages by name
+        os.environ[CATALOG_PATH_VAR] = os.pathsep.join(filter(None, [str((out / "catalog").resolve()),
+                                                                      os.environ.get(CATALOG_PATH_VAR)]))
     names = args.envs or catalog_names()
     validation = _validate_all(names, show)
     if show:
         print(f"\n{'env':<15}{'domain':<20}{'tools':>6}{'tests':>9}{'coverage':>10}  verdict")
         for r in validation:
             print(f"{r['env']:<15}{r['domain']:<20}{r['tools']:>6}{r['tests']:>9}{r['coverage']:>10}  {r['verdict']}")
-    good = [r["env"] for r in validation if r["verdict"] == "PASS"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    good = [r["env"] for r in validation if r["verdict"] == "PASS"] + made
     graph = make_graph()
     ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(out / "records.sqlite"))
     per_env = {}
@@ -49,22 +94,26 @@ def cmd_run(args) -> int:
         per_env[name] = result["summary"]
     from envfactory.data.store import RecordStore
     store = RecordStore(out / "records.sqlite")
-    summary = {"validated": len(validation), "passed_validation": len(good), "per_env": per_env,
-               "store": str(out / "records.sqlite"), "records": store.counts(), "seconds": round(time.perf_counter() - started, 1),
-               "tier": "offline (template queries, oracle rollouts): no model configured"}
+    exports = _export_all(store, out / "export")
+    summary = {"synthesized": len(made), "synthesis_targets": len(synthesized), "validated": len(validation),
+               "passed_validation": len(good) - len(made), "per_env": per_env,
+               "store": str(out / "records.sqlite"), "records": store.counts(), "exports": exports, "seconds": round(time.perf_counter() - started, 1),
+               "tier": _tier_line()}
     if args.json:
         print(json.dumps({"validation": validation, "summary": summary}, indent=2))
     else:
-        print(f"\n{'env':<15}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}  pass rate  rejected by reason")
+        print(f"\n{'env':<22}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}  pass rate  rejected by reason")
         for name, s in per_env.items():
             rate = "-" if s["mean_pass_rate"] is None else f"{s['mean_pass_rate']:.2f}"
-            print(f"{name:<15}{s['chains']:>7}{s['accepted']:>9}{s['rejected']:>9}{s['skipped_as_done']:>8}"
+            print(f"{name:<22}{s['chains']:>7}{s['accepted']:>9}{s['rejected']:>9}{s['skipped_as_done']:>8}"
                   f"{s['discarded_chains']:>10}  {rate:>9}  {s['rejected_by_reason'] or '-'}")
         counts = summary["records"]
-        print(f"\n{len(good)}/{len(validation)} environments verified; store {summary['store']} holds "
+        print(f"\n{len(made)}/{len(synthesized)} corpus services synthesized into verified environments; "
+              f"{len(good) - len(made)}/{len(validation)} bundled environments verified; store {summary['store']} holds "
               f"{counts.get('accepted', 0)} accepted and {counts.get('rejected', 0)} rejected trajectories "
-              f"({summary['tier']}); {summary['seconds']} s.")
-    return 0 if len(good) == len(validation) else 1
+              f"({summary['tier']}); exported to {out / 'export'}: "
+              + ", ".join(f"{n} {fmt}" for fmt, n in summary["exports"].items()) + f" rows; {summary['seconds']} s.")
+    return 0 if len(good) - len(made) == len(validation) and len(made) == len(synthesized) else 1
 
 
 def register(sub) -> None:
@@ -75,6 +124,8 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["single", "conv"], default="single")
     p.add_argument("--rollouts", type=int, default=2, help="rollouts per task (pass@k)")
     p.add_argument("--concurrency", type=int, default=8, help="chains processed at once")
-    p.add_argument("--out", default="out/run", help="where the record store goes")
+    p.add_argument("--out", default="out/run", help="where the record store, synthesized catalog and attempts go")
+    p.add_argument("--skip-synth", action="store_true", help="do not synthesize the corpus services (EnvGen)")
+    p.add_argument("--synth-concurrency", type=int, default=2, help="environments synthesized at once")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_run)

@@ -1,6 +1,7 @@
 """The quality bar a bundled environment must meet (checked by tests and `envs validate --strict`)."""
 from __future__ import annotations
 
+from .contamination import benchmark_overlap, describe_overlap
 from .runtime import Environment
 from .testcases import TestSuite, load_suite
 
@@ -53,4 +54,7 @@ def quality_problems(env: Environment, min_tools: int = 8, min_rows: int = 50, m
             problems.append(f"longest dependent call chain in the tests is {depth}, below {min_depth}")
     if not env.manifest.provenance:
         problems.append("no provenance")
+    overlap = benchmark_overlap(t.name for t in tools)
+    if overlap:
+        problems.append(f"tools named like public evaluation benchmarks' ({describe_overlap(overlap)}): rename them")
     return problems

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import itertools
 import json
+import os
+import re
 import sqlite3
 import sys
 import threading
@@ -30,7 +31,7 @@ from .manifest import Manifest, ToolSpec, load_manifest, read_package_json
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 VERIFIED_FILE = "verified.json"
-_module_counter = itertools.count()
+_import_lock = threading.RLock()  # tools modules execute one at a time (see _import_tools_module)
 
 
 # ---------------------------------------------------------------- results
@@ -115,17 +116,36 @@ def is_trusted(package_dir: Path) -> bool:
         return False
 
 
+def tools_module_name(package_dir: Path, manifest: Manifest) -> str:
+    """The ``sys.modules`` name of a package's tools module: one per package folder and source text,
+    so two packages (even of one name) or two versions of a package never share an entry, and
+    reloading unchanged code replaces its own entry instead of piling up new ones."""
+    path = (Path(package_dir) / manifest.tools_module).resolve()
+    digest = hashlib.sha256(str(path).encode() + b"\0" + path.read_bytes()).hexdigest()[:16]
+    return f"envfactory_env_{re.sub(r'[^0-9A-Za-z_]', '_', manifest.name)}_{digest}"
+
+
 def _import_tools_module(package_dir: Path, manifest: Manifest):
     path = package_dir / manifest.tools_module
-    name = f"envfactory_env_{manifest.name}_{next(_module_counter)}"
+    try:
+        name = tools_module_name(package_dir, manifest)
+    except OSError as exc:
+        raise EnvironmentPackageError(str(package_dir), f"cannot read {manifest.tools_module}: {exc}") from exc
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except MemoryError:
-        raise  # resource exhaustion is the sandbox's to report, not a package error
-    except Exception as exc:  # a broken module is the package's fault; say where
-        raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
+    # Registered before it runs, as a normal import does: dataclasses, pydantic and get_type_hints
+    # look postponed annotations up through sys.modules[cls.__module__]. One import at a time, so
+    # two threads loading one package never see each other's half-run module under that name.
+    with _import_lock:
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except MemoryError:
+            sys.modules.pop(name, None)
+            raise  # resource exhaustion is the sandbox's to report, not a package error
+        except Exception as exc:  # a broken module is the package's fault; say where
+            sys.modules.pop(name, None)
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
     return module
 
 
@@ -245,15 +265,26 @@ def _bytes(state: "bytes | st.Snapshot") -> bytes:
     return state.data if isinstance(state, st.Snapshot) else state
 
 
+CATALOG_PATH_VAR = "ENVFACTORY_CATALOG_PATH"
+
+
+def extra_catalog_dirs() -> list[Path]:
+    """Catalogs besides the bundled one (e.g. where ``envfactory synth`` lands environments), from
+    ``ENVFACTORY_CATALOG_PATH`` (folders separated like PATH); their packages resolve by name."""
+    return [Path(p) for p in os.environ.get(CATALOG_PATH_VAR, "").split(os.pathsep) if p.strip()]
+
+
 def resolve_package(ref: str | Path) -> Path:
     path = Path(ref)
     if path.is_dir():
         return path.resolve()
-    candidate = CATALOG_DIR / str(ref)
-    if candidate.is_dir():
-        return candidate
+    for catalog in [CATALOG_DIR, *extra_catalog_dirs()]:
+        candidate = catalog / str(ref)
+        if (candidate / "env.json").is_file():
+            return candidate.resolve() if catalog != CATALOG_DIR else candidate
     known = ", ".join(catalog_names()) or "none"
-    raise EnvironmentPackageError(str(ref), f"is neither a folder nor a bundled environment (bundled: {known})")
+    extra = f"; also searched {CATALOG_PATH_VAR}: {os.pathsep.join(map(str, extra_catalog_dirs()))}" if extra_catalog_dirs() else ""
+    raise EnvironmentPackageError(str(ref), f"is neither a folder nor a bundled environment (bundled: {known}){extra}")
 
 
 def catalog_names() -> list[str]:

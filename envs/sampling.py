@@ -123,17 +123,15 @@ class ChainSampler:
         """Plan ``node`` after the producers of its required parameters; returns its call index."""
         data = self.tg.graph.nodes[node]
         planned = PlannedCall(node, data["env"], data["tool"])
+        planned.bindings.update(forced or {})  # first, so the other parameters can avoid their sources
         visiting = visiting | {node}  # a tool being planned cannot also be its own producer
         for pname, info in data["params"].items():
-            if forced and pname in forced:
-                planned.bindings[pname] = forced[pname]
-                continue
-            if not info["required"]:
+            if pname in planned.bindings or not info["required"]:
                 continue
             if info["origin"] == "user":
                 planned.bindings[pname] = Binding(source="user")
                 continue
-            binding = (self._reuse(node, pname, calls)
+            binding = (self._reuse(node, pname, calls, taken=planned.bindings.values())
                        or self._produce(node, pname, rng, calls, depth, visiting))
             planned.bindings[pname] = binding or Binding(source="user_id")
         if len(calls) >= self.config.max_length:
@@ -141,10 +139,16 @@ class ChainSampler:
         calls.append(planned)
         return len(calls) - 1
 
-    def _reuse(self, node: str, pname: str, calls: list[PlannedCall]) -> Binding | None:
-        """An earlier call in the chain already outputs this value: refer to it (latest first)."""
+    def _reuse(self, node: str, pname: str, calls: list[PlannedCall], taken: Iterable[Binding] = ()) -> Binding | None:
+        """An earlier call in the chain already outputs this value: refer to it (latest first).
+
+        A single value another parameter of the same call already takes is skipped: two ids of one
+        kind (a task and the task it depends on) must not both be the one id a creator returned."""
+        busy = {(b.call, b.field) for b in taken if b.source == "call" and "[]" not in (b.field or "")}
         for i in range(len(calls) - 1, -1, -1):
             for _, v, d in self.tg.graph.out_edges(calls[i].node, data=True):
+                if (i, d["field"]) in busy:
+                    continue
                 if v == node and d["param"] == pname and (d["confirmed"] or not self.config.confirmed_only):
                     return Binding(source="call", call=i, field=d["field"], edge_source=d["source"])
         return None
@@ -209,10 +213,12 @@ class ChainSampler:
             for i, planned in enumerate(calls):
                 ep = episodes[planned.env]
                 fixed: dict[str, Any] = {}
+                given: dict[tuple[int, str], list[Any]] = {}  # (call, path) -> values this call already takes
                 for pname, b in planned.bindings.items():
                     if b.source != "call":
                         continue
-                    value = _pick(gold[b.call].output, b.field, picks, b.call, rng)
+                    value = _pick(gold[b.call].output, b.field, picks, b.call, rng, avoid=given.get((b.call, b.field), ()))
+                    given.setdefault((b.call, b.field), []).append(value)
                     if value is None:
                         return Discarded(chain_id=chain_id, seed=seed, plan=[c.node for c in calls],
                                          reason=f"call {b.call + 1} ({gold[b.call].tool}) returned nothing at {b.field} for {planned.tool}.{pname}")
@@ -244,11 +250,17 @@ class ChainSampler:
                 ep.close()
 
 
-def _pick(output: Any, path: str, picks: dict, call: int, rng: random.Random) -> Any:
-    """A value at ``path``; fields under the same array take the same element (a book's id and its title)."""
+def _first(values: list[Any]) -> Any:
+    return values[0] if values else None
+
+
+def _pick(output: Any, path: str, picks: dict, call: int, rng: random.Random, avoid: Iterable[Any] = ()) -> Any:
+    """A value at ``path``; fields under the same array take the same element (a book's id and its title).
+
+    Values in ``avoid`` (already given to another parameter of the same call, as when a task and the
+    task it depends on both come from ``tasks[].task_id``) are skipped while the array holds another."""
     if "[]" not in path:
-        values = field_values(output, path)
-        return values[0] if values else None
+        return _first(field_values(output, path))
     array_path, _, rest = path.rpartition("[].")
     items = field_values(output, array_path + "[]") if array_path else []
     if not items:
@@ -256,9 +268,12 @@ def _pick(output: Any, path: str, picks: dict, call: int, rng: random.Random) ->
     key = (call, array_path)
     if key not in picks:
         picks[key] = rng.randrange(len(items))
-    item = items[picks[key] % len(items)]
-    values = field_values(item, rest)
-    return values[0] if values else None
+    value = _first(field_values(items[picks[key] % len(items)], rest))
+    avoid = list(avoid)
+    if value is None or value not in avoid:
+        return value
+    others = [v for item in items if (v := _first(field_values(item, rest))) is not None and v not in avoid]
+    return rng.choice(others) if others else value
 
 
 def sample_many(sampler: ChainSampler, n: int, seed: int = 0, max_tries: int | None = None,

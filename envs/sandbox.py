@@ -139,7 +139,9 @@ def run_sandboxed(request: dict[str, Any], workspace: Path, limits: SandboxLimit
             return SandboxResult(status="memory_limit", detail=f"exceeded {limits.memory_mb} MiB", **base)
         return SandboxResult(status="crashed", detail=f"exited with code {proc.returncode} before reporting a result", **base)
     if proc.returncode != 0:
-        return SandboxResult(status="crashed", detail=f"exited with code {proc.returncode}", payload=payload, **base)
+        error = payload.get("error")  # the child's own account of what went wrong
+        detail = f"exited with code {proc.returncode}" + (f": {error}" if error else "")
+        return SandboxResult(status="crashed", detail=detail, payload=payload, **base)
     return SandboxResult(status="ok", payload=payload, **base)
 
 

@@ -248,15 +248,24 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
     return tg
 
 
-def confirm_edges(tg: ToolGraph, attempts: int = 6) -> None:
+def confirm_edges(tg: ToolGraph, attempts: int = 6, optional_attempts: int = 3,
+                  optional_rate: float = 0.5) -> None:
     """Confirm each edge A -> B(p) by execution: plan a chain that makes a real call of A (its own
     inputs produced the same way), feed A's output into B's ``p``, and run it on a fresh episode.
-    When B succeeds, the edge and every other edge the chain relied on are confirmed."""
+    When B succeeds, the edge and every other edge the chain relied on are confirmed.
+
+    The first ``attempts`` tries send required arguments only (the plainest call). Some tools need
+    an optional value to do anything (an edit with only the id changes nothing and is refused), so
+    an edge still unconfirmed gets ``optional_attempts`` more tries with optional arguments grounded
+    at ``optional_rate``."""
     import random
 
     from .sampling import Binding, ChainSampler, GoldTrajectory, SamplerConfig
 
-    sampler = ChainSampler(tg, SamplerConfig(confirmed_only=False, optional_rate=0.0, max_length=10, max_depth=5))
+    def make_sampler(rate: float) -> ChainSampler:
+        return ChainSampler(tg, SamplerConfig(confirmed_only=False, optional_rate=rate, max_length=10, max_depth=5))
+
+    plain, with_optionals = make_sampler(0.0), make_sampler(optional_rate)
     index = {(u, v, d["param"], d["field"]): d for u, v, d in tg.graph.edges(data=True)}
     for (u, v, param, fld), d in index.items():
         if d["confirmed"]:
@@ -265,7 +274,8 @@ def confirm_edges(tg: ToolGraph, attempts: int = 6) -> None:
         if pu["env"] != pv["env"]:
             d["evidence"] = "cross-environment edges stay proposals: ids do not travel between services"
             continue
-        for attempt in range(attempts):
+        for attempt in range(attempts + optional_attempts):
+            sampler = plain if attempt < attempts else with_optionals
             rng = random.Random(f"confirm:{u}:{v}:{param}:{fld}:{attempt}")
             calls: list = []
             producer = sampler._plan_node(u, rng, calls, depth=1, visiting={v})

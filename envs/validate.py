@@ -52,6 +52,22 @@ class ValidationReport(BaseModel):
 
 # ---------------------------------------------------------------- inside the sandbox
 
+def undeclared_tools(env) -> tuple[str, list[str]]:
+    """Public functions of a package's tools module (or public methods of an imported class) that
+    env.json does not declare: likely tools someone forgot to list."""
+    declared = set(env.tools)
+    cls = getattr(env, "cls", None)
+    if cls is not None:  # pyclass backend: the tools are methods, their fn is None
+        from .importer import SKIP_METHODS, _is_tool_method
+        names = [n for n in dir(cls) if not n.startswith("_") and n not in SKIP_METHODS and _is_tool_method(cls, n)]
+        return f"methods of {cls.__name__}", sorted(n for n in names if n not in declared)
+    module = getattr(next(iter(env.tools.values())).fn, "__module__", None) if env.tools else None
+    if not module or module not in sys.modules:
+        return "functions", []
+    return "functions", sorted(n for n, f in vars(sys.modules[module]).items()
+                               if inspect.isfunction(f) and f.__module__ == module and not n.startswith("_") and n not in declared)
+
+
 def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
     from .errors import EnvironmentPackageError
     from .quality import quality_problems
@@ -73,14 +89,9 @@ def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
     out.update(env=env.name, version=env.manifest.version, domain=env.manifest.domain, tools=len(env.tools))
     stages.append({"name": "import", "status": "ok", "messages": [f"{len(env.tools)} tools, {len(env.tables)} tables"]})
 
-    declared = set(env.tools)
-    module = getattr(next(iter(env.tools.values())).fn, "__module__", None) if env.tools else None
-    extra = []
-    if module and module in sys.modules:
-        extra = sorted(n for n, f in vars(sys.modules[module]).items()
-                       if inspect.isfunction(f) and f.__module__ == module and not n.startswith("_") and n not in declared)
+    kind, extra = undeclared_tools(env)
     if extra:
-        out["warnings"].append(f"public functions not declared as tools: {', '.join(extra)}")
+        out["warnings"].append(f"public {kind} not declared as tools: {', '.join(extra)}")
     stages.append({"name": "tools", "status": "ok", "messages": [f"every declared tool is implemented"]})
 
     if not env.manifest.tests:

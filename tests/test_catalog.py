@@ -35,3 +35,12 @@ def test_suite_is_deterministic(name):
 @pytest.mark.parametrize("name", CATALOG)
 def test_meets_quality_bar(name):
     assert quality_problems(Environment.load(name)) == []
+
+
+def test_contamination_guard_flags_mirrored_tool_sets_not_common_verbs():
+    from envfactory.envs.contamination import benchmark_overlap
+    assert benchmark_overlap(["cancel_reservation", "place_order", "cancel_order", "get_listing"]) == {}
+    assert benchmark_overlap(["modify_pending_order_items", "search"]) == {"modify_pending_order_items": "tau2-bench retail"}
+    assert benchmark_overlap(["startEngine"]) == {"startEngine": "BFCL multi-turn VehicleControlAPI"}
+    assert benchmark_overlap(["post_tweet", "retweet", "comment", "ls"]) == {
+        "comment": "BFCL multi-turn TwitterAPI", "post_tweet": "BFCL multi-turn TwitterAPI", "retweet": "BFCL multi-turn TwitterAPI"}

@@ -64,3 +64,15 @@ def test_querygen_runs_over_http(dev_server):
     assert result["summary"]["accepted"] == 2
     assert all(r["verification"]["accepted"] and r["provenance"]["tiers"]["rollout"].startswith("offline")
                for r in result["records"])
+
+
+def test_envgen_synthesizes_over_http(dev_server, tmp_path):
+    from langgraph_sdk import get_sync_client
+    client = get_sync_client(url=dev_server)
+    assert client.assistants.search(graph_id="envgen"), "envgen is not registered"
+    thread = client.threads.create()
+    result = client.runs.wait(thread["thread_id"], "envgen", input={"target": "a public library lending desk API"},
+                              context={"catalog_dir": str(tmp_path / "catalog"), "workspace_dir": str(tmp_path / "work")})
+    assert result["status"] == "accepted", result.get("reason")
+    assert (Path(result["package_path"]) / "verified.json").is_file()
+    assert result["attempts"][-1]["verdict"] == "PASS"

@@ -13,7 +13,9 @@ DUMMY = {"target": "a library API", "results": [{"url": "https://x.test", "title
          "brief": "b", "files": {"env.json": "{}"}, "example": {"tools.py": "x"}, "report": "r", "tools": [{"name": "t"}],
          "persona": "p", "turns": [{"actions": "a", "known": {"email": "e"}}], "queries": ["q"], "known": {"a": 1},
          "intent": "i", "details": {"d": 1}, "service": "s", "conversation": "c",
-         "params": [{"tool": "t", "param": "p", "type": "integer", "description": "d", "guess": "tool"}]}
+         "params": [{"tool": "t", "param": "p", "type": "integer", "description": "d", "guess": "tool"}],
+         "schema": "CREATE TABLE t (t_id INTEGER PRIMARY KEY)", "seed_sample": {"t": [{"t_id": 1}]},
+         "cases": [{"name": "c", "steps": []}], "objection": "o"}
 
 
 def write(dir_, pid, version, body="Hello {{ name }}", variables=("name",), extra=""):

@@ -90,4 +90,4 @@ def test_turn_split_is_deterministic_and_covers_every_call():
 def test_leakage_check_ignores_plain_words_and_dates():
     assert leaked_terms("please unsubscribe me", ["unsubscribe"], [], []) == []
     assert leaked_terms('deliver on "2026-05-11" please', [], [], [11]) == []
-    assert leaked_terms("order 11 please", [], [], [11]) == ["id 11 that comes from a tool output"]
+    assert leaked_terms("order 11 please", [], ["order_id"], [11]) == ["id 11 that comes from a tool output"]

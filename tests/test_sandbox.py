@@ -138,3 +138,12 @@ def test_swallowed_refusal_is_still_reported(tmp_path):
     prelude = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\nexcept BaseException:\n    pass")
     report = validate_package(make_package(tmp_path, prelude=prelude), limits=FAST)
     assert report.sandbox.status == "blocked" and "network access" in report.sandbox.detail
+
+
+def test_a_child_error_is_in_the_detail(tmp_path):
+    from envfactory.envs.sandbox import run_sandboxed
+
+    # a request without a task makes the child fail with its own message: the detail carries it
+    result = run_sandboxed({"package": "nowhere"}, tmp_path)
+    assert result.status == "crashed" and result.exit_code == 5
+    assert result.detail.startswith("exited with code 5: KeyError") and "'task'" in result.detail

@@ -1,0 +1,135 @@
+"""``envfactory synth``: the EnvGen graph for one target or a batch, resumable.
+
+Every target is one LangGraph thread in a SQLite checkpointer (``<out>/checkpoints.sqlite``): a
+finished thread is reported, not redone; a thread killed mid-way resumes from its last completed
+step; a new one starts fresh. Targets run concurrently up to ``--concurrency``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+
+def read_batch(path: str) -> list[dict[str, str]]:
+    """Targets from a file: one per line, or JSON lines with "target" (and optional "name")."""
+    items = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
+            if not isinstance(item, dict) or not str(item.get("target", "")).strip():
+                raise ValueError(f"{path}:{n}: a JSON line needs a non-empty \"target\"")
+            items.append({k: str(v) for k, v in item.items() if k in ("target", "name")})
+        else:
+            items.append({"target": line})
+    if not items:
+        raise ValueError(f"{path}: no targets")
+    return items
+
+
+def thread_id(item: dict[str, str]) -> str:
+    return "synth-" + hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def synthesize(graph, item: dict[str, str], ctx, on_step=None) -> dict[str, Any]:
+    """Run (or resume, or just report) one target's thread."""
+    config = {"configurable": {"thread_id": thread_id(item)}, "recursion_limit": 200}
+    snapshot = graph.get_state(config)
+    if snapshot.values.get("status") and not snapshot.next:
+        return {**_outcome(item, snapshot.values), "resumed": "done before"}
+    start = None if snapshot.next else item  # None continues the interrupted thread from its checkpoint
+    for update in graph.stream(start, config, context=ctx, stream_mode="updates", durability="sync"):
+        if on_step:
+            on_step(item, next(iter(update)))
+    return {**_outcome(item, graph.get_state(config).values), "resumed": "continued" if start is None else ""}
+
+
+def _outcome(item: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    best = values.get("best") or {}
+    return {"target": item["target"], "status": values.get("status"), "reason": values.get("reason"),
+            "package": values.get("package_path"), "attempts": len(values.get("attempts", [])),
+            "tests": f"{best.get('tests_passed', 0)}/{best.get('tests_total', 0)}", "tokens": values.get("tokens", 0),
+            "tiers": values.get("tiers", {})}
+
+
+def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concurrency: int = 2,
+                     show: bool = True) -> list[dict[str, Any]]:
+    """Synthesize every item (resuming threads found in ``checkpoints``), with a progress bar."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from tqdm import tqdm
+
+    from envfactory.graphs.envgen import make_graph
+    checkpoints.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    bar = tqdm(total=len(items), desc="synthesizing environments", unit="env", disable=not show, file=sys.stderr)
+    with SqliteSaver.from_conn_string(str(checkpoints)) as saver:
+        graph = make_graph().copy(update={"checkpointer": saver})
+
+        def step(item, node):
+            bar.set_postfix_str(f"{item.get('name') or item['target'][:30]}: {node}")
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = {pool.submit(synthesize, graph, item, ctx, step): item for item in items}
+            for fut in as_completed(futures):
+                try:
+                    results.append(fut.result())
+                except Exception as exc:  # one target's crash must not lose the others
+                    results.append({"target": futures[fut]["target"], "status": "error",
+                                    "reason": f"{type(exc).__name__}: {exc}"})
+                bar.update(1)
+    bar.close()
+    order = {item["target"]: i for i, item in enumerate(items)}
+    return sorted(results, key=lambda r: order.get(r["target"], 0))
+
+
+def cmd_synth(args) -> int:
+    from envfactory.graphs.envgen import EnvGenContext
+    if bool(args.target) == bool(args.batch):
+        print("envfactory synth: give a TARGET or --batch FILE (not both)", file=sys.stderr)
+        return 2
+    try:
+        items = read_batch(args.batch) if args.batch else [{"target": args.target, **({"name": args.name} if args.name else {})}]
+    except (OSError, ValueError) as exc:
+        print(f"envfactory synth: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    ctx = EnvGenContext(max_rounds=args.max_rounds, max_tokens=args.max_tokens, search_backend=args.search_backend,
+                        catalog_dir=args.catalog, workspace_dir=str(out), offline=args.offline,
+                        sandbox_seconds=args.timeout)
+    results = synthesize_batch(items, ctx, out / "checkpoints.sqlite", args.concurrency, show=not args.json)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            where = r.get("package") or r.get("reason")
+            print(f"{r['status'] or '?':<9} {r['target'][:40]:<40} attempts {r.get('attempts', 0)}  tests {r.get('tests', '-'):<7} "
+                  f"{'(' + r['resumed'] + ') ' if r.get('resumed') else ''}{where}")
+        accepted = sum(r["status"] == "accepted" for r in results)
+        print(f"\n{accepted}/{len(results)} environments accepted into {args.catalog}; attempts and reasons in {out}/")
+    return 0 if all(r["status"] == "accepted" for r in results) else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("synth", help="synthesize verified environments from API documentation (EnvGen graph)")
+    p.add_argument("target", nargs="?", help='what to model, e.g. "a library lending API"')
+    p.add_argument("--name", help="package name (default: from the research brief)")
+    p.add_argument("--batch", help="file of targets: one per line, or JSON lines with target and name")
+    p.add_argument("--concurrency", type=int, default=2, help="targets synthesized at once")
+    p.add_argument("--out", default="out/envgen", help="attempts, results and the checkpoint database")
+    p.add_argument("--catalog", default="out/catalog", help="where accepted environments land")
+    p.add_argument("--max-rounds", type=int, default=3, help="repair rounds after the first attempt")
+    p.add_argument("--max-tokens", type=int, default=400_000, help="model token budget per target")
+    p.add_argument("--search-backend", default="corpus", help="ddgs | corpus | fixture | cached:ddgs (with a search model)")
+    p.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds of one sandboxed validation")
+    p.add_argument("--offline", action="store_true", help="use the offline tier even if models are configured")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_synth)

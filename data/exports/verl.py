@@ -1,0 +1,351 @@
+"""verl multi-turn tool RL export: parquet rows, a tool config, the reward hook and the agent loop.
+
+One row per user turn that has gold calls (EnvFactory's layout): the earlier turns are in the
+prompt as chat messages, ``reward_model.ground_truth`` holds that turn's gold calls with their
+masked arguments, and ``extra_info`` says how to rebuild the state the turn starts from (earlier
+turns' gold calls replayed on the environment's initial state, with its hash to detect drift).
+
+Arrow typing: a parquet column has one type for every row, and struct fields are the union over
+rows (missing ones read back as null). Payloads whose shape varies from row to row are therefore
+JSON strings: ``reward_model.ground_truth`` (the calls and their arguments), ``extra_info.prefix_calls``,
+``extra_info.tools`` (the row's tool schemas), tool-call ``arguments`` inside ``prompt`` (the OpenAI
+wire form, which chat templates print verbatim) and ``tools_kwargs.*.create_kwargs.task``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from envfactory.data.records import TrajectoryRecord
+from envfactory.data.reward import Call
+
+from .verl_loop import AGENT_NAME
+from .verl_task import EnvPin, VerlTask, load_env, route
+
+ABILITY = "tool_use"
+
+
+class NotExportable(ValueError):
+    """A record that cannot become verl rows (its gold no longer replays, its turns do not align...)."""
+
+
+def _split_turns(record: TrajectoryRecord) -> list[int]:
+    """Index of each turn's user message in ``record.messages``."""
+    users = [i for i, m in enumerate(record.messages) if m.role == "user"]
+    if len(users) != len(record.turns):
+        raise NotExportable(f"{len(users)} user messages for {len(record.turns)} turns, so the turns cannot be cut into "
+                            "rows (a record without a kept rollout, or a conversation whose simulated user spoke "
+                            "more than once in a turn)")
+    return users
+
+
+def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
+    """The record's rows (without ``index`` and split: the writer numbers them)."""
+    users = _split_turns(record)
+    envs = {ref.name: load_env(ref.name) for ref in record.envs}
+    for ref in record.envs:
+        env = envs[ref.name]
+        if env.initial_hash != ref.initial_state_hash or env.manifest.version != ref.version:
+            raise NotExportable(f"{ref.name} changed since the record was made (version {env.manifest.version} vs "
+                                f"{ref.version}, or a different initial state): regenerate the record")
+    episodes = {n: e.episode() for n, e in envs.items()}
+    # the calls the conversation itself made: the prompt's history must lead to the state the turn starts from
+    spoken = {n: e.episode() for n, e in envs.items()}
+    tools = [spec.openai_schema() for env in envs.values() for spec in env.tool_specs]
+    rows, prefix = [], []
+    try:
+        for t, turn in enumerate(record.turns):
+            start = {n: ep.state_hash() for n, ep in episodes.items()}
+            if t > 0:
+                for m in record.messages[users[t - 1]:users[t]]:
+                    for c in m.tool_calls:
+                        if (owner := route(envs, c.name)) is not None:
+                            spoken[owner].call(c.name, c.arguments)
+                if any(spoken[n].state_hash() != start[n] for n in envs):
+                    raise NotExportable(f"before turn {t + 1} the conversation's own calls lead to another state than the "
+                                        "gold calls: its history would contradict the environment")
+            calls = [Call(name=c.name, arguments=c.arguments, masked=c.masked_arguments, env=c.env) for c in turn.gold_calls]
+            for i, call in enumerate(calls):
+                res = episodes[call.env].call(call.name, call.arguments)
+                if not res.ok:
+                    raise NotExportable(f"turn {t + 1} gold call {i + 1} {call.name} does not replay: {res.error}")
+            if calls:
+                pins = [EnvPin(name=ref.name, version=ref.version, initial_state_hash=ref.initial_state_hash,
+                               turn_state_hash=start[ref.name], gold_final_hash=episodes[ref.name].state_hash())
+                        for ref in record.envs]
+                task = VerlTask(record_key=record.key, turn=t, envs=pins, prefix_calls=list(prefix))
+                rows.append(_row(record, task, users[t], calls, tools))
+            prefix += calls
+        for ref in record.envs:
+            if ref.final_state_hash and episodes[ref.name].state_hash() != ref.final_state_hash:
+                raise NotExportable(f"replaying every gold call on {ref.name} does not reach the record's gold final state")
+    finally:
+        for ep in [*episodes.values(), *spoken.values()]:
+            ep.close()
+    return rows
+
+
+def _row(record: TrajectoryRecord, task: VerlTask, user_index: int, calls: list[Call],
+         tools: list[dict[str, Any]]) -> dict[str, Any]:
+    task_json = task.model_dump_json()
+    return {
+        "data_source": "envfactory/" + "+".join(task.env_names),
+        "agent_name": AGENT_NAME,
+        "prompt": [m.openai() for m in record.messages[: user_index + 1]],
+        "ability": ABILITY,
+        "reward_model": {"style": "rule", "ground_truth": json.dumps([c.model_dump() for c in calls], ensure_ascii=False)},
+        "extra_info": {
+            "record_key": task.record_key, "turn": task.turn,
+            "chain_id": record.provenance.chain_id or record.key,
+            "envs": [p.model_dump() for p in task.envs],
+            "prefix_calls": json.dumps([c.model_dump() for c in task.prefix_calls], ensure_ascii=False),
+            "tools": json.dumps(tools, ensure_ascii=False),
+            "need_tools_kwargs": True,
+            "tools_kwargs": {t["function"]["name"]: {"create_kwargs": {"task": task_json}} for t in tools},
+            "difficulty": record.verification.difficulty or "",
+        },
+    }
+
+
+# ---------------------------------------------------------------- checker
+
+def _loads(value: Any, what: str, problems: list[str]) -> Any:
+    if not isinstance(value, str):
+        problems.append(f"{what} must be a JSON string (Arrow cannot type it per row otherwise)")
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        problems.append(f"{what} is not valid JSON")
+        return None
+
+
+def check_verl(row: dict[str, Any]) -> list[str]:
+    """The rules stock verl (RLHFDataset, the reward managers, agent loops) and our loop rely on."""
+    problems: list[str] = []
+    for key, kind in (("data_source", str), ("agent_name", str), ("ability", str), ("prompt", list),
+                      ("reward_model", dict), ("extra_info", dict)):
+        if not isinstance(row.get(key), kind):
+            problems.append(f"{key} must be a {kind.__name__}")
+    if problems:
+        return problems
+    if row["agent_name"] != AGENT_NAME:
+        problems.append(f"agent_name is {row['agent_name']!r}: rows must pick the loop that owns the episodes ({AGENT_NAME!r})")
+    info = row["extra_info"]
+    tools = _loads(info.get("tools"), "extra_info.tools", problems) or []
+    names = {t.get("function", {}).get("name") for t in tools if isinstance(t, dict)}
+    # prompt: chat messages in a valid order, ending with the user turn the row trains
+    prompt = row["prompt"]
+    pending: set[str] = set()
+    for i, m in enumerate(prompt):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role not in ("system", "user", "assistant", "tool"):
+            problems.append(f"prompt[{i}]: unknown role {role!r}")
+            continue
+        if not isinstance(m.get("content"), str):
+            problems.append(f"prompt[{i}]: content must be a string")
+        if role == "system" and i != 0:
+            problems.append(f"prompt[{i}]: a system message must come first")
+        if role == "tool":
+            if m.get("tool_call_id") not in pending:
+                problems.append(f"prompt[{i}]: tool result for unknown call {m.get('tool_call_id')!r}")
+            pending.discard(m.get("tool_call_id"))
+            continue
+        if pending:
+            problems.append(f"prompt[{i}]: {role} message while calls {sorted(pending)} have no result")
+            pending.clear()
+        for c in m.get("tool_calls") or []:
+            fn = c.get("function") or {}
+            if fn.get("name") not in names:
+                problems.append(f"prompt[{i}]: call of {fn.get('name')!r}, which is not among the row's tools")
+            if not isinstance(_loads(fn.get("arguments"), f"prompt[{i}] call arguments", problems), (dict, type(None))):
+                problems.append(f"prompt[{i}]: call arguments must encode a JSON object")
+            pending.add(c.get("id"))
+    first = next((m for m in prompt if isinstance(m, dict) and m.get("role") != "system"), None)
+    if first is None or first.get("role") != "user":
+        problems.append("the first non-system message must be the user's")
+    if not prompt or not isinstance(prompt[-1], dict) or prompt[-1].get("role") != "user":
+        problems.append("the prompt must end with the user turn the row trains")
+    # reward_model: rule style, ground truth = that turn's gold calls with masks
+    rm = row["reward_model"]
+    if rm.get("style") != "rule":
+        problems.append("reward_model.style must be 'rule'")
+    gold = _loads(rm.get("ground_truth"), "reward_model.ground_truth", problems)
+    if gold is not None:
+        if not isinstance(gold, list) or not gold:
+            problems.append("reward_model.ground_truth must hold a non-empty list of calls")
+        else:
+            for k, c in enumerate(gold):
+                if not isinstance(c, dict) or not isinstance(c.get("arguments"), dict):
+                    problems.append(f"ground_truth[{k}] needs a name and arguments as an object")
+                    continue
+                if c.get("name") not in names:
+                    problems.append(f"ground_truth[{k}] calls {c.get('name')!r}, which is not among the row's tools")
+                if not set(c.get("masked") or []) <= set(c["arguments"]):
+                    problems.append(f"ground_truth[{k}] masks arguments it does not have")
+    # extra_info: what RLHFDataset lifts, and what our loop and reward need
+    if not isinstance(info.get("index"), int):
+        problems.append("extra_info.index must be an integer")
+    if info.get("need_tools_kwargs") is not True:
+        problems.append("extra_info.need_tools_kwargs must be true")
+    kwargs = info.get("tools_kwargs") or {}
+    for name in sorted(n for n in names if n):
+        entry = kwargs.get(name)
+        if not isinstance(entry, dict) or not isinstance((entry.get("create_kwargs") or {}).get("task"), str):
+            problems.append(f"extra_info.tools_kwargs lacks create_kwargs.task for tool {name!r}")
+    try:
+        task = VerlTask.from_extra_info(info)
+        if not task.envs:
+            problems.append("extra_info.envs is empty")
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+# ---------------------------------------------------------------- files
+
+def split_of(chain_id: str, val_fraction: float) -> str:
+    """Deterministic by chain: every row of one chain lands in the same split, on every machine."""
+    unit = int(hashlib.sha256(chain_id.encode()).hexdigest()[:8], 16) / 2 ** 32
+    return "val" if unit < val_fraction else "train"
+
+
+def check_tool_schema(schema: dict[str, Any]) -> list[str]:
+    """What verl's ``OpenAIFunctionToolSchema`` accepts: loading the tool config fails on anything else."""
+    fn = schema.get("function") or {}
+    problems = []
+    if schema.get("type") != "function" or not isinstance(fn.get("name"), str):
+        problems.append("a tool schema needs type 'function' and a function name")
+    if not isinstance(fn.get("description"), str):
+        problems.append(f"{fn.get('name')}: description must be a string")
+    params = fn.get("parameters") or {}
+    if not isinstance(params.get("type"), str) or not isinstance(params.get("required"), list):
+        problems.append(f"{fn.get('name')}: parameters need a type and a 'required' list")
+    for key, prop in (params.get("properties") or {}).items():
+        if not isinstance(prop.get("type"), str):
+            problems.append(f"{fn.get('name')}.{key}: verl needs one string 'type' (got {prop.get('type')!r})")
+        if "enum" in prop and not all(isinstance(v, str) for v in prop["enum"]):
+            problems.append(f"{fn.get('name')}.{key}: verl only takes string enums")
+    return problems
+
+
+def tool_config(env_names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """verl's tool config: the tools of the exported environments, native type, our EpisodeTool class.
+
+    Tools whose schema verl would refuse are left out (and reported): our agent loop shows the
+    environment's full schemas itself, the YAML only serves verl's own loaders."""
+    tools, problems = [], []
+    for name in sorted(set(env_names)):
+        for spec in load_env(name).tool_specs:
+            schema = spec.openai_schema()
+            found = check_tool_schema(schema)
+            if found:
+                problems += [f"{name}: {p}" for p in found]
+                continue
+            tools.append({"class_name": "envfactory.data.exports.verl_loop.EpisodeTool",
+                          "config": {"type": "native", "env": name}, "tool_schema": schema})
+    return {"tools": tools}, problems
+
+
+REWARD_SHIM = '''"""verl custom reward function: envfactory's composite reward (see envfactory/data/exports/verl_reward.py)."""
+from envfactory.data.exports.verl_reward import compute_score  # noqa: F401
+'''
+
+
+def readme_text(name: str, out: Path, has_val: bool) -> str:
+    o = out.resolve()
+    val = f"{o}/{name}.val.parquet" if has_val else f"{o}/{name}.train.parquet"
+    return f"""# verl export ({name})
+
+Rows: one per user turn with gold calls (`{name}.train.parquet`, `{name}.val.parquet`, split by chain).
+envfactory (this project, with the exported environments) must be installed where verl runs: the agent
+loop and the reward rebuild each turn's state from it.
+
+```bash
+python3 -m verl.trainer.main_ppo \\
+  algorithm.adv_estimator=grpo \\
+  data.train_files={o}/{name}.train.parquet \\
+  data.val_files={val} \\
+  data.return_raw_chat=True \\
+  actor_rollout_ref.rollout.mode=async \\
+  actor_rollout_ref.rollout.n=8 \\
+  actor_rollout_ref.rollout.multi_turn.enable=True \\
+  actor_rollout_ref.rollout.multi_turn.format=hermes \\
+  actor_rollout_ref.rollout.multi_turn.tool_config_path={o}/{name}.tools.yaml \\
+  actor_rollout_ref.rollout.multi_turn.max_assistant_turns=10 \\
+  actor_rollout_ref.rollout.multi_turn.max_user_turns=10 \\
+  actor_rollout_ref.rollout.multi_turn.max_parallel_calls=4 \\
+  actor_rollout_ref.rollout.multi_turn.max_tool_response_length=512 \\
+  actor_rollout_ref.rollout.agent.agent_loop_config_path={o}/agent_loop.yaml \\
+  custom_reward_function.path={o}/reward_fn.py \\
+  custom_reward_function.name=compute_score
+```
+
+- The rows name the agent loop `{AGENT_NAME}` (`agent_loop.yaml` registers it): each rollout, each of
+  the n samples of a prompt included, gets its own isolated episode at the turn's starting state.
+  verl's stock `tool_agent` loop creates a tool instance per call; if you keep it anyway, the tool
+  config's `EpisodeTool` keys one episode on the request id instead.
+- `compute_score` replays the turn's gold calls and the rollout's calls on the rebuilt state and
+  returns `score` plus every component (`trajectory`, `state`, `length_penalty`, `format_penalty`,
+  `matched_calls`, `predicted_calls`, `gold_calls`, `state_equal`, `scored`, `failure_code`).
+  Optional `custom_reward_function.reward_kwargs`: `tau`, `length_slack`, `failure_score`.
+- A sample whose environment drifted or crashed has no score: `scored=0`, its response mask is zeroed
+  by the agent loop (it trains nothing) and `score` is only a placeholder (`failure_score`, default 0).
+- JSON strings (Arrow needs one type per column): `reward_model.ground_truth`, `extra_info.prefix_calls`,
+  `extra_info.tools`, tool-call `arguments` in `prompt`, `tools_kwargs.*.create_kwargs.task`.
+"""
+
+
+def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str = "envfactory",
+               val_fraction: float = 0.1) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    skipped: list[dict[str, Any]] = []
+    records = sorted(records, key=lambda r: r.key)
+    chains = sorted({r.provenance.chain_id or r.key for r in records})
+    in_val = {c for c in chains if split_of(c, val_fraction) == "val"}
+    if val_fraction > 0 and not in_val and len(chains) >= 2:  # keep a validation set even for tiny exports
+        in_val = {min(chains, key=lambda c: hashlib.sha256(c.encode()).hexdigest())}
+    env_names: set[str] = set()
+    index = 0
+    for record in records:
+        try:
+            rows = to_verl(record)
+        except NotExportable as exc:
+            skipped.append({"key": record.key, "problems": [str(exc)]})
+            continue
+        split = "val" if (record.provenance.chain_id or record.key) in in_val else "train"
+        for row in rows:
+            row["extra_info"]["index"] = index
+            row["extra_info"]["split"] = split
+            problems = check_verl(row)
+            if problems:
+                skipped.append({"key": record.key, "turn": row["extra_info"]["turn"], "problems": problems[:3]})
+                continue
+            index += 1
+            splits[split].append(row)
+            env_names.update(p["name"] for p in row["extra_info"]["envs"])
+    files = {}
+    for split, rows in splits.items():
+        if rows:
+            path = out / f"{name}.{split}.parquet"
+            pq.write_table(pa.Table.from_pylist(rows), path)
+            files[split] = str(path)
+    tools_path = out / f"{name}.tools.yaml"
+    config, schema_problems = tool_config(env_names)
+    tools_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    (out / "agent_loop.yaml").write_text(yaml.safe_dump(
+        [{"name": AGENT_NAME, "_target_": "envfactory.data.exports.verl_loop.EnvFactoryAgentLoop"}], sort_keys=False))
+    (out / "reward_fn.py").write_text(REWARD_SHIM)
+    (out / "README.md").write_text(readme_text(name, out, bool(splits["val"])))
+    return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()},
+            "tool_config": str(tools_path), "tool_config_problems": schema_problems, "agent_loop_config": str(out / "agent_loop.yaml"),
+            "reward_function": str(out / "reward_fn.py"), "readme": str(out / "README.md"), "skipped": skipped}

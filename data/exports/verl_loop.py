@@ -1,0 +1,348 @@
+"""verl agent loop: every rollout gets its own isolated episode.
+
+verl's stock ``ToolAgentLoop`` creates a tool instance per *call*, so a stateful environment would
+lose its state between two calls of one rollout (or share it across the n rollouts of a prompt).
+Here the loop owns the episodes instead:
+
+- ``EpisodeRollout`` (no verl needed, fully tested): opens the row's episodes at the turn's starting
+  state, parses hermes/qwen ``<tool_call>{json}</tool_call>`` blocks from each model reply, counts
+  malformed ones, executes the calls and returns the tool messages; ``finish()`` gives what
+  ``compute_score`` needs (the calls it executed, the malformed count, the final state hashes).
+- ``run_token_loop``: the token-level state machine (generate, parse, append tool tokens with
+  mask 0) written against duck-typed tokenizer and server objects, so it runs here without verl.
+- ``EnvFactoryAgentLoop``: the thin ``AgentLoopBase`` subclass, built on first access (PEP 562
+  module ``__getattr__``) so verl is imported only inside a verl worker and never becomes a dependency.
+- ``EpisodeTool``: a ``BaseTool`` for users who keep verl's stock loop: it keys one episode on the
+  request id (``agent_data.request_id``) instead of the per-call instance.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable
+
+from envfactory.envs.runtime import Episode
+
+from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, open_turn_episodes, route
+
+AGENT_NAME = "envfactory_agent"
+EXTRA_FIELDS_KEY = "envfactory_rollout"
+_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+
+
+def parse_tool_calls(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """``<tool_call>`` blocks of one reply -> (calls as {name, arguments}, reasons for malformed blocks).
+
+    An opened block that never closes (the reply was cut) counts as malformed too."""
+    calls, bad = [], []
+    for body in _BLOCK.findall(text):
+        try:
+            value = json.loads(body.strip())
+        except json.JSONDecodeError as exc:
+            bad.append(f"not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            bad.append("a tool call must be a JSON object with a string 'name'")
+            continue
+        args = value.get("arguments", {})
+        if isinstance(args, str):  # some models emit the OpenAI wire form
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except json.JSONDecodeError:
+                bad.append(f"arguments of {value['name']} are a string that is not JSON")
+                continue
+        if not isinstance(args, dict):
+            bad.append(f"arguments of {value['name']} must be a JSON object")
+            continue
+        calls.append({"name": value["name"], "arguments": args})
+    tail = text.rsplit("</tool_call>", 1)[-1]
+    if "<tool_call>" in tail:
+        bad.append("a <tool_call> block is never closed")
+    return calls, bad
+
+
+class EpisodeRollout:
+    """One rollout of one row: its own episodes, the calls it made, what went wrong."""
+
+    def __init__(self, task: VerlTask, max_calls_per_step: int | None = None):
+        self.task = task
+        self.max_calls_per_step = max_calls_per_step
+        self.calls: list[dict[str, Any]] = []     # routed and executed, in order
+        self.malformed = 0                        # unparseable blocks and unknown tools
+        self.failure: str | None = None           # infrastructure failure: the sample gets no score
+        self.episodes: dict[str, Episode] = {}
+        self.envs = {}
+        try:
+            self.envs = {name: load_env(name) for name in task.env_names}
+            self.episodes = open_turn_episodes(task)
+        except StateDriftError as exc:
+            self.failure = f"state drift: {exc}"
+        except Exception as exc:  # a package that no longer loads is drift too, never the policy's fault
+            self.failure = f"environment failed to load: {type(exc).__name__}: {exc}"
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """OpenAI function specs of the row's environments (what the chat template shows)."""
+        return [spec.openai_schema() for env in self.envs.values() for spec in env.tool_specs]
+
+    def execute(self, name: str, arguments: dict[str, Any]) -> str:
+        env_name = route(self.envs, name)
+        if env_name is None or env_name not in self.episodes:
+            self.malformed += 1
+            return f"Error: unknown tool {name!r}; available tools: {', '.join(sorted(t['function']['name'] for t in self.tools))}"
+        res = self.episodes[env_name].call(name, arguments)
+        self.calls.append({"env": env_name, "name": name, "arguments": arguments})
+        if res.error_kind == "internal":
+            self.failure = f"environment crash: {res.error}"
+        return res.text if res.ok else f"Error: {res.error}"
+
+    def step(self, text: str) -> list[dict[str, str]]:
+        """Run the calls in one model reply; returns the tool messages ([] when the reply made no call)."""
+        calls, bad = parse_tool_calls(text)
+        self.malformed += len(bad)
+        if self.failure is not None:
+            return []  # nothing can be scored any more: end the rollout
+        messages = [{"role": "tool", "content": f"Error: malformed tool call: {reason}"} for reason in bad]
+        limit = len(calls) if self.max_calls_per_step is None else self.max_calls_per_step
+        messages += [{"role": "tool", "content": self.execute(c["name"], c["arguments"])} for c in calls[:limit]]
+        messages += [{"role": "tool", "content": f"Error: not executed: at most {limit} calls per step"} for _ in calls[limit:]]
+        return messages
+
+    def finish(self) -> dict[str, Any]:
+        """What compute_score needs; closes the episodes. JSON-safe (verl ships it between Ray actors)."""
+        fields = {"record_key": self.task.record_key, "turn": self.task.turn,
+                  "calls": json.dumps(self.calls, ensure_ascii=False), "malformed": self.malformed,
+                  "final_hashes": {n: ep.state_hash() for n, ep in self.episodes.items()} if self.failure is None else {},
+                  "failure": self.failure}
+        for ep in self.episodes.values():
+            ep.close()
+        self.episodes = {}
+        return fields
+
+
+def chat_messages(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prompt messages as HF chat templates expect them: the parquet stores tool-call arguments as JSON
+    strings and Arrow fills absent keys with null; templates want argument dicts and absent keys."""
+    out = []
+    for m in prompt:
+        m = {k: v for k, v in dict(m).items() if v is not None}
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                fn = dict(c["function"])
+                if isinstance(fn.get("arguments"), str):
+                    fn["arguments"] = json.loads(fn["arguments"] or "{}")
+                calls.append({**dict(c), "function": fn})
+            m["tool_calls"] = calls
+        else:
+            m.pop("tool_calls", None)
+        out.append(m)
+    return out
+
+
+def truncate(text: str, limit: int | None, side: str = "middle") -> str:
+    if not limit or len(text) <= limit:
+        return text
+    if side == "left":
+        return text[:limit] + "...(truncated)"
+    if side == "right":
+        return "(truncated)..." + text[-limit:]
+    half = limit // 2
+    return text[:half] + "...(truncated)..." + text[-half:]
+
+
+def _ids(value: Any) -> list[int]:
+    """Token ids from a chat template or a server reply, whatever wrapper the version returns."""
+    if hasattr(value, "token_ids"):
+        value = value.token_ids
+    if isinstance(value, dict) or hasattr(value, "keys"):
+        value = value["input_ids"]
+    value = list(value)
+    if len(value) == 1 and isinstance(value[0], list):
+        value = value[0]
+    return list(value)
+
+
+async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]], tokenizer,
+                         generate: Callable[[list[int]], Awaitable[Any]], *, response_length: int,
+                         max_assistant_turns: int | None = None, max_user_turns: int | None = None,
+                         max_tool_response_length: int | None = None, truncate_side: str = "middle",
+                         chat_template_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The rollout's token loop: model tokens get mask 1, tool-response tokens mask 0.
+
+    Returns prompt_ids, response_ids, response_mask, num_turns and extra_fields. A rollout whose
+    environment failed (drift, crash) keeps its tokens but gets an all-zero mask: it trains nothing,
+    and compute_score reports it as unscored."""
+    kw = chat_template_kwargs or {}
+    messages = chat_messages(messages)
+    prompt_ids = _ids(tokenizer.apply_chat_template(messages, tools=rollout.tools, add_generation_prompt=True,
+                                                    tokenize=True, **kw))
+    # what the template adds before any message (a default system turn in some templates): cut from tool turns
+    prefix = _ids(tokenizer.apply_chat_template([{}], add_generation_prompt=False, tokenize=True, **kw))
+    response_ids: list[int] = []
+    mask: list[int] = []
+    logprobs: list[float] | None = []   # kept while the server reports them (verl's TokenOutput.log_probs)
+    assistant_turns = user_turns = 0
+    while rollout.failure is None:
+        reply = await generate(prompt_ids + response_ids)
+        out = _ids(reply)
+        response_ids += out
+        mask += [1] * len(out)
+        reply_logprobs = getattr(reply, "log_probs", None)
+        logprobs = logprobs + list(reply_logprobs) if logprobs is not None and reply_logprobs is not None else None
+        assistant_turns += 1
+        if len(mask) >= response_length:
+            break
+        if max_assistant_turns and assistant_turns >= max_assistant_turns:
+            break
+        if max_user_turns and user_turns >= max_user_turns:
+            break
+        tool_messages = rollout.step(tokenizer.decode(out))
+        if not tool_messages:
+            break
+        for m in tool_messages:
+            m["content"] = truncate(m["content"], max_tool_response_length, truncate_side)
+        tool_ids = _ids(tokenizer.apply_chat_template(tool_messages, add_generation_prompt=True, tokenize=True, **kw))
+        tool_ids = tool_ids[len(prefix):] if tool_ids[:len(prefix)] == prefix else tool_ids
+        if len(mask) + len(tool_ids) >= response_length:
+            break  # the last turn must be the model's, so the end-of-sequence reward reaches its tokens
+        response_ids += tool_ids
+        mask += [0] * len(tool_ids)
+        logprobs = logprobs + [0.0] * len(tool_ids) if logprobs is not None else None
+        user_turns += 1
+    fields = rollout.finish()
+    if fields["failure"] is not None:
+        mask = [0] * len(mask)
+    if not response_ids:  # the environment failed before generation: one masked placeholder token
+        eos = getattr(tokenizer, "eos_token_id", None)
+        response_ids, mask, logprobs = [eos if eos is not None else 0], [0], None
+    return {"prompt_ids": prompt_ids, "response_ids": response_ids[:response_length],
+            "response_mask": mask[:response_length],
+            "response_logprobs": logprobs[:response_length] if logprobs else None,
+            "num_turns": user_turns + assistant_turns + 1, "extra_fields": {EXTRA_FIELDS_KEY: fields}}
+
+
+# ---------------------------------------------------------------- verl adapters (built lazily)
+
+def _cfg(config: Any, path: str, default: Any = None) -> Any:
+    for part in path.split("."):
+        if config is None:
+            return default
+        config = config.get(part) if hasattr(config, "get") else getattr(config, part, None)
+    return default if config is None else config
+
+
+def _build_agent_loop():
+    from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+
+    @register(AGENT_NAME)
+    class EnvFactoryAgentLoop(AgentLoopBase):
+        """Each rollout (each of GRPO's n samples of a prompt) owns its episodes."""
+
+        async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+            config = self.config
+            multi_turn = "actor_rollout_ref.rollout.multi_turn"
+            task = VerlTask.from_extra_info(kwargs.get("extra_info") or {})
+            rollout = EpisodeRollout(task, _cfg(config, f"{multi_turn}.max_parallel_calls"))
+            request_id = uuid.uuid4().hex
+
+            async def generate(prompt_ids: list[int]):
+                return await self.server_manager.generate(request_id=request_id, prompt_ids=prompt_ids,
+                                                          sampling_params=sampling_params)
+
+            out = await run_token_loop(
+                rollout, list(kwargs["raw_prompt"]), self.tokenizer, generate,
+                response_length=_cfg(config, "actor_rollout_ref.rollout.response_length", 4096),
+                max_assistant_turns=_cfg(config, f"{multi_turn}.max_assistant_turns"),
+                max_user_turns=_cfg(config, f"{multi_turn}.max_user_turns"),
+                max_tool_response_length=_cfg(config, f"{multi_turn}.max_tool_response_length"),
+                truncate_side=_cfg(config, f"{multi_turn}.tool_response_truncate_side", "middle"),
+                chat_template_kwargs=dict(_cfg(config, "data.apply_chat_template_kwargs", {}) or {}))
+            return AgentLoopOutput(prompt_ids=out["prompt_ids"], response_ids=out["response_ids"],
+                                   response_mask=out["response_mask"], response_logprobs=out["response_logprobs"],
+                                   num_turns=out["num_turns"], metrics={}, extra_fields=out["extra_fields"])
+
+    return EnvFactoryAgentLoop
+
+
+class _RequestEpisodes:
+    """Rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)."""
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._items: OrderedDict[str, EpisodeRollout] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, request_id: str, make: Callable[[], EpisodeRollout]) -> EpisodeRollout:
+        with self._lock:
+            if request_id in self._items:
+                self._items.move_to_end(request_id)
+                return self._items[request_id]
+            rollout = self._items[request_id] = make()
+            while len(self._items) > self.capacity:
+                _, old = self._items.popitem(last=False)
+                old.finish()
+            return rollout
+
+
+def _build_episode_tool():
+    from verl.tools.base_tool import BaseTool
+    try:
+        from verl.tools.schemas import ToolResponse
+    except ImportError:  # older verl: tools return plain text
+        ToolResponse = None
+
+    def response(text: str | None = None):
+        return text if ToolResponse is None else (ToolResponse(text=text) if text is not None else ToolResponse())
+
+    class EpisodeTool(BaseTool):
+        """For verl's stock ToolAgentLoop: one episode per request id, not per call instance.
+
+        ``create_kwargs`` (from the row's ``tools_kwargs``) carry the row's task as JSON."""
+
+        rollouts = _RequestEpisodes()
+
+        def __init__(self, config: dict, tool_schema):
+            super().__init__(config, tool_schema)
+            self._tasks: dict[str, str] = {}
+
+        async def create(self, instance_id: str | None = None, **kwargs):
+            instance_id = instance_id or uuid.uuid4().hex
+            self._tasks[instance_id] = (kwargs.get("create_kwargs") or {}).get("task", "")
+            return instance_id, response()
+
+        async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs):
+            agent_data = kwargs.get("agent_data")
+            request_id = getattr(agent_data, "request_id", None) or instance_id
+            task = VerlTask.model_validate_json(self._tasks[instance_id])
+            rollout = self.rollouts.get(request_id, lambda: EpisodeRollout(task))
+            text = rollout.execute(self.name, parameters) if rollout.failure is None else f"Error: {rollout.failure}"
+            if agent_data is not None and isinstance(getattr(agent_data, "extra_fields", None), dict):
+                agent_data.extra_fields[EXTRA_FIELDS_KEY] = {
+                    "record_key": task.record_key, "turn": task.turn, "calls": json.dumps(rollout.calls),
+                    "malformed": rollout.malformed, "failure": rollout.failure,
+                    "final_hashes": {n: ep.state_hash() for n, ep in rollout.episodes.items()}}
+            return response(text), 0.0, {}
+
+        async def release(self, instance_id: str, **kwargs) -> None:
+            self._tasks.pop(instance_id, None)
+
+    return EpisodeTool
+
+
+_built: dict[str, Any] = {}
+
+
+def __getattr__(name: str):
+    builders = {"EnvFactoryAgentLoop": _build_agent_loop, "EpisodeTool": _build_episode_tool}
+    if name not in builders:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _built:
+        try:
+            _built[name] = builders[name]()
+        except ImportError as exc:
+            raise ImportError(f"{name} needs verl installed in the training environment ({exc})") from exc
+    return _built[name]

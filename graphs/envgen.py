@@ -1,0 +1,381 @@
+"""EnvGen graph: research -> design -> code -> write tests -> test -> (repair -> [revise tests] -> test)* -> accept | reject.
+
+- research: the Search agent turns the target into a ResearchBrief (facts with source URLs + spec).
+- design: checks the spec and fixes the package name.
+- code: the Code agent writes the package (skeleton first; a model then adds rules and data).
+- write_tests: the Test agent writes tests.json from the brief and tool schemas, not from the code.
+- test: every attempt is written to its own folder and validated in a fresh sandbox process, so
+  the code that is judged is always the code on disk (never a stale module).
+- repair: the Code agent rewrites files from the Test agent's repair brief; cases it disputes (they
+  expect what the brief does not support) go back to the Test agent, which keeps, fixes or drops each.
+
+The graph enforces its own budget (repair rounds and model tokens), keeps the best attempt (most
+tests passing, then most tool paths covered) and records why it rejects. Accepted packages land in
+the catalog directory with their brief, sources, attempts, prompt versions and token cost.
+Compiled without a checkpointer: ``langgraph dev`` injects one; the CLI passes a SQLite saver.
+"""
+from __future__ import annotations
+
+import json
+import operator
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from envfactory.agents import code_agent, test_agent
+from envfactory.envs.contamination import benchmark_overlap, describe_overlap
+from envfactory.envs.spec import ResearchBrief, slug
+
+RESULT_FILE = "synthesis.json"
+
+
+@dataclass(kw_only=True)
+class EnvGenContext:
+    """Run-scoped settings (Studio renders these as a form)."""
+
+    max_rounds: int = field(default=3, metadata={"description": "repair rounds after the first attempt"})
+    max_tokens: int = field(default=400_000, metadata={"description": "model token budget for one synthesis"})
+    search_backend: str = field(default="corpus", metadata={"description": "ddgs | corpus | fixture | null | cached:<backend>"})
+    catalog_dir: str = field(default="out/catalog", metadata={"description": "where accepted environments land"})
+    workspace_dir: str = field(default="out/envgen", metadata={"description": "where every attempt is written"})
+    sandbox_seconds: float = field(default=60.0, metadata={"description": "wall-clock limit of one validation"})
+    seed: int = field(default=0, metadata={"description": "seed of the deterministic generators"})
+    prompt_versions: dict[str, str] = field(default_factory=dict, metadata={"description": "prompt id -> version (default latest)"})
+    offline: bool = field(default=False, metadata={"description": "force the offline tier even if models are configured"})
+    models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings (search, code, test)"})
+    chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
+    search_options: dict[str, Any] = field(default_factory=dict, metadata={"description": "keyword arguments of the search backend"})
+    allow_benchmark_overlap: bool = field(default=False, metadata={"description": "accept tools named like tau2-bench / BFCL tools (contaminates evaluation)"})
+
+
+class EnvGenInput(TypedDict, total=False):
+    target: str
+    name: str
+
+
+class EnvGenState(EnvGenInput, total=False):
+    run_id: str
+    brief: dict[str, Any]
+    files: dict[str, str]
+    tests: dict[str, Any]
+    attempt: int
+    attempts: Annotated[list[dict[str, Any]], operator.add]
+    best: dict[str, Any]
+    repair_brief: str
+    disputed_tests: list[str]
+    code_notes: str
+    tokens: int
+    prompts: Annotated[list[dict[str, Any]], operator.add]
+    tiers: dict[str, str]
+    models: dict[str, str]
+    failure: str
+    attempt_error: str
+    status: Literal["accepted", "rejected"]
+    reason: str
+    package_path: str
+
+
+def _ctx(runtime: Runtime | None) -> EnvGenContext:
+    return (runtime.context if runtime is not None and runtime.context is not None else None) or EnvGenContext()
+
+
+def _model(ctx: EnvGenContext, role: str):
+    from envfactory.agents.models import model_for
+    return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
+
+
+def _over_budget(state: EnvGenState, ctx: EnvGenContext) -> bool:
+    return state.get("tokens", 0) >= ctx.max_tokens
+
+
+def _version(ctx: EnvGenContext, prompt_id: str) -> str:
+    return ctx.prompt_versions.get(prompt_id, "latest")
+
+
+# ---------------------------------------------------------------- nodes
+
+def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    from envfactory.agents import search_agent
+    from envfactory.agents.search_backends import make_backend
+    ctx = _ctx(runtime)
+    target = (state.get("target") or "").strip()
+    if not target:
+        return {"failure": "research: the input needs a 'target' (e.g. 'a library lending API')"}
+    model = _model(ctx, "search")
+    backend_name = ctx.search_backend if model is not None else "corpus"
+    try:
+        backend = make_backend(backend_name, **ctx.search_options)
+        result = search_agent.research(target, backend=backend, model=model,
+                                       prompt_version=_version(ctx, "search_agent/brief"))
+    except Exception as exc:  # no matching service, a failed endpoint, output that never parsed
+        return {"failure": f"research: {type(exc).__name__}: {exc}", "tiers": {"search": "model" if model else "offline"}}
+    brief = result.brief
+    tokens = sum(result.usage.get(k, 0) for k in ("input_tokens", "output_tokens"))
+    update: dict[str, Any] = {"brief": brief.model_dump(), "tiers": {"search": brief.tier},
+                              "tokens": state.get("tokens", 0) + tokens}
+    if result.prompt_ref is not None:
+        update["prompts"] = [{"step": "research", **result.prompt_ref.model_dump()}]
+        update["models"] = {"search": result.model}
+    return update
+
+
+def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    """Name the package, re-check the spec (a brief may have been edited in Studio) and build the
+    deterministic skeleton, which proves the spec can be generated at all."""
+    try:
+        brief = ResearchBrief.model_validate(state["brief"])
+    except Exception as exc:
+        return {"failure": f"design: the brief's spec is not usable: {exc}"}
+    name = slug(state.get("name") or brief.spec.name)
+    brief = brief.model_copy(update={"spec": brief.spec.model_copy(update={"name": name})})
+    overlap = benchmark_overlap(o.name for o in brief.spec.operations)
+    if overlap and not _ctx(runtime).allow_benchmark_overlap:
+        return {"failure": f"design: the spec mirrors public evaluation benchmarks ({describe_overlap(overlap)}); "
+                           f"training on it would contaminate their scores: rename the operations or model another service"}
+    try:
+        skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
+    except Exception as exc:  # e.g. a model-written spec the generator cannot build
+        return {"failure": f"design: the spec cannot be turned into a package: {exc}"}
+    return {"brief": brief.model_dump(), "files": skeleton, "attempt": 0,
+            "run_id": f"{name}-{_digest(state.get('target', ''), name)}"}
+
+
+def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    model = _model(ctx, "code")
+    if model is None:
+        return {"tiers": {**state.get("tiers", {}), "code": code_agent.OFFLINE_TIER}}  # the skeleton from design
+    brief = ResearchBrief.model_validate(state["brief"])
+    try:
+        result = code_agent.implement(brief, model, files=state["files"],
+                                      prompt_version=_version(ctx, "code_agent/implement"))
+    except Exception as exc:  # unusable after retries: this attempt fails, the repair loop goes on
+        return {"repair_brief": f"Your previous reply was unusable: {exc}", "attempt_error": str(exc),
+                "tiers": {**state.get("tiers", {}), "code": "model"},
+                **_attempt_failed(state, f"code agent: {exc}", model)}
+    return _code_update(state, result)
+
+
+def _code_update(state: EnvGenState, result: code_agent.CodeResult) -> dict[str, Any]:
+    update: dict[str, Any] = {"files": result.files, "tiers": {**state.get("tiers", {}), "code": result.tier},
+                              "tokens": state.get("tokens", 0) + result.tokens, "disputed_tests": result.disputed_tests,
+                              "code_notes": result.notes}
+    if result.prompt:
+        update["prompts"] = [{"step": f"code#{state.get('attempt', 0) + 1}", **result.prompt}]
+        update["models"] = {**state.get("models", {}), "code": result.model}
+    return update
+
+
+def _attempt_failed(state: EnvGenState, reason: str, model) -> dict[str, Any]:
+    """An attempt whose code never reached the sandbox (the model's output was unusable)."""
+    from envfactory.agents.models import model_name
+    n = state.get("attempt", 0) + 1
+    return {"attempt": n, "attempts": [{"n": n, "verdict": "FAIL", "reason": reason, "tests_passed": 0, "tests_total": 0,
+                                        "paths_covered": 0, "paths_total": 0, "code_model": model_name(model)}]}
+
+
+def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    if state.get("tests"):
+        return {}  # written once, from the brief; repairs change the code, not the tests
+    brief = ResearchBrief.model_validate(state["brief"])
+    model = _model(ctx, "test")
+    try:
+        result = test_agent.write_tests(brief, state["files"], model,
+                                        prompt_version=_version(ctx, "test_agent/write_tests"))
+    except Exception as exc:
+        return {"failure": f"tests: the test agent failed: {type(exc).__name__}: {exc}",
+                "tiers": {**state.get("tiers", {}), "test": "model" if model else test_agent.OFFLINE_TIER}}
+    update: dict[str, Any] = {"tests": result.suite, "tiers": {**state.get("tiers", {}), "test": result.tier},
+                              "tokens": state.get("tokens", 0) + result.tokens}
+    if result.prompt:
+        update["prompts"] = [{"step": "write_tests", **result.prompt}]
+        update["models"] = {**state.get("models", {}), "test": result.model}
+    return update
+
+
+def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    """Write the attempt to disk and validate it in a fresh sandbox."""
+    from envfactory.envs.sandbox import SandboxLimits
+    from envfactory.envs.skeleton import write_package
+    from envfactory.envs.validate import validate_package
+    ctx = _ctx(runtime)
+    if state.get("attempt_error"):  # the code step already recorded this attempt as failed
+        return {"attempt_error": ""}
+    n = state.get("attempt", 0) + 1
+    folder = Path(ctx.workspace_dir) / state["run_id"] / f"attempt-{n}"
+    if folder.exists():
+        shutil.rmtree(folder)  # a resumed run rewrites the attempt it was killed in
+    write_package({**state["files"], "tests.json": json.dumps(state["tests"], indent=1)}, folder)
+    report = validate_package(folder, limits=SandboxLimits(wall_seconds=ctx.sandbox_seconds), write_record=False)
+    _report_path(folder).write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    summary = {"n": n, "path": str(folder), "verdict": report.verdict, "reason": report.verdict_line,
+               "tests_passed": report.tests_passed, "tests_total": report.tests_total,
+               "paths_covered": report.paths_covered, "paths_total": report.paths_total,
+               "sandbox": report.sandbox.status if report.sandbox else None, "duration_s": report.duration_s,
+               "code_tier": state.get("tiers", {}).get("code")}
+    best = state.get("best")
+    if best is None or _rank(summary) > _rank(best):
+        best = summary
+    return {"attempt": n, "attempts": [summary], "best": best,
+            "repair_brief": "" if report.verdict == "PASS" else test_agent.repair_brief(report)}
+
+
+def _rank(summary: dict[str, Any]) -> tuple:
+    return (summary["verdict"] == "PASS", summary["tests_passed"], summary["paths_covered"], -summary["n"])
+
+
+def route(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["accept", "repair", "reject"]:
+    ctx = _ctx(runtime)
+    if state.get("failure"):
+        return "reject"
+    last = state["attempts"][-1] if state.get("attempts") else None
+    if last and last["verdict"] == "PASS":
+        return "accept"
+    if _model(ctx, "code") is None:
+        return "reject"  # the offline tier is deterministic: repeating it cannot change the outcome
+    if state.get("attempt", 0) > ctx.max_rounds or _over_budget(state, ctx):
+        return "reject"
+    return "repair"
+
+
+def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    model = _model(ctx, "code")
+    try:
+        result = code_agent.repair(state.get("repair_brief", ""), state["files"], model,
+                                   prompt_version=_version(ctx, "code_agent/repair"))
+    except Exception as exc:
+        return {"attempt_error": str(exc), **_attempt_failed(state, f"code agent: {exc}", model)}
+    return _code_update(state, result)
+
+
+def after_repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["revise_tests", "test"]:
+    """Disputed test cases go back to the Test agent (the reference never repaired its fixtures)."""
+    known = {c["name"] for c in state.get("tests", {}).get("cases", [])}
+    disputed = [n for n in state.get("disputed_tests") or [] if n in known]
+    return "revise_tests" if disputed and _model(_ctx(runtime), "test") is not None else "test"
+
+
+def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    brief = ResearchBrief.model_validate(state["brief"])
+    try:
+        result = test_agent.revise_tests(brief, state["files"], state["tests"], state["disputed_tests"],
+                                         state.get("code_notes", ""), _model(ctx, "test"),
+                                         prompt_version=_version(ctx, "test_agent/revise_tests"))
+    except Exception as exc:  # the suite stays as it was; the next validation decides
+        return {"disputed_tests": [], "code_notes": f"test revision failed: {exc}"}
+    return {"tests": result.suite, "disputed_tests": [], "tokens": state.get("tokens", 0) + result.tokens,
+            "prompts": [{"step": f"revise_tests#{state.get('attempt', 0) + 1}", **result.prompt}]}
+
+
+def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    """Copy the passing attempt into the catalog with how it was made, and mark it verified."""
+    from envfactory.envs.runtime import package_digest
+    from envfactory.envs.validate import ValidationReport, write_verified
+    ctx = _ctx(runtime)
+    brief = ResearchBrief.model_validate(state["brief"])
+    source = Path(state["attempts"][-1]["path"])
+    dest = Path(ctx.catalog_dir) / brief.spec.name
+    staging = dest.with_name(dest.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    (staging / "synthesis").mkdir()
+    (staging / "synthesis" / "brief.json").write_text(brief.model_dump_json(indent=1), encoding="utf-8")
+    (staging / "synthesis" / RESULT_FILE).write_text(json.dumps(_result(state, "accepted", None), indent=1), encoding="utf-8")
+    # The package files are byte-for-byte the ones the sandbox just passed; the digest now also covers
+    # the synthesis record, so editing either afterwards revokes trust.
+    report = ValidationReport.model_validate_json(_report_path(source).read_text(encoding="utf-8"))
+    report = report.model_copy(update={"digest": package_digest(staging), "path": str(dest.resolve())})
+    write_verified(staging, report)
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)  # the catalog only ever holds whole packages
+    _write_result(ctx, state, "accepted", None, str(dest))
+    return {"status": "accepted", "reason": "", "package_path": str(dest)}
+
+
+def _report_path(attempt_folder: Path) -> Path:
+    """The validation report sits beside the attempt, outside the package."""
+    return attempt_folder.with_name(attempt_folder.name + ".report.json")
+
+
+def reject(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    return _reject_update(state, _ctx(runtime), _rejection_reason(state, _ctx(runtime)))
+
+
+def _rejection_reason(state: EnvGenState, ctx: EnvGenContext) -> str:
+    if state.get("failure"):
+        return state["failure"]
+    best = state.get("best")
+    tail = (f"; best attempt #{best['n']}: {best['tests_passed']}/{best['tests_total']} tests, "
+            f"{best['paths_covered']}/{best['paths_total']} paths ({best['reason']})") if best else ""
+    if _over_budget(state, ctx):
+        return f"token budget exhausted ({state.get('tokens', 0)} of {ctx.max_tokens}){tail}"
+    if _model(ctx, "code") is None:
+        return f"the offline skeleton did not validate{tail}"
+    return f"no attempt passed within {ctx.max_rounds} repair round(s){tail}"
+
+
+def _reject_update(state: EnvGenState, ctx: EnvGenContext, reason: str) -> dict[str, Any]:
+    _write_result(ctx, state, "rejected", reason, None)
+    return {"status": "rejected", "reason": reason}
+
+
+def _result(state: EnvGenState, status: str, reason: str | None) -> dict[str, Any]:
+    return {"target": state.get("target"), "run_id": state.get("run_id"), "status": status, "reason": reason,
+            "tiers": state.get("tiers", {}), "models": state.get("models", {}), "prompts": state.get("prompts", []),
+            "tokens": state.get("tokens", 0), "attempts": state.get("attempts", []), "best": state.get("best"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _write_result(ctx: EnvGenContext, state: EnvGenState, status: str, reason: str | None, path: str | None) -> None:
+    run_id = state.get("run_id") or f"unnamed-{_digest(state.get('target', ''))}"
+    folder = Path(ctx.workspace_dir) / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps({**_result(state, status, reason), "package_path": path}, indent=1), encoding="utf-8")
+    tmp.replace(folder / RESULT_FILE)
+
+
+def _digest(*parts: str) -> str:
+    import hashlib
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
+
+
+def _then(next_node: str):
+    """A router that goes on to ``next_node`` unless the step failed for good."""
+    def go_on(state: EnvGenState) -> str:
+        return "reject" if state.get("failure") else next_node
+    go_on.__name__ = f"to_{next_node}"
+    return go_on
+
+
+def make_graph():
+    """The EnvGen graph (compiled without a checkpointer: ``langgraph dev`` injects one)."""
+    g = StateGraph(EnvGenState, input_schema=EnvGenInput, context_schema=EnvGenContext)
+    g.add_node("research", research)
+    g.add_node("design", design)
+    g.add_node("code", code)
+    g.add_node("write_tests", write_tests)
+    g.add_node("test", test)
+    g.add_node("repair", repair)
+    g.add_node("revise_tests", revise_tests)
+    g.add_node("accept", accept)
+    g.add_node("reject", reject)
+    g.add_edge(START, "research")
+    g.add_conditional_edges("research", _then("design"), ["design", "reject"])
+    g.add_conditional_edges("design", _then("code"), ["code", "reject"])
+    g.add_conditional_edges("code", _then("write_tests"), ["write_tests", "reject"])
+    g.add_conditional_edges("write_tests", _then("test"), ["test", "reject"])
+    g.add_conditional_edges("test", route, ["accept", "repair", "reject"])
+    g.add_conditional_edges("repair", after_repair, ["revise_tests", "test"])
+    g.add_edge("revise_tests", "test")
+    g.add_edge("accept", END)
+    g.add_edge("reject", END)
+    return g.compile(name="EnvGen")
