@@ -26,6 +26,7 @@ from envfactory.envs.manifest import Source
 from envfactory.envs.spec import ApiSpec, Fact, ResearchBrief
 from envfactory.prompts.registry import PromptRef, default_registry
 
+from .models import model_name
 from .search_backends import CachedBackend, CorpusBackend, SearchBackend, SearchHit
 from .structured import invoke_structured
 
@@ -102,9 +103,6 @@ def _offline(target: str, corpus: Corpus) -> ResearchResult:
     return ResearchResult(brief=brief, hits=hits)
 
 
-def _model_name(model: Any) -> str:
-    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
-
 
 def _with_model(target: str, backend: SearchBackend, model: Any, prompt_version: str, k: int,
                 max_retries: int) -> ResearchResult:
@@ -126,5 +124,5 @@ def _with_model(target: str, backend: SearchBackend, model: Any, prompt_version:
     spec = draft.spec.model_copy(update={"sources": spec_sources})
     brief = ResearchBrief(target=target, service=draft.service, summary=draft.summary, facts=kept,
                           sources=sources, spec=spec, tier="model")
-    return ResearchResult(brief=brief, prompt_ref=rendered.ref, model=_model_name(model), hits=hits,
+    return ResearchResult(brief=brief, prompt_ref=rendered.ref, model=model_name(model), hits=hits,
                           dropped_facts=dropped, attempts=result.attempts, usage=result.usage)

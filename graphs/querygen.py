@@ -25,6 +25,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from envfactory.agents import query_agent, refine_agent, rollout_agent
+from envfactory.agents.models import model_name
 from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, TrajectoryRecord, UserTurn, Verification,
                                      record_key)
 from envfactory.data.reward import (Call, GoldReference, GoldReplayError, RewardConfig, gold_from_execution, replay_gold,
@@ -102,7 +103,7 @@ def _ctx(runtime: Runtime | None) -> QueryGenContext:
 
 def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
     models = sorted((role, str(cfg.get("model"))) for role, cfg in ctx.models.items())
-    injected = sorted((role, _model_name(m)) for role, m in ctx.chat_models.items())
+    injected = sorted((role, model_name(m)) for role, m in ctx.chat_models.items())
     return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), models,
                       injected, ctx.offline, CODE_VERSION)
 
@@ -162,18 +163,10 @@ def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[st
 
 
 def _model(ctx: QueryGenContext, role: str):
-    if ctx.offline:
-        return None
-    if ctx.chat_models.get(role) is not None:
-        return ctx.chat_models[role]
-    from envfactory.agents.models import ModelSettings, resolve_model
-    key = (role, json.dumps(ctx.models, sort_keys=True, default=str))
-    if key not in _resolved:  # one client per role and settings, shared by every task of the run
-        _resolved[key] = resolve_model(role, ModelSettings.load(overrides=ctx.models))
-    return _resolved[key]
+    from envfactory.agents.models import model_for
+    return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
 
 
-_resolved: dict[tuple[str, str], Any] = {}
 _loop_lock = threading.Lock()
 _rollout_loop: dict[str, Any] = {}
 
@@ -243,9 +236,6 @@ def _gold_calls(chain: GoldTrajectory) -> list[Call]:
     return [Call(name=c.tool, arguments=c.arguments, masked=c.masked_arguments, env=c.env) for c in chain.calls]
 
 
-def _model_name(model) -> str:
-    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
-
 
 def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
@@ -264,7 +254,7 @@ def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> di
                                          persona=ctx.persona, turns=turns)
     update = {"tiers": {**state.get("tiers", {}), "query": "model"},
               "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
-              "models": {**state.get("models", {}), "query": _model_name(model)}}
+              "models": {**state.get("models", {}), "query": model_name(model)}}
     try:
         out = invoke_structured(model, rendered.messages(), query_agent.GeneratedQueries)
     except StructuredOutputError as exc:
@@ -293,7 +283,7 @@ def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str,
                                              queries=queries, known=known)
         update = {"tiers": {**state["tiers"], "refine": "model"},
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
-                  "models": {**state.get("models", {}), "refine": _model_name(model)}}
+                  "models": {**state.get("models", {}), "refine": model_name(model)}}
         try:
             out = invoke_structured(model, rendered.messages(), refine_agent.RefinedQueries)
         except Exception as exc:
@@ -327,7 +317,7 @@ def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, 
                                              service=service)
         system_prompt = rendered.text.strip()
         update["prompts"] = state.get("prompts", []) + [rendered.ref.model_dump()]
-        update["models"] = {**state.get("models", {}), "rollout": _model_name(model)}
+        update["models"] = {**state.get("models", {}), "rollout": model_name(model)}
         if ctx.mode == "conv":
             from envfactory.agents import user_simulator
             user_model = _model(ctx, "user_simulator")
@@ -418,7 +408,7 @@ def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]) -> dict[str, An
         verdict = invoke_structured(model, rendered.messages(), Verdict).value
     except Exception as exc:  # a judge failure costs the signal, never the trajectory
         return {"error": f"{type(exc).__name__}: {exc}", "prompt": rendered.ref.model_dump()}
-    return {**verdict.model_dump(), "model": _model_name(model), "prompt": rendered.ref.model_dump()}
+    return {**verdict.model_dump(), "model": model_name(model), "prompt": rendered.ref.model_dump()}
 
 
 def _difficulty(pass_rate: float | None) -> str | None:
