@@ -119,7 +119,7 @@ class SeedWriter:
         people = [(self.rng.choice(FIRST), self.rng.choice(LAST)) for _ in range(n)]
         for f in e.fields:
             if f.type == "enum":
-                values = self._spread(f.enum, n)
+                values = self._spread(self._state_priority(e, f), n)
             elif f.references:
                 values = self._references(e, f, n)
             else:
@@ -131,6 +131,17 @@ class SeedWriter:
                 row[f.name] = v
         self._order_date_pairs(e, rows)
         return rows
+
+    def _state_priority(self, e: EntitySpec, f: FieldSpec) -> list[str]:
+        """Enum values ordered so that, even with fewer rows than values, every transition on the field
+        finds a row it applies to and a row it refuses."""
+        first: list[str] = []
+        for op in self.spec.operations:
+            t = op.transition
+            if op.entity == e.name and t is not None and t.field == f.name:
+                first.append(t.from_states[0])
+                first += [v for v in f.enum if v not in t.from_states][:1]
+        return list(dict.fromkeys(first + list(f.enum)))
 
     def _spread(self, values: list[Any], n: int) -> list[Any]:
         seq = [values[i % len(values)] for i in range(n)]

@@ -288,6 +288,11 @@ class TestWriter:
                 name, {idf: key}, {"deleted": True, idf: key},
                 state=[self.count_state(e, len(rows) - 1),
                        {"sql": f'SELECT COUNT(*) FROM "{e.table_name}" WHERE "{idf}" = {key}', "rows": [[0]]}])]})
+        elif self._kinds(e)["create"]:  # every seed row is referenced: delete a row made for the purpose
+            steps: list[dict] = []
+            prev, key, _ = self._create_step(steps, e, self._kinds(e)["create"][0])
+            self._delete_step(steps, e, prev, key)
+            cases.append({"name": f"{name} removes a new {label(e)}", "steps": steps})
         steps = []
         if refs:
             key, child = min(refs.items())
@@ -307,6 +312,14 @@ class TestWriter:
             cases.append({"name": f"{name} moves {t.field} to {t.to}", "steps": [self.ok(
                 name, {idf: row[idf]}, {idf: row[idf], t.field: t.to},
                 state=self.row_state(e, row[idf], {t.field: t.to}))]})
+        elif self._kinds(e)["create"]:  # no seed row is in a from-state: make one (creates start there)
+            steps: list[dict] = []
+            prev, key, current = self._create_step(steps, e, self._kinds(e)["create"][0],
+                                                   states={t.field: t.from_states[0]})
+            if current.get(t.field) in t.from_states:
+                steps.append(self.ok(name, {idf: f"{prev}.{idf}"}, {idf: key, t.field: t.to},
+                                     state=self.row_state(e, key, {t.field: t.to})))
+                cases.append({"name": f"{name} moves a new {label(e)} to {t.to}", "steps": steps})
         steps = []
         blocked = [r for r in rows if r[t.field] is not None and r[t.field] not in t.from_states]
         if blocked:
@@ -360,10 +373,12 @@ class TestWriter:
             return f"{saved}.{parent.table_name}.0.{pid}", row[pid]
         return None
 
-    def _create_step(self, steps: list[dict], e: EntitySpec, plan: OpPlan, link=None) -> tuple[str, int, dict]:
-        """Create a row of ``e``; ``link`` = (field, reference, id) ties it to the previous step."""
+    def _create_step(self, steps: list[dict], e: EntitySpec, plan: OpPlan, link=None,
+                     states: dict[str, str] | None = None) -> tuple[str, int, dict]:
+        """Create a row of ``e``; ``link`` = (field, reference, id) ties it to the previous step;
+        ``states`` asks for enum values where the tool takes them."""
         kinds = self._kinds(e)
-        overrides: dict[str, Any] = {}
+        overrides: dict[str, Any] = {k: v for k, v in (states or {}).items() if plan.param(k) is not None}
         known: dict[str, Any] = {}
         if link is not None:
             overrides[link[0]], known[link[0]] = link[1], link[2]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.envs.skeleton import PACKAGE_FILES, SkeletonError, generate_package, generate_tests, write_package
+from envfactory.envs.skeleton import (PACKAGE_FILES, SkeletonError, generate_package, generate_tests, quality_gaps,
+                                     write_package)
 from envfactory.envs.spec import ApiSpec
 from envfactory.envs.validate import validate_package
 
@@ -252,3 +253,34 @@ def test_write_package_writes_whole_files_and_refuses_escapes(tmp_path):
     with pytest.raises(ValueError, match="outside"):
         write_package({"link/evil.py": "x"}, target)
     assert not (tmp_path / "evil.py").exists()
+
+
+def test_small_seeds_still_give_every_tool_both_paths_and_gaps_are_reported(tmp_path):
+    """With fewer rows than states and a fully referenced parent, tests create the rows they need;
+    the quality gaps predicted from the files are the ones the validator warns about."""
+    raw = json.loads((SPECS_DIR / "shop_orders.json").read_text())
+    for e, n in zip(raw["entities"], (1, 2, 3, 2)):
+        e["seed_rows"] = n
+    spec = ApiSpec.model_validate(raw)
+    files = generate_package(spec)
+    gaps = quality_gaps(spec, files)
+    assert gaps == ["largest table has 3 rows, fewer than 50: raise seed_rows"]
+    write_package(files, tmp_path / "tiny")
+    report = validate_package(tmp_path / "tiny", write_record=False)
+    assert report.verdict == "PASS", (report.verdict_line, report.failures)
+    assert report.paths_covered == report.paths_total
+    assert len(report.warnings) == len(gaps) and all(g.startswith(w) for w, g in zip(report.warnings, gaps))
+    statuses = [o["status"] for o in json.loads(files["seed.json"])["orders"]]
+    assert "pending" in statuses and "paid" in statuses  # pay_order and ship_order each find a row
+
+
+def test_quality_gaps_name_what_the_spec_lacks(packages):
+    spec, files = packages["shop_orders"]
+    assert quality_gaps(spec, files) == []
+    raw = json.loads((SPECS_DIR / "shop_orders.json").read_text())
+    raw["operations"] = [o for o in raw["operations"] if o["name"] in ("get_product", "search_products")]
+    small = ApiSpec.model_validate(raw)
+    gaps = quality_gaps(small, generate_package(small))
+    assert any(g.startswith("2 tools, fewer than 8") for g in gaps)
+    assert any("2 get/list and 0 create/update/delete/transition" in g for g in gaps)
+    assert any("longest dependent call chain" in g for g in gaps)
