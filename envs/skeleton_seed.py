@@ -153,11 +153,10 @@ class SeedWriter:
         total = parent.seed_rows
         usable = total - max(1, total // 5) if total >= 2 else total   # the tail stays unreferenced
         out: list[int | None] = []
-        if f.unique and parent.name != e.name:  # one-to-one: distinct parents, the tail only when needed
-            head, tail = list(range(2, usable + 1)), list(range(usable + 1, total + 1))
+        if f.unique and parent.name != e.name:  # one-to-one: distinct parents, never the tail
+            head = list(range(2, usable + 1))
             self.rng.shuffle(head)
-            self.rng.shuffle(tail)
-            ids = [1, *head, *tail][:n]
+            ids = [1, *head][:n]
             return ids + [None] * (n - len(ids))
         for i in range(n):
             if parent.name == e.name:  # self-reference: an earlier row, or none
