@@ -109,7 +109,7 @@ class SeedWriter:
         n = e.seed_rows
         for f in e.fields:
             if f.references and f.unique and f.required and f.references != e.name:
-                total = self.spec.entity(f.references).seed_rows
+                total = self.row_count(self.spec.entity(f.references))
                 n = min(n, total - max(1, total // 5) if total >= 2 else total)
         return n
 
@@ -150,7 +150,7 @@ class SeedWriter:
 
     def _references(self, e: EntitySpec, f: FieldSpec, n: int) -> list[int | None]:
         parent = self.spec.entity(f.references)
-        total = parent.seed_rows
+        total = n if parent.name == e.name else len(self.rows[parent.table_name])
         usable = total - max(1, total // 5) if total >= 2 else total   # the tail stays unreferenced
         out: list[int | None] = []
         if f.unique and parent.name != e.name:  # one-to-one: distinct parents, never the tail
@@ -221,7 +221,7 @@ class SeedWriter:
     def sample(self, e: EntitySpec, f: FieldSpec, i: int) -> Any:
         """One plausible value of a text field for a new row (the test writer's fresh values)."""
         examples = [v for v in f.examples if _valid_example(f, v)]
-        if examples and f.type != "email" and self.rng.random() < 0.5:
+        if examples and f.type != "email" and not f.unique:
             return self.rng.choice(examples)
         return self._value(e, f, i, (self.rng.choice(FIRST), self.rng.choice(LAST)))
 

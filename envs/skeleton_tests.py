@@ -101,6 +101,11 @@ class TestWriter:
                 if c != current and c not in taken:
                     return c if f.type == "integer" else float(c)
             return current
+        if f.type in ("date", "datetime") and not f.unique:
+            for attempt in range(20):  # a plausible date for the field (a birth date, a due date, ...)
+                value = self.sampler.sample(e, f, k + attempt)
+                if value != current:
+                    return value
         if f.type == "date":
             day = self.today + dt.timedelta(days=10 + k)
             while day.isoformat() in taken or day.isoformat() == current:
@@ -419,6 +424,7 @@ class TestWriter:
                 prev = self._push(steps, self.ok(kinds["get"][0].op.name, {p.name: arg}, {idf: key}))
 
         add_get()
+        steps_before_writes = len(steps)
         if kinds["update"]:
             plan = kinds["update"][0]
             workflow = {tp.op.transition.field for tp in kinds["transition"]}
@@ -442,7 +448,7 @@ class TestWriter:
                                                      state=self.row_state(e, key, {t.field: t.to})))
                     moved = True
                     break
-        if len(steps) < 4:
+        if len(steps) < 4 and len(steps) > steps_before_writes:
             add_get()  # read back what the writes did
         return prev
 
