@@ -73,7 +73,7 @@ class TestWriter:
         return max((r[e.id_field] for r in self.rows(e)), default=0) + 1
 
     # -- values no seed row has (or, with ``current``, different from it)
-    def fresh(self, e: EntitySpec, f: FieldSpec, current: Any = None, prefer: list[Any] | None = None) -> Any:
+    def fresh(self, e: EntitySpec, f: FieldSpec, current: Any = None) -> Any:
         self.counter += 1
         k = self.counter
         taken = {(r.get(f.name).lower() if isinstance(r.get(f.name), str) else r.get(f.name)) for r in self.rows(e)}
@@ -84,13 +84,13 @@ class TestWriter:
                 ids = [i for i in ids if i not in taken] or ids
             return next((i for i in ids if i != current), ids[0] if ids else 1)
         if f.type == "enum":
-            options = [v for v in (prefer or []) + f.enum if v != current]
+            options = [v for v in f.enum if v != current]
             return options[0] if options else f.enum[0]
         if f.type == "boolean":
             return not current if current is not None else True
         if f.type in ("integer", "number"):
-            low = f.minimum if f.minimum is not None else 0
-            high = f.maximum if f.maximum is not None else low + 10_000
+            high = f.maximum if f.maximum is not None else max(f.minimum or 0, 0) + 10_000
+            low = f.minimum if f.minimum is not None else min(0, high)
             candidates = [low + 7 + k, high - k, low + k, low, high]
             if f.type == "number":
                 candidates = [low + 7.5 + k, *candidates]
