@@ -13,7 +13,7 @@ import random
 import re
 from typing import Any
 
-from .skeleton_plan import creation_order
+from .skeleton_plan import creation_order, referencing
 from .spec import ApiSpec, EntitySpec, FieldSpec
 
 FIRST = ["Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farah", "Gustavo", "Hana", "Ivan", "Jia", "Kofi", "Lena",
@@ -105,8 +105,12 @@ class SeedWriter:
 
     # -- per entity
     def row_count(self, e: EntitySpec) -> int:
-        """seed_rows, except that a one-to-one child never outnumbers its parent's referable rows."""
+        """seed_rows, except that a referenced entity has at least two rows (one stays unreferenced, so a
+        delete or a new one-to-one child can succeed) and a one-to-one child never outnumbers its
+        parent's referable rows."""
         n = e.seed_rows
+        if referencing(self.spec, e):
+            n = max(n, 2)
         for f in e.fields:
             if f.references and f.unique and f.required and f.references != e.name:
                 total = self.row_count(self.spec.entity(f.references))

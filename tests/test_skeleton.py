@@ -256,8 +256,8 @@ def test_write_package_writes_whole_files_and_refuses_escapes(tmp_path):
 
 
 def test_small_seeds_still_give_every_tool_both_paths_and_gaps_are_reported(tmp_path):
-    """With fewer rows than states and a fully referenced parent, tests create the rows they need;
-    the quality gaps predicted from the files are the ones the validator warns about."""
+    """With fewer rows than states, tests create the rows they need; a referenced entity keeps a row free
+    to delete; the quality gaps predicted from the files are the ones the validator warns about."""
     raw = json.loads((SPECS_DIR / "shop_orders.json").read_text())
     for e, n in zip(raw["entities"], (1, 2, 3, 2)):
         e["seed_rows"] = n
@@ -270,7 +270,9 @@ def test_small_seeds_still_give_every_tool_both_paths_and_gaps_are_reported(tmp_
     assert report.verdict == "PASS", (report.verdict_line, report.failures)
     assert report.paths_covered == report.paths_total
     assert len(report.warnings) == len(gaps) and all(g.startswith(w) for w, g in zip(report.warnings, gaps))
-    statuses = [o["status"] for o in json.loads(files["seed.json"])["orders"]]
+    seed = json.loads(files["seed.json"])
+    assert len(seed["customers"]) == 2 and {o["customer_id"] for o in seed["orders"]} == {1}
+    statuses = [o["status"] for o in seed["orders"]]
     assert "pending" in statuses and "paid" in statuses  # pay_order and ship_order each find a row
 
 
@@ -284,3 +286,19 @@ def test_quality_gaps_name_what_the_spec_lacks(packages):
     assert any(g.startswith("2 tools, fewer than 8") for g in gaps)
     assert any("2 get/list and 0 create/update/delete/transition" in g for g in gaps)
     assert any("longest dependent call chain" in g for g in gaps)
+
+
+def test_a_transition_with_no_row_in_its_states_is_reached_through_others(tmp_path):
+    raw = json.loads((SPECS_DIR / "shop_orders.json").read_text())
+    raw["entities"] = [e for e in raw["entities"] if e["name"] != "order_line"]  # nothing refers to orders
+    raw["operations"] = [o for o in raw["operations"] if o["entity"] != "order_line"]
+    next(e for e in raw["entities"] if e["name"] == "order")["seed_rows"] = 1
+    files = generate_package(ApiSpec.model_validate(raw))
+    (order,) = json.loads(files["seed.json"])["orders"]
+    assert order["status"] == "pending"  # the first state the spec's transitions leave from
+    ship = next(c for c in json.loads(files["tests.json"])["cases"] if c["name"].startswith("ship_order moves"))
+    assert [s["call"] for s in ship["steps"]] == ["pay_order", "ship_order"]
+    write_package(files, tmp_path / "one_order")
+    report = validate_package(tmp_path / "one_order", write_record=False)
+    assert report.verdict == "PASS", (report.verdict_line, report.failures)
+    assert report.paths_covered == report.paths_total
