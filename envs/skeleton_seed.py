@@ -51,6 +51,11 @@ def _words(name: str) -> set[str]:
     return set(name.split("_"))
 
 
+def _referable(total: int) -> int:
+    """How many of an entity's rows (the first ones) other rows may point at."""
+    return total - max(1, total // 5) if total >= 2 else total
+
+
 def _named(f: FieldSpec, word: str) -> bool:
     return f.name.startswith(word + "_") or f.name.endswith("_" + word) or f.name == word or "_" + word + "_" in f.name
 
@@ -96,6 +101,7 @@ class SeedWriter:
         self.rng = random.Random(f"{spec.name}:{seed}")
         self.clock = dt.datetime.fromisoformat(clock.replace("Z", "+00:00"))
         self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.counts = self._row_counts()
 
     # -- public
     def build(self) -> dict[str, list[dict[str, Any]]]:
@@ -105,17 +111,29 @@ class SeedWriter:
 
     # -- per entity
     def row_count(self, e: EntitySpec) -> int:
-        """seed_rows, except that a referenced entity has at least two rows (one stays unreferenced, so a
-        delete or a new one-to-one child can succeed) and a one-to-one child never outnumbers its
-        parent's referable rows."""
-        n = e.seed_rows
-        if referencing(self.spec, e):
-            n = max(n, 2)
-        for f in e.fields:
-            if f.references and f.unique and f.required and f.references != e.name:
-                total = self.row_count(self.spec.entity(f.references))
-                n = min(n, total - max(1, total // 5) if total >= 2 else total)
-        return n
+        return self.counts[e.name]
+
+    def _row_counts(self) -> dict[str, int]:
+        """seed_rows, adjusted so tests can always succeed: an entity other rows reference has at least two
+        rows (its last fifth, at least one row, stays unreferenced so a delete or a new one-to-one child can
+        succeed), and a one-to-one child never outnumbers its parent's referable rows (the child shrinks,
+        never below what its own children need; the parent grows when it must)."""
+        one_to_one = [(e.name, f.references) for e in self.spec.entities for f in e.fields
+                      if f.references and f.unique and f.required and f.references != e.name]
+        need = {e.name: 2 if referencing(self.spec, e) else 1 for e in self.spec.entities}
+        changed = True
+        while changed:  # minimums only grow, along acyclic references: this ends
+            changed = False
+            for child, parent in one_to_one:
+                while _referable(need[parent]) < need[child]:
+                    need[parent] += 1
+                    changed = True
+        counts = {e.name: max(e.seed_rows, need[e.name]) for e in self.spec.entities}
+        for e in creation_order(self.spec):  # parents first, so caps cascade down
+            for child, parent in one_to_one:
+                if child == e.name:
+                    counts[child] = max(need[child], min(counts[child], _referable(counts[parent])))
+        return counts
 
     def _entity_rows(self, e: EntitySpec) -> list[dict[str, Any]]:
         n = self.row_count(e)
@@ -128,7 +146,7 @@ class SeedWriter:
                 values = self._references(e, f, n)
             else:
                 values = self._column(e, f, n, people)
-            if not f.required and not f.unique and not f.references and f.type != "boolean":
+            if not f.required and not f.unique and not f.references and f.type not in ("boolean", "enum"):
                 # a few blanks, never in row 1 (tests read row 1 as the typical row)
                 values = [None if i and self.rng.random() < 0.12 else v for i, v in enumerate(values)]
             for row, v in zip(rows, values):
@@ -155,7 +173,7 @@ class SeedWriter:
     def _references(self, e: EntitySpec, f: FieldSpec, n: int) -> list[int | None]:
         parent = self.spec.entity(f.references)
         total = n if parent.name == e.name else len(self.rows[parent.table_name])
-        usable = total - max(1, total // 5) if total >= 2 else total   # the tail stays unreferenced
+        usable = _referable(total)  # the tail stays unreferenced
         out: list[int | None] = []
         if f.unique and parent.name != e.name:  # one-to-one: distinct parents, never the tail
             head = list(range(2, usable + 1))

@@ -302,3 +302,28 @@ def test_a_transition_with_no_row_in_its_states_is_reached_through_others(tmp_pa
     report = validate_package(tmp_path / "one_order", write_record=False)
     assert report.verdict == "PASS", (report.verdict_line, report.failures)
     assert report.paths_covered == report.paths_total
+
+
+def test_one_to_one_references_get_distinct_parents_and_leave_one_free():
+    def entity(name, n, *refs):
+        fields = [{"name": "label", "type": "string", "description": "A label"}]
+        fields += [{"name": f"{r}_id", "type": "integer", "references": r, "unique": True, "description": "Its parent"}
+                   for r in refs]
+        return {"name": name, "description": f"a {name}", "seed_rows": n, "fields": fields}
+    raw = {"name": "chain_of_ones", "title": "t", "domain": "test", "description": "One-to-one references in a chain.",
+           "sources": [{"title": "t", "url": "envfactory://t"}],
+           "entities": [entity("account", 2), entity("profile", 50, "account"), entity("badge", 3, "profile")],
+           "operations": [{"name": f"create_{n}", "kind": "create", "entity": n, "description": f"Create a {n} row."}
+                          for n in ("account", "profile", "badge")]}
+    files = generate_package(ApiSpec.model_validate(raw))
+    seed = json.loads(files["seed.json"])
+    assert seeded_db(files).execute("PRAGMA foreign_key_check").fetchall() == []
+    for child, parent in (("profiles", "accounts"), ("badges", "profiles")):
+        used = [r[parent[:-1] + "_id"] for r in seed[child]]
+        assert len(used) == len(set(used))  # distinct parents
+        assert len(seed[parent]) > len(used)  # a parent stays free for a new child
+    # 'profile' asks for 50 rows but only the accounts' referable rows can have one; accounts grew to 3
+    assert (len(seed["accounts"]), len(seed["profiles"])) == (3, 2)
+    tests = json.loads(files["tests.json"])
+    create_badge = next(c for c in tests["cases"] if c["name"] == "create_badge stores a new badge")
+    assert create_badge["steps"][0]["args"]["profile_id"] not in [r["profile_id"] for r in seed["badges"]]
