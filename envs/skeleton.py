@@ -16,14 +16,16 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from .quality import quality_problems, reference_depth
 from .skeleton_code import render_tools
 from .skeleton_plan import SkeletonError, check_generable
 from .skeleton_schema import build_manifest, render_schema_sql
 from .skeleton_seed import generate_seed
 from .skeleton_tests import generate_tests
 from .spec import ApiSpec
+from .testcases import TestSuite
 
-__all__ = ["SkeletonError", "generate_package", "generate_tests", "write_package", "PACKAGE_FILES"]
+__all__ = ["PACKAGE_FILES", "SkeletonError", "generate_package", "generate_tests", "quality_gaps", "write_package"]
 
 PACKAGE_FILES = ("env.json", "schema.sql", "seed.json", "tools.py", "tests.json")
 
@@ -48,6 +50,31 @@ def generate_package(spec: ApiSpec, *, seed: int = 0) -> dict[str, str]:
         "tools.py": render_tools(spec, plans),
         "tests.json": _json(tests),
     }
+
+
+def quality_gaps(spec: ApiSpec, files: dict[str, str]) -> list[str]:
+    """Which parts of the catalog quality bar (``envs/quality.py``) a generated package misses, read from
+    its files without running its code; empty when it meets the bar. A gap here comes from the spec
+    (too few operations, rows or references), so the message says what the spec lacks."""
+    min_tools, min_rows, min_depth = quality_problems.__defaults__
+    tools = json.loads(files["env.json"])["tools"]
+    reads = sum(t["read_only"] for t in tools)
+    rows = {t: len(r) for t, r in json.loads(files["seed.json"]).items()}
+    gaps = []
+    if len(tools) < min_tools:
+        gaps.append(f"{len(tools)} tools, fewer than {min_tools}: the spec needs more operations")
+    if reads < 2 or len(tools) - reads < 2:
+        gaps.append(f"needs at least 2 read and 2 write tools (the spec gives {reads} get/list and "
+                    f"{len(tools) - reads} create/update/delete/transition operations)")
+    if max(rows.values(), default=0) < min_rows:
+        gaps.append(f"largest table has {max(rows.values(), default=0)} rows, fewer than {min_rows}: raise seed_rows")
+    if not any(f.references for e in spec.entities for f in e.fields):
+        gaps.append("no foreign keys between tables: the spec has no field with 'references'")
+    depth = reference_depth(TestSuite.model_validate(json.loads(files["tests.json"])))
+    if depth < min_depth:
+        gaps.append(f"longest dependent call chain in the tests is {depth}, below {min_depth}: the spec's operations "
+                    "do not let one entity be created, read and changed in sequence")
+    return gaps
 
 
 def _safe_relative(name: str) -> PurePosixPath:

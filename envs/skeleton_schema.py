@@ -84,7 +84,7 @@ def value_schema(f: FieldSpec, *, for_input: bool = True) -> dict[str, Any]:
 def _describe(f: FieldSpec, spec: ApiSpec) -> str:
     text = f.description.rstrip(".")
     if f.references:
-        text += f" (the id of an existing {label(spec.entity(f.references))})"
+        text += f"; the id of an existing {label(spec.entity(f.references))}"
     return text
 
 
@@ -100,6 +100,8 @@ def param_schema(p: Param, plan: OpPlan, spec: ApiSpec) -> dict[str, Any]:
     f = p.field
     s = value_schema(f)
     desc = _describe(f, spec)
+    lower = desc[0].lower() + desc[1:]
+    plural = e.table_name.replace("_", " ")
     if p.role == "lookup":
         s.pop("minLength", None)
         s["minLength"] = 1
@@ -107,16 +109,17 @@ def param_schema(p: Param, plan: OpPlan, spec: ApiSpec) -> dict[str, Any]:
     elif p.role == "filter":
         s.pop("minLength", None)
         if f.type in ("string", "text", "email"):
-            desc = f"Only {e.table_name.replace('_', ' ')} whose {f.name.replace('_', ' ')} contains this text, ignoring case. {desc}"
+            desc = f"Only {plural} whose {f.name} contains this text, ignoring case ({lower})"
         else:
-            desc = f"Only {e.table_name.replace('_', ' ')} with this {f.name.replace('_', ' ')}. {desc}"
+            desc = f"Only {plural} with this {f.name} ({lower})"
     elif p.role in ("min", "max"):
-        bound = "at least" if p.role == "min" else "at most"
         if f.type in ("date", "datetime"):
-            bound = "on or after" if p.role == "min" else "on or before"
-        desc = f"Only {e.table_name.replace('_', ' ')} whose {f.name.replace('_', ' ')} is {bound} this value. {desc}"
+            bound = "Earliest" if p.role == "min" else "Latest"
+        else:
+            bound = "Smallest" if p.role == "min" else "Largest"
+        desc = f"{bound} {f.name} to include, inclusive ({lower})"
     elif plan.op.kind == "update":
-        desc = f"New value: {desc[0].lower() + desc[1:]}"
+        desc = f"New {f.name}, if it changes ({lower})"
     elif plan.op.kind == "create" and not f.required:
         desc += " (optional)"
     s["description"] = desc

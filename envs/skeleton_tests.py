@@ -35,6 +35,7 @@ def _db(value: Any) -> Any:
 
 
 class TestWriter:
+    __test__ = False  # not a pytest test class
     def __init__(self, spec: ApiSpec, tools: Iterable[ToolSpec], seed: Rows, clock: str):
         self.spec = spec
         self.tools = {t.name: t for t in tools}
@@ -73,7 +74,7 @@ class TestWriter:
         return max((r[e.id_field] for r in self.rows(e)), default=0) + 1
 
     # -- values no seed row has (or, with ``current``, different from it)
-    def fresh(self, e: EntitySpec, f: FieldSpec, current: Any = None, prefer: list[Any] | None = None) -> Any:
+    def fresh(self, e: EntitySpec, f: FieldSpec, current: Any = None) -> Any:
         self.counter += 1
         k = self.counter
         taken = {(r.get(f.name).lower() if isinstance(r.get(f.name), str) else r.get(f.name)) for r in self.rows(e)}
@@ -84,13 +85,13 @@ class TestWriter:
                 ids = [i for i in ids if i not in taken] or ids
             return next((i for i in ids if i != current), ids[0] if ids else 1)
         if f.type == "enum":
-            options = [v for v in (prefer or []) + f.enum if v != current]
+            options = [v for v in f.enum if v != current]
             return options[0] if options else f.enum[0]
         if f.type == "boolean":
             return not current if current is not None else True
         if f.type in ("integer", "number"):
-            low = f.minimum if f.minimum is not None else 0
-            high = f.maximum if f.maximum is not None else low + 10_000
+            high = f.maximum if f.maximum is not None else max(f.minimum or 0, 0) + 10_000
+            low = f.minimum if f.minimum is not None else min(0, high)
             candidates = [low + 7 + k, high - k, low + k, low, high]
             if f.type == "number":
                 candidates = [low + 7.5 + k, *candidates]
@@ -101,6 +102,11 @@ class TestWriter:
                 if c != current and c not in taken:
                     return c if f.type == "integer" else float(c)
             return current
+        if f.type in ("date", "datetime") and not f.unique:
+            for attempt in range(20):  # a plausible date for the field (a birth date, a due date, ...)
+                value = self.sampler.sample(e, f, k + attempt)
+                if value != current:
+                    return value
         if f.type == "date":
             day = self.today + dt.timedelta(days=10 + k)
             while day.isoformat() in taken or day.isoformat() == current:
@@ -307,6 +313,10 @@ class TestWriter:
             cases.append({"name": f"{name} moves {t.field} to {t.to}", "steps": [self.ok(
                 name, {idf: row[idf]}, {idf: row[idf], t.field: t.to},
                 state=self.row_state(e, row[idf], {t.field: t.to}))]})
+        else:  # no seed row is in a from-state: walk a row there through the other transitions
+            steps = self._reach(e, plan)
+            if steps:
+                cases.append({"name": f"{name} moves {t.field} to {t.to} after other transitions", "steps": steps})
         steps = []
         blocked = [r for r in rows if r[t.field] is not None and r[t.field] not in t.from_states]
         if blocked:
@@ -315,6 +325,43 @@ class TestWriter:
         steps.append(self.err(name, {idf: MISSING_ID}, f"{label(e)} {MISSING_ID} does not exist"))
         cases.append({"name": f"{name} refuses other states and missing rows", "steps": steps})
         return cases
+
+    def _path(self, e: EntitySpec, field: str, start: Any, goals: list[str]) -> list[OpPlan] | None:
+        """The shortest run of transitions on ``field`` from ``start`` to one of ``goals`` (breadth first)."""
+        moves = [p for p in self._kinds(e)["transition"] if p.op.transition.field == field]
+        frontier, seen = [(start, [])], {start}
+        while frontier:
+            state, path = frontier.pop(0)
+            if state in goals:
+                return path
+            for p in moves:
+                t = p.op.transition
+                if state in t.from_states and t.to not in seen:
+                    seen.add(t.to)
+                    frontier.append((t.to, path + [p]))
+        return None
+
+    def _reach(self, e: EntitySpec, plan: OpPlan) -> list[dict]:
+        """Steps that bring a seed row (or a new row) into one of ``plan``'s from-states, then run ``plan``."""
+        t, idf = plan.op.transition, e.id_field
+        steps: list[dict] = []
+        prev, key, state = None, None, None
+        for row in self.rows(e):
+            if row[t.field] is not None and self._path(e, t.field, row[t.field], t.from_states) is not None:
+                key, state = row[idf], row[t.field]
+                break
+        if key is None and self._kinds(e)["create"]:
+            prev, key, current = self._create_step(steps, e, self._kinds(e)["create"][0],
+                                                   states={t.field: t.from_states[0]})
+            state = current.get(t.field)
+        path = self._path(e, t.field, state, t.from_states) if key is not None else None
+        if path is None:
+            return []
+        for p in [*path, plan]:
+            to = p.op.transition.to
+            prev = self._push(steps, self.ok(p.op.name, {idf: f"{prev}.{idf}" if prev else key}, {idf: key, t.field: to},
+                                             state=self.row_state(e, key, {t.field: to})))
+        return steps
 
     # -- the dependent chain
     def chains(self) -> list[dict]:
@@ -360,10 +407,12 @@ class TestWriter:
             return f"{saved}.{parent.table_name}.0.{pid}", row[pid]
         return None
 
-    def _create_step(self, steps: list[dict], e: EntitySpec, plan: OpPlan, link=None) -> tuple[str, int, dict]:
-        """Create a row of ``e``; ``link`` = (field, reference, id) ties it to the previous step."""
+    def _create_step(self, steps: list[dict], e: EntitySpec, plan: OpPlan, link=None,
+                     states: dict[str, str] | None = None) -> tuple[str, int, dict]:
+        """Create a row of ``e``; ``link`` = (field, reference, id) ties it to the previous step;
+        ``states`` asks for enum values where the tool takes them."""
         kinds = self._kinds(e)
-        overrides: dict[str, Any] = {}
+        overrides: dict[str, Any] = {k: v for k, v in (states or {}).items() if plan.param(k) is not None}
         known: dict[str, Any] = {}
         if link is not None:
             overrides[link[0]], known[link[0]] = link[1], link[2]
@@ -404,6 +453,7 @@ class TestWriter:
                 prev = self._push(steps, self.ok(kinds["get"][0].op.name, {p.name: arg}, {idf: key}))
 
         add_get()
+        steps_before_writes = len(steps)
         if kinds["update"]:
             plan = kinds["update"][0]
             workflow = {tp.op.transition.field for tp in kinds["transition"]}
@@ -427,7 +477,7 @@ class TestWriter:
                                                      state=self.row_state(e, key, {t.field: t.to})))
                     moved = True
                     break
-        if len(steps) < 4:
+        if len(steps) < 4 and len(steps) > steps_before_writes:
             add_get()  # read back what the writes did
         return prev
 
