@@ -47,6 +47,25 @@ FUTURE_WORDS = ("due", "deadline", "expir", "end", "until", "scheduled", "start"
                 "arrival", "appointment", "event", "deliver", "renew")
 
 
+QUALIFIERS = ("amber", "birch", "cedar", "coral", "dune", "ember", "fern", "garnet", "harbor", "indigo", "juniper",
+              "kestrel", "linen", "maple", "meadow", "nova", "olive", "pebble", "quartz", "river", "saffron", "timber",
+              "umber", "violet", "willow", "zephyr")
+
+
+def _qualified(base: str, n: int) -> str:
+    """``base`` made distinct by one or two qualifier words, in the base's own style
+    ('canvas-tote-bag' -> 'canvas-tote-bag-cedar', 'Canvas Tote Bag' -> 'Canvas Tote Bag Cedar',
+    'FREESHIP' -> 'FREESHIP-CEDAR')."""
+    words = [QUALIFIERS[n % len(QUALIFIERS)]]
+    if n >= len(QUALIFIERS):
+        words.append(QUALIFIERS[(n // len(QUALIFIERS)) % len(QUALIFIERS)])
+    if " " in base.strip():
+        return " ".join([base, *(w.capitalize() for w in words)])
+    sep = re.search(r"[-_.]", base)
+    words = [w.upper() for w in words] if base.isupper() else words
+    return (sep.group(0) if sep else "-").join([base, *words])
+
+
 def _words(name: str) -> set[str]:
     return set(name.split("_"))
 
@@ -238,7 +257,7 @@ class SeedWriter:
         m = re.search(r"(\d+)$", str(base))
         if m:  # 'ORD-1001' -> 'ORD-1043'
             return str(base)[: m.start()] + str(int(m.group(1)) + i + attempt * e.seed_rows).zfill(len(m.group(1)))
-        return f"{base} {i + attempt}"
+        return _qualified(str(base), i * 7 + attempt)  # a word, not the row number: ids must not hide in values
 
     def sample(self, e: EntitySpec, f: FieldSpec, i: int) -> Any:
         """One plausible value of a text field for a new row (the test writer's fresh values)."""
