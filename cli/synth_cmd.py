@@ -36,13 +36,26 @@ def read_batch(path: str) -> list[dict[str, str]]:
     return items
 
 
-def thread_id(item: dict[str, str]) -> str:
-    return "synth-" + hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+def thread_id(item: dict[str, str], ctx=None) -> str:
+    """One thread per target and the settings that decide its outcome: the same target with another
+    model, search backend or budget is a new synthesis, not a finished one."""
+    return "synth-" + hashlib.sha256(json.dumps([item, _fingerprint(ctx)], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fingerprint(ctx) -> dict[str, Any]:
+    if ctx is None:
+        return {}
+    from envfactory.agents.models import ModelSettings, model_name
+    settings = ModelSettings.load(overrides=ctx.models)
+    models = {role: (None if ctx.offline else model_name(ctx.chat_models[role]) if ctx.chat_models.get(role) is not None
+                     else settings.roles[role].model) for role in ("search", "code", "test")}
+    return {"models": models, "search": ctx.search_backend, "rounds": ctx.max_rounds, "tokens": ctx.max_tokens,
+            "seed": ctx.seed, "prompts": ctx.prompt_versions, "catalog": ctx.catalog_dir}
 
 
 def synthesize(graph, item: dict[str, str], ctx, on_step=None) -> dict[str, Any]:
-    """Run (or resume, or just report) one target's thread."""
-    config = {"configurable": {"thread_id": thread_id(item)}, "recursion_limit": 200}
+    """Run (or resume, or just report) one target's thread under these settings."""
+    config = {"configurable": {"thread_id": thread_id(item, ctx)}, "recursion_limit": 200}
     snapshot = graph.get_state(config)
     if snapshot.values.get("status") and not snapshot.next:
         return {**_outcome(item, snapshot.values), "resumed": "done before"}

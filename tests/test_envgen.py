@@ -270,3 +270,12 @@ def test_a_spec_mirroring_benchmark_tools_is_refused(tmp_path, brief):
     allowed = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, search_backend="fixture", allow_benchmark_overlap=True,
                                                                    search_options={"data": HITS}, chat_models={"search": search}))
     assert allowed["status"] == "accepted", allowed.get("reason")
+
+
+def test_a_finished_target_is_new_work_under_other_settings(tmp_path):
+    from envfactory.cli.synth_cmd import thread_id
+    item = {"target": TARGET}
+    offline = _ctx(tmp_path, offline=True)
+    assert thread_id(item, offline) == thread_id(item, _ctx(tmp_path, offline=True))
+    assert thread_id(item, offline) != thread_id(item, _ctx(tmp_path, chat_models={"code": ScriptedChatModel(model_name="m")}))
+    assert thread_id(item, offline) != thread_id(item, _ctx(tmp_path, offline=True, max_rounds=5))
