@@ -25,24 +25,30 @@ def cmd_export(args) -> int:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows += 1
     info = None
+    if args.format == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
+        from envfactory.data.exports.trl_env import FACTORY_SNIPPET
+        envs = sorted({json.loads(line)["environment"] for line in target.read_text(encoding="utf-8").splitlines()})
+        info = out / f"{args.name}.trl_train.py"
+        info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=args.name, envs=envs), encoding="utf-8")
     if args.format in ("sharegpt", "alpaca"):
         info = out / "dataset_info.json"
         existing = json.loads(info.read_text()) if info.exists() else {}
         existing.update(dataset_info_entry(f"{args.name}_{args.format}", target.name, args.format))
         info.write_text(json.dumps(existing, indent=2))
     summary = {"format": args.format, "file": str(target), "rows": rows, "skipped": skipped,
-               "dataset_info": str(info) if info else None}
+               "dataset_info" if args.format != "trl" else "trainer_script": str(info) if info else None}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"wrote {rows} {args.format} rows to {target}" + (f" and registered them in {info}" if info else "")
+        print(f"wrote {rows} {args.format} rows to {target}" + (f" and {'wrote the GRPOTrainer script' if args.format == 'trl' else 'registered them in'} {info}" if info else "")
               + (f"; skipped {len(skipped)} record(s) that break the format: {skipped[:2]}" if skipped else ""))
     return 0 if rows else 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca)")
-    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca"], required=True)
+    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca, trl)")
+    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca", "trl"], required=True,
+                   help="trl: GRPOTrainer rows (one per user turn) plus a script wiring our environments and reward")
     p.add_argument("--store", default="out/run/records.sqlite", help="the record store to read")
     p.add_argument("--out", default="out/export")
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")
