@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "envfactory.cli.graph_cmd",
     "envfactory.cli.generate_cmd",
     "envfactory.cli.export_cmd",
+    "envfactory.cli.train_cmd",
 ]
 
 
