@@ -21,7 +21,8 @@ def cmd_train_smoke(args) -> int:
                       seed=args.seed, model=args.model, device=args.device, sft_steps=args.sft_steps,
                       sft_lr=args.sft_lr if args.sft_lr is not None else (1e-5 if args.model else SmokeConfig.sft_lr),
                       grpo_steps=args.grpo_steps, num_generations=args.num_generations,
-                      max_completion_length=args.max_completion_length, max_tool_iterations=args.max_tool_iterations)
+                      max_completion_length=args.max_completion_length, max_tool_iterations=args.max_tool_iterations,
+                      grpo_read_only_tasks=not (args.grpo_all_tasks or args.model))
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
     summary = run_smoke(cfg, log=log)
     if args.json:
@@ -46,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--num-generations", type=int, default=SmokeConfigDefaults.num_generations, help="rollouts per prompt (GRPO group)")
     p.add_argument("--max-completion-length", type=int, default=SmokeConfigDefaults.max_completion_length)
     p.add_argument("--max-tool-iterations", type=int, default=SmokeConfigDefaults.max_tool_iterations)
+    p.add_argument("--grpo-all-tasks", action="store_true",
+                   help="GRPO on every user turn (default with --model); the tiny model starts from turns that only read")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (progress goes to stderr)")
     p.set_defaults(handler=cmd_train_smoke)
 

@@ -23,9 +23,9 @@ def test_sft_then_grpo_on_our_exports_environments_and_reward(tmp_path, monkeypa
     # SFT on the openai export: the loss falls
     losses = summary["sft"]["losses"]
     assert summary["rows"]["train"] >= 50 and losses[-1] < 0.5 * losses[0]
-    # after SFT most sampled completions for held-out prompts call a real tool with JSON arguments
+    # after SFT most sampled completions for held-out prompts hold a well-formed call (JSON arguments) of a real tool
     evaluation = summary["eval"]
-    assert evaluation["prompts"] >= 5 and evaluation["share"] > 0.5, evaluation["examples"]
+    assert evaluation["prompts"] >= 5 and evaluation["share"]["catalog_tool"] > 0.5, evaluation
     # GRPO: the environments receive tool calls, and our reward tells rollouts of one prompt apart
     steps = summary["grpo"]
     assert len(steps) == SmokeConfig().grpo_steps

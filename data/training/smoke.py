@@ -36,20 +36,23 @@ class SmokeConfig:
     model: str | None = None           # a real base model (local path); None builds the tiny one
     device: str = "cpu"                # cpu | cuda | auto
     vocab_size: int = 8192
-    hidden_size: int = 64
+    hidden_size: int = 128
     layers: int = 2
-    sft_steps: int = 60
+    sft_steps: int = 200
     sft_batch: int = 4
-    sft_lr: float = 1e-2
-    max_length: int = 320              # SFT sequence cap (keeps the start: prompt and first calls)
-    eval_samples: int = 2              # sampled completions per held-out prompt
-    grpo_steps: int = 4
+    sft_lr: float = 5e-3
+    max_length: int = 160              # SFT sequence cap (keeps the start: prompt and first calls)
+    eval_samples: int = 4              # sampled completions per held-out prompt
+    grpo_steps: int = 6
     grpo_prompts_per_step: int = 2
-    num_generations: int = 4
+    num_generations: int = 8
     grpo_lr: float = 1e-3
     max_completion_length: int = 160
     max_tool_iterations: int = 2
-    temperature: float = 1.0
+    temperature: float = 0.7          # sampling, for the held-out check and the GRPO rollouts
+    # A curriculum for a model that cannot write correctly yet: on a task that must write, the clipped reward
+    # is 0 for every rollout that does not reproduce the write, so a group has no spread to learn from.
+    grpo_read_only_tasks: bool = True
 
 
 def _offline_env() -> None:
@@ -166,8 +169,11 @@ def run_sft(cfg: SmokeConfig, model, tokenizer, train_path: Path):
     return trainer.model, losses
 
 
-def evaluate_tool_calls(cfg: SmokeConfig, model, tokenizer, held_out_path: Path) -> dict[str, Any]:
-    """Sample completions for held-out first user turns; count the ones that call a real tool."""
+def evaluate_tool_calls(cfg: SmokeConfig, model, tokenizer, held_out_path: Path,
+                        catalog_tools: set[str] = frozenset()) -> dict[str, Any]:
+    """Sample completions for held-out first user turns and parse them with TRL's response parser:
+    how many hold a well-formed tool call (JSON arguments), of a tool that exists in the catalog,
+    and of a tool of the prompt's own environment."""
     import torch
     from trl.chat_template_utils import parse_response
     rows = [json.loads(line) for line in held_out_path.read_text(encoding="utf-8").splitlines()]
@@ -177,7 +183,7 @@ def evaluate_tool_calls(cfg: SmokeConfig, model, tokenizer, held_out_path: Path)
     for row in rows:
         first_user = next(i for i, m in enumerate(row["messages"]) if m["role"] == "user")
         prompt = row["messages"][:first_user + 1]
-        names = {t["function"]["name"] for t in row["tools"]}
+        own = {t["function"]["name"] for t in row["tools"]}
         inputs = tokenizer.apply_chat_template(prompt, tools=row["tools"], add_generation_prompt=True,
                                                return_dict=True, return_tensors="pt").to(model.device)
         with torch.no_grad():
@@ -187,16 +193,23 @@ def evaluate_tool_calls(cfg: SmokeConfig, model, tokenizer, held_out_path: Path)
         prefix = inputs["input_ids"][0].tolist()
         for seq in out:
             ids = [t for t in seq[len(prefix):].tolist() if t != tokenizer.pad_token_id]
-            parsed = parse_response(tokenizer, ids, prefix=prefix)
-            calls = parsed.get("tool_calls") or []
-            good = bool(calls) and all((c.get("function") or {}).get("name") in names
-                                       and isinstance((c.get("function") or {}).get("arguments"), dict) for c in calls)
-            results.append({"good": good, "calls": [(c.get("function") or {}).get("name") for c in calls],
+            calls = [c.get("function") or {} for c in parse_response(tokenizer, ids, prefix=prefix).get("tool_calls") or []]
+            names = [c.get("name") for c in calls]
+            well_formed = bool(calls) and all(isinstance(c.get("arguments"), dict) for c in calls)
+            results.append({"well_formed": well_formed,
+                            "catalog_tool": well_formed and all(n in (catalog_tools | own) for n in names),
+                            "own_tool": well_formed and all(n in own for n in names), "calls": names,
                             "text": tokenizer.decode(ids, skip_special_tokens=False)[:200]})
     model.train()
-    good = sum(r["good"] for r in results)
-    return {"prompts": len(rows), "completions": len(results), "with_real_tool_call": good,
-            "share": good / len(results) if results else 0.0, "examples": results[:4]}
+    n = len(results)
+    counts = {k: sum(r[k] for r in results) for k in ("well_formed", "catalog_tool", "own_tool")}
+    return {"prompts": len(rows), "completions": n, **counts,
+            "share": {k: v / n if n else 0.0 for k, v in counts.items()}, "examples": results[:6]}
+
+
+def _reads_only(row: dict[str, Any], cls: type) -> bool:
+    tools = cls._environment.tools
+    return all(call["name"] in tools and tools[call["name"]].read_only for call in json.loads(row["gold_calls"]))
 
 
 def run_grpo(cfg: SmokeConfig, model, tokenizer, trl_path: Path, factories: dict[str, type],
@@ -207,8 +220,11 @@ def run_grpo(cfg: SmokeConfig, model, tokenizer, trl_path: Path, factories: dict
 
     from envfactory.data.exports.trl_env import make_reward_func
     dataset = load_dataset("json", data_files=str(trl_path), split="train")
-    # first user turns only: short prompts, and the episode starts from the environment's seed state
-    dataset = dataset.filter(lambda r: r["turn"] == 0 and r["environment"] in factories).shuffle(seed=cfg.seed)
+    keep = [i for i, row in enumerate(dataset) if row["environment"] in factories
+            and (not cfg.grpo_read_only_tasks or _reads_only(row, factories[row["environment"]]))]
+    if not keep:
+        raise ValueError("no trl rows to run GRPO on; generate more records (--tasks-per-env)")
+    dataset = dataset.select(keep).shuffle(seed=cfg.seed)
     batches: list[list[dict[str, Any]]] = []
     steps: list[dict[str, Any]] = []
 
@@ -234,9 +250,11 @@ def run_grpo(cfg: SmokeConfig, model, tokenizer, trl_path: Path, factories: dict
                    "tools_called": sorted({t for r in rollouts for t in r["tools"]})}
             steps.append(row)
             mean = "-" if row["mean_reward"] is None else f"{row['mean_reward']:.3f}"
-            log(f"grpo step {row['step']}: tool calls/rollout {row['tool_calls_per_rollout']:.2f}, tool failure rate "
-                f"{row['env_failure_rate']:.2f}, malformed/rollout {row['malformed_per_rollout']:.2f}, mean reward {mean}, "
-                f"reward std per group {row['group_reward_std']}")
+            trl_calls, trl_failed = row["trl_tool_call_frequency"], row["trl_tool_failure_frequency"]
+            log(f"grpo step {row['step']}: tool calls/rollout {trl_calls or 0:.2f} parsed by TRL (failure rate "
+                f"{trl_failed or 0:.2f}: unknown tool or bad arguments), {row['tool_calls_per_rollout']:.2f} reached the "
+                f"environment (failure rate {row['env_failure_rate']:.2f}); malformed/rollout {row['malformed_per_rollout']:.2f}; "
+                f"mean reward {mean}; reward std per group {row['group_reward_std']}")
 
     per_step = cfg.grpo_prompts_per_step * cfg.num_generations
     args = GRPOConfig(output_dir=str(Path(cfg.out) / "grpo"), max_steps=cfg.grpo_steps, per_device_train_batch_size=per_step,
@@ -282,9 +300,11 @@ def run_smoke(cfg: SmokeConfig, log: Callable[[str], None] = print) -> dict[str,
     log(f"sft      {cfg.sft_steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     t = mark("sft", t)
 
-    evaluation = evaluate_tool_calls(cfg, model, tokenizer, paths["held_out"])
-    log(f"eval     {evaluation['with_real_tool_call']}/{evaluation['completions']} sampled completions for "
-        f"{evaluation['prompts']} held-out prompts call a real tool")
+    catalog = {name for cls in factories.values() for name in cls._tool_names()}
+    evaluation = evaluate_tool_calls(cfg, model, tokenizer, paths["held_out"], catalog)
+    log(f"eval     of {evaluation['completions']} sampled completions for {evaluation['prompts']} held-out prompts: "
+        f"{evaluation['well_formed']} hold a well-formed tool call, {evaluation['catalog_tool']} of a real tool, "
+        f"{evaluation['own_tool']} of a tool of the prompt's environment")
     t = mark("eval", t)
 
     steps = run_grpo(cfg, model, tokenizer, paths["trl"], factories, log)
@@ -303,10 +323,10 @@ def run_smoke(cfg: SmokeConfig, log: Callable[[str], None] = print) -> dict[str,
     (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     g = summary["grpo_summary"]
     mean = "-" if g["mean_reward"] is None else f"{g['mean_reward']:.3f}"
-    log(f"summary  SFT loss {losses[0]:.2f} -> {losses[-1]:.2f}; {evaluation['share']:.0%} of held-out samples call a "
-        f"real tool; GRPO {g['steps']} steps, {g['tool_calls']:.0f} tool calls received by the environments, mean reward "
-        f"{mean}, {g['groups_with_reward_spread']}/{g['groups']} "
-        f"groups with reward spread; seconds {timings}")
+    log(f"summary  SFT loss {losses[0]:.2f} -> {losses[-1]:.2f}; {evaluation['share']['catalog_tool']:.0%} of held-out "
+        f"samples call a real tool ({evaluation['share']['own_tool']:.0%} one of their environment's); GRPO "
+        f"{g['steps']} steps, {g['tool_calls']:.0f} tool calls received by the environments, mean reward {mean}, "
+        f"{g['groups_with_reward_spread']}/{g['groups']} groups with reward spread; seconds {timings}")
     return summary
 
 

@@ -2,10 +2,12 @@
 
 The tokenizer is a byte-level BPE trained with ``tokenizers`` on our own exported conversations,
 rendered with TRL's copy of the Qwen3 chat template (so the trainers recognise the template and
-know how to parse its ``<tool_call>`` blocks). Pre-tokenization splits only at line breaks, not
-at spaces or punctuation: the Qwen3 template prints each tool schema on one line, and schemas
-repeat in every sample, so merges can cover long repeated spans and prompts stay short enough
-for a CPU. The model is a randomly initialised Qwen3-architecture ``Qwen3ForCausalLM``.
+know how to parse its ``<tool_call>`` blocks). Pre-tokenization splits only at line breaks and
+around digits, not at spaces or punctuation: the Qwen3 template prints each tool schema on one
+line and schemas repeat in every sample, so merges cover long repeated spans and a prompt with a
+dozen tool schemas is ~70 tokens, short enough for a CPU; digits stay apart so that no token mixes
+an argument's key with its value (``_id": 87``), which a tiny model cannot learn to take apart.
+The model is a randomly initialised Qwen3-architecture ``Qwen3ForCausalLM``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ def _backend(vocab_size: int | None = None):
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"\n+"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(r"[0-9]+"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
