@@ -22,7 +22,8 @@ def cmd_train_smoke(args) -> int:
                       sft_lr=args.sft_lr if args.sft_lr is not None else (1e-5 if args.model else SmokeConfig.sft_lr),
                       grpo_steps=args.grpo_steps, num_generations=args.num_generations,
                       max_completion_length=args.max_completion_length, max_tool_iterations=args.max_tool_iterations,
-                      grpo_read_only_tasks=not (args.grpo_all_tasks or args.model))
+                      grpo_read_only_tasks=not (args.grpo_all_tasks or args.model),
+                      max_length=args.max_length or (4096 if args.model else SmokeConfig.max_length))
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
     summary = run_smoke(cfg, log=log)
     if args.json:
@@ -43,6 +44,9 @@ def register(sub) -> None:
                    help="cpu (default), cuda, or auto (whatever accelerate finds)")
     p.add_argument("--sft-steps", type=int, default=SmokeConfigDefaults.sft_steps)
     p.add_argument("--sft-lr", type=float, help=f"default: {SmokeConfigDefaults.sft_lr} for the tiny model, 1e-5 with --model")
+    p.add_argument("--max-length", type=int, help=f"SFT sequence cap (default {SmokeConfigDefaults.max_length} for the "
+                                                   "tiny model, whose tokenizer packs a dozen tool schemas in ~70 tokens; "
+                                                   "4096 with --model)")
     p.add_argument("--grpo-steps", type=int, default=SmokeConfigDefaults.grpo_steps)
     p.add_argument("--num-generations", type=int, default=SmokeConfigDefaults.num_generations, help="rollouts per prompt (GRPO group)")
     p.add_argument("--max-completion-length", type=int, default=SmokeConfigDefaults.max_completion_length)

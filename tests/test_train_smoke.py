@@ -8,7 +8,7 @@ import os
 import pytest
 
 pytest.importorskip("trl")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]   # ~2 min on 2 idle cores; slower when they are shared
 
 
 def test_sft_then_grpo_on_our_exports_environments_and_reward(tmp_path, monkeypatch):
