@@ -164,3 +164,11 @@ def test_trl_reads_the_same_schemas_from_the_methods(library_cls, library_env):
         for arg, prop in source["properties"].items():
             assert schema["parameters"]["properties"][arg]["type"] == prop["type"]
             assert schema["parameters"]["properties"][arg].get("enum") == prop.get("enum")
+
+
+def test_train_smoke_command_is_registered_with_its_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-smoke", "--help"])
+    text = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert all(option in text for option in ("--model", "--device", "--sft-steps", "--grpo-steps", "--num-generations"))
