@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
-    """Write records in a JSON-lines format (openai, sharegpt, alpaca), each row checked against the
-    format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``."""
+    """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
+    format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
+    the script that wires our environments into GRPOTrainer."""
     from envfactory.data.exports import FORMATS, dataset_info_entry
     convert, check = FORMATS[fmt]
     out = Path(out)
@@ -25,13 +26,18 @@ def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows += 1
     info = None
+    if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
+        from envfactory.data.exports.trl_env import FACTORY_SNIPPET
+        envs = sorted({json.loads(line)["environment"] for line in target.read_text(encoding="utf-8").splitlines()})
+        info = out / f"{name}.trl_train.py"
+        info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=envs), encoding="utf-8")
     if fmt in ("sharegpt", "alpaca"):
         info = out / "dataset_info.json"
         existing = json.loads(info.read_text()) if info.exists() else {}
         existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
         info.write_text(json.dumps(existing, indent=2))
     return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
-            "dataset_info": str(info) if info else None}
+            "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
 
 
 def cmd_export(args) -> int:
@@ -44,8 +50,10 @@ def cmd_export(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        info, skipped = summary["dataset_info"], summary["skipped"]
-        print(f"wrote {summary['rows']} {args.format} rows to {summary['file']}" + (f" and registered them in {info}" if info else "")
+        info = summary.get("dataset_info") or summary.get("trainer_script")
+        what = "wrote the GRPOTrainer script" if args.format == "trl" else "registered them in"
+        skipped = summary["skipped"]
+        print(f"wrote {summary['rows']} {args.format} rows to {summary['file']}" + (f" and {what} {info}" if info else "")
               + (f"; skipped {len(skipped)} record(s) that break the format: {skipped[:2]}" if skipped else ""))
     return 0 if summary["rows"] else 1
 
@@ -71,8 +79,9 @@ def _export_verl(args, store) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca, verl)")
-    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca", "verl"], required=True)
+    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca, trl, verl)")
+    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca", "trl", "verl"], required=True,
+                   help="trl: GRPOTrainer rows (one per user turn) plus a script wiring our environments and reward")
     p.add_argument("--store", default="out/run/records.sqlite", help="the record store to read")
     p.add_argument("--out", default="out/export")
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")

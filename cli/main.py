@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "envfactory.cli.generate_cmd",
     "envfactory.cli.export_cmd",
     "envfactory.cli.synth_cmd",
+    "envfactory.cli.train_cmd",
 ]
 
 

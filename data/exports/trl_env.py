@@ -1,0 +1,406 @@
+"""TRL ``GRPOTrainer(environment_factory=...)``: our environments as classes TRL steps itself.
+
+TRL makes one instance per rollout, calls ``reset(**row)`` with the dataset row, shows the
+instance's public methods to the model as tools (their schemas come from type hints and
+Google-style docstrings, via ``transformers.utils.get_json_schema``) and calls them with the
+arguments the model wrote. Here:
+
+- ``environment_class(name)`` builds one class per environment whose public methods are the
+  environment's tools, with typed signatures and docstrings generated from ``env.json``;
+- ``reset`` opens a fresh isolated episode at the row's initial state (the environment's seed
+  state, plus the gold calls of earlier user turns replayed) and replays the gold calls once per
+  task to get the gold change set;
+- every tool method runs on that episode and returns JSON text; errors come back as JSON text
+  too (``{"error": ..., "kind": ...}``), so the model reads why a call failed;
+- ``make_reward_func()`` is the reward: our composite verifier (``data/reward.py``) over the calls
+  the episode received and its final state against the row's gold calls, with a format penalty
+  for tool calls TRL could not parse or could not route to a tool.
+
+``to_trl(record)`` writes the dataset rows: one per user turn, with the conversation so far as
+``prompt``, ``environment`` (TRL's routing column for a dict of factories), the gold calls of the
+turn and of the earlier turns as JSON text (JSON text keeps Arrow from merging argument dicts
+of different tools into one struct).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Literal, Sequence, Union
+
+from ..records import TrajectoryRecord
+from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
+
+RESERVED = {"reset", "get_reward"}   # TRL treats these names specially; they can never be tools
+_JSON_TYPES: dict[str, Any] = {"integer": int, "number": float, "string": str, "boolean": bool, "object": dict}
+
+
+# ---------------------------------------------------------------- tool methods from JSON schemas
+
+def _annotation(schema: dict[str, Any]) -> Any:
+    """A type hint that ``get_json_schema`` turns back into (the typed core of) this schema."""
+    if schema.get("enum"):
+        return Literal[tuple(schema["enum"])]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        hints = tuple(_annotation({**schema, "type": k}) for k in kind if k != "null")
+        hint = hints[0] if len(hints) == 1 else Union[hints]
+        return hint | None if "null" in kind else hint
+    if kind == "array":
+        return list[_annotation(schema["items"])] if isinstance(schema.get("items"), dict) else list
+    return _JSON_TYPES.get(kind, Any)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    """The parameter's description plus the constraints a type hint cannot carry (ranges, formats, defaults)."""
+    notes = []
+    if "format" in schema:
+        notes.append(f"format {schema['format']}")
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    if "exclusiveMinimum" in schema and "minimum" not in schema:
+        notes.append(f"more than {low}" + (f", at most {high}" if high is not None else ""))
+    elif low is not None and high is not None:
+        notes.append(f"{low} to {high}")
+    elif low is not None:
+        notes.append(f"at least {low}")
+    elif high is not None:
+        notes.append(f"at most {high}")
+    if "multipleOf" in schema:
+        notes.append(f"a multiple of {schema['multipleOf']}")
+    if "minLength" in schema or "maxLength" in schema:
+        notes.append(f"{schema.get('minLength', 0)} to {schema['maxLength']} characters" if "maxLength" in schema
+                     else f"at least {schema['minLength']} characters")
+    if "maxItems" in schema:
+        notes.append(f"at most {schema['maxItems']} items")
+    if "pattern" in schema and "format" not in schema:
+        notes.append(f"matching {schema['pattern']}")
+    if "default" in schema:
+        notes.append(f"default {json.dumps(schema['default'])}")
+    text = _one_line(schema.get("description", "")) or "no description"
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def _tool_method(spec) -> Callable[..., str]:
+    """A method ``name(self, **arguments) -> str`` that presents the tool's typed signature.
+
+    It takes ``**arguments`` underneath so a call with a wrong or missing argument reaches the
+    environment, which answers with a precise error the model can read (and the verifier counts),
+    instead of a Python TypeError.
+    """
+    schema = spec.input_schema
+    props: dict[str, dict[str, Any]] = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    annotations: dict[str, Any] = {}
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    optional = []
+    for name, prop in props.items():
+        if not name.isidentifier() or name in ("self",):
+            raise ValueError(f"tool {spec.name!r}: argument {name!r} cannot be a Python parameter name")
+        annotations[name] = _annotation(prop)
+        if name in required:
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotations[name]))
+        else:  # None means "not given": it is dropped before the call, so the tool's own default applies
+            optional.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                              annotation=annotations[name]))
+    lines = [_one_line(spec.description)]
+    if props:
+        lines += ["", "Args:"] + [f"    {name}: {_describe(prop)}" for name, prop in props.items()]
+
+    def tool(self, **arguments):
+        return self._call(tool.__name__, arguments)
+
+    tool.__name__ = spec.name
+    tool.__doc__ = "\n".join(lines)
+    tool.__signature__ = inspect.Signature(params + optional)
+    tool.__annotations__ = annotations
+    return tool
+
+
+# ---------------------------------------------------------------- the environment classes
+
+class _TaskCache:
+    """Initial states and gold references shared by the instances of one class: GRPO rolls out the
+    same prompt ``num_generations`` times, and the gold replay is deterministic."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+def _parse_calls(text: Any, what: str) -> list[Call]:
+    data = json.loads(text) if isinstance(text, str) else (text or [])
+    if not isinstance(data, list):
+        raise ValueError(f"{what} must be a JSON list of calls, got {type(data).__name__}")
+    return [Call(name=c["name"], arguments=c.get("arguments") or {}, masked=c.get("masked") or [], env=c.get("env"))
+            for c in data]
+
+
+class TRLEnvironment:
+    """Base of the generated classes: one instance per rollout, one isolated episode per reset."""
+
+    _environment = None                 # set on each generated class: the loaded Environment
+    _reward_config: RewardConfig = RewardConfig()
+    _cache: _TaskCache
+
+    def __init__(self):
+        self._episode = None
+        self._gold: GoldReference | None = None
+        self._failure: str | None = None     # why this rollout cannot be scored (infrastructure, not the policy)
+        self._task_id: str | None = None
+
+    # TRL calls this with every column of the row (``environment`` excepted in dict mode).
+    def reset(self, prompt: Any = None, query: str | None = None, task_id: str | None = None,
+              gold_calls: Any = "[]", prefix_calls: Any = "[]", initial_state_hash: str | None = None,
+              **_other_columns) -> str | None:
+        env = self._environment
+        if self._episode is not None:
+            self._episode.close()
+        self._failure, self._gold, self._task_id = None, None, task_id
+        state = None
+        try:
+            if initial_state_hash and initial_state_hash != env.initial_hash:
+                raise GoldReplayError(f"task {task_id}: the row was made from another initial state of {env.name} "
+                                      f"({initial_state_hash[:12]}, now {env.initial_hash[:12]}); re-export it")
+            prefix_text = prefix_calls if isinstance(prefix_calls, str) else json.dumps(prefix_calls)
+            gold_text = gold_calls if isinstance(gold_calls, str) else json.dumps(gold_calls)
+            state = self._cache.get(("state", prefix_text), lambda: self._replay_prefix(prefix_text))
+            self._gold = self._cache.get(("gold", prefix_text, gold_text), lambda: replay_gold(
+                {env.name: env}, _parse_calls(gold_text, "gold_calls"), {env.name: state} if state else None))
+        except (GoldReplayError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            self._failure = str(exc)
+        self._episode = env.episode(state=state)
+        return None if prompt else query
+
+    def _replay_prefix(self, prefix_text: str) -> bytes | None:
+        """The state a later user turn starts from: the seed state plus the earlier turns' gold calls."""
+        calls = _parse_calls(prefix_text, "prefix_calls")
+        if not calls:
+            return None
+        with self._environment.episode() as ep:
+            for i, call in enumerate(calls):
+                res = ep.call(call.name, call.arguments)
+                if not res.ok:
+                    raise GoldReplayError(f"earlier-turn gold call {i + 1} {call.name} failed on replay: {res.error}")
+            return ep.conn.serialize()
+
+    def _call(self, name: str, arguments: dict[str, Any]) -> str:
+        if self._episode is None:
+            return json.dumps({"error": "the environment has not been reset", "kind": "internal"})
+        arguments = {k: v for k, v in arguments.items() if v is not None}
+        res = self._episode.call(name, arguments)
+        if res.ok:
+            return res.text
+        return json.dumps({"error": res.error, "kind": res.error_kind}, ensure_ascii=False)
+
+    # -- for the reward function and the logs (private: TRL would show public methods as tools)
+    def _score(self, n_malformed: int = 0) -> RewardResult:
+        if self._failure or self._gold is None or self._episode is None:
+            return RewardResult(score=None, failure=self._failure or "the environment was not reset")
+        return score_episodes(self._gold, {self._environment.name: self._episode}, n_malformed=n_malformed,
+                              cfg=self._reward_config)
+
+    def _calls(self) -> list:
+        return list(self._episode.calls) if self._episode is not None else []
+
+    @classmethod
+    def _tool_names(cls) -> set[str]:
+        return set(cls._environment.tools)
+
+
+def _class_name(env_name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", env_name) if part) + "Environment"
+
+
+def environment_class(env: Any, reward_config: RewardConfig | None = None) -> type[TRLEnvironment]:
+    """The TRL environment class of one environment (a bundled name, a package path or a loaded one)."""
+    from envfactory.envs.runtime import Environment
+    environment = env if hasattr(env, "episode") else Environment.load(env)
+    namespace: dict[str, Any] = {
+        "__doc__": f"The {environment.name} environment ({environment.manifest.domain}): "
+                   f"{_one_line(environment.manifest.description)} Tools return JSON text.",
+        "_environment": environment, "_reward_config": reward_config or RewardConfig(), "_cache": _TaskCache()}
+    for spec in environment.tool_specs:
+        if spec.name in RESERVED or spec.name.startswith("_"):
+            raise ValueError(f"{environment.name}: tool {spec.name!r} clashes with a name TRL reserves "
+                             f"({', '.join(sorted(RESERVED))}, or a leading underscore)")
+        namespace[spec.name] = _tool_method(spec)
+    cls = type(_class_name(environment.name), (TRLEnvironment,), namespace)
+    for spec in environment.tool_specs:
+        getattr(cls, spec.name).__qualname__ = f"{cls.__name__}.{spec.name}"
+    return cls
+
+
+def environment_factories(envs: Sequence[Any], reward_config: RewardConfig | None = None) -> dict[str, type]:
+    """``{env name: class}`` for ``GRPOTrainer(environment_factory=...)``; rows route by their ``environment`` column."""
+    classes = [environment_class(e, reward_config) for e in envs]
+    return {cls._environment.name: cls for cls in classes}
+
+
+# ---------------------------------------------------------------- the reward
+
+def _malformed_calls(completion: Any, tool_names: set[str]) -> int:
+    """Tool calls the trainer could not execute: text left in ``<tool_call>`` blocks it could not parse,
+    and parsed calls of tools the environment does not have (TRL answers those itself)."""
+    if isinstance(completion, str):
+        return completion.count("<tool_call>")
+    bad = 0
+    for message in completion or []:
+        if message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            bad += content.count("<tool_call>")
+        for call in message.get("tool_calls") or []:
+            if (call.get("function") or call).get("name") not in tool_names:
+                bad += 1
+    return bad
+
+
+def make_reward_func(on_batch: Callable[[list[dict[str, Any]]], None] | None = None) -> Callable[..., list]:
+    """The reward function for ``GRPOTrainer(reward_funcs=[...])``.
+
+    TRL passes the batch's environment instances as ``environments``; each is scored by our
+    composite verifier. A rollout that cannot be scored (the gold replay failed, a tool crashed)
+    gets ``None``, which TRL leaves out of the loss instead of training on a 0. ``on_batch``
+    receives one dict per rollout (calls, failures, reward components) for logging.
+    """
+
+    def envfactory_reward(completions=None, environments=None, **_columns) -> list[float | None]:
+        if not environments:
+            raise ValueError("envfactory_reward needs GRPOTrainer(environment_factory=environment_factories(...))")
+        scores, stats = [], []
+        for completion, env in zip(completions or [None] * len(environments), environments):
+            malformed = _malformed_calls(completion, env._tool_names()) if completion is not None else 0
+            result = env._score(malformed)
+            calls = env._calls()
+            scores.append(result.score)
+            stats.append({"env": env._environment.name, "task_id": env._task_id, "calls": len(calls),
+                          "failed_calls": sum(1 for c in calls if not c.ok), "malformed": malformed,
+                          "tools": [c.tool for c in calls], **result.components()})
+        if on_batch is not None:
+            on_batch(stats)
+        return scores
+
+    return envfactory_reward
+
+
+# ---------------------------------------------------------------- the export
+
+def _wire_message(m) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:  # arguments as JSON text: the Qwen3 template emits a string verbatim
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                             for c in m.tool_calls]
+    if m.role == "tool":
+        out["tool_call_id"], out["name"] = m.tool_call_id, m.name
+    return out
+
+
+def _calls_json(calls) -> str:
+    return json.dumps([{"name": c.name, "arguments": c.arguments, "masked": c.masked_arguments, "env": c.env}
+                       for c in calls], ensure_ascii=False)
+
+
+def to_trl(record: TrajectoryRecord) -> list[dict[str, Any]]:
+    """One row per user turn: the conversation up to that turn's query is the prompt."""
+    rows, prefix, user_seen = [], [], 0
+    messages = record.messages
+    env = record.envs[0]
+    for i, m in enumerate(messages):
+        if m.role != "user":
+            continue
+        if user_seen >= len(record.turns):
+            break
+        turn = record.turns[user_seen]
+        rows.append({
+            "prompt": [_wire_message(x) for x in messages[:i + 1]],
+            "environment": "+".join(e.name for e in record.envs),
+            "task_id": f"{record.key}:{user_seen}",
+            "turn": user_seen,
+            "query": m.content,
+            "gold_calls": _calls_json(turn.gold_calls),
+            "prefix_calls": _calls_json(prefix),
+            "initial_state_hash": env.initial_state_hash,
+        })
+        prefix = prefix + list(turn.gold_calls)
+        user_seen += 1
+    return rows
+
+
+def check_trl(row: dict[str, Any]) -> list[str]:
+    problems = []
+    prompt = row.get("prompt")
+    if not isinstance(prompt, list) or not prompt:
+        problems.append("prompt must be a non-empty list of messages")
+    else:
+        if prompt[-1].get("role") != "user":
+            problems.append("the prompt must end with the user's query")
+        for i, m in enumerate(prompt):
+            if m.get("role") not in ("system", "user", "assistant", "tool"):
+                problems.append(f"prompt message {i}: unknown role {m.get('role')!r}")
+            for c in m.get("tool_calls") or []:
+                if not isinstance(c.get("function", {}).get("arguments"), str):
+                    problems.append(f"prompt message {i}: tool-call arguments must be JSON text (Arrow typing)")
+    env = row.get("environment")
+    if not env or "+" in str(env):
+        problems.append(f"environment {env!r}: TRL routes a row to exactly one environment")
+    for column in ("gold_calls", "prefix_calls"):
+        try:
+            calls = _parse_calls(row.get(column), column)
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            problems.append(f"{column}: {exc}")
+            continue
+        if any(c.env and c.env != env for c in calls):
+            problems.append(f"{column}: a call names another environment than {env!r}")
+    if not row.get("task_id"):
+        problems.append("task_id is missing")
+    return problems
+
+
+FACTORY_SNIPPET = '''"""Train on {rows_file} with TRL's GRPOTrainer (written by `envfactory export --format trl`).
+
+Each rollout gets its own instance, hence its own isolated episode; the reward is envfactory's
+composite verifier. Run: python {name}.trl_train.py --model PATH_OR_ID
+"""
+import argparse
+
+from datasets import load_dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from envfactory.data.exports.trl_env import environment_factories, make_reward_func
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", required=True)
+args = parser.parse_args()
+dataset = load_dataset("json", data_files="{rows_file}")["train"]
+trainer = GRPOTrainer(
+    model=args.model,
+    reward_funcs=[make_reward_func()],
+    train_dataset=dataset,
+    environment_factory=environment_factories({envs!r}),
+    args=GRPOConfig(output_dir="{name}-grpo", num_generations=8, max_completion_length=1024,
+                    max_tool_calling_iterations=8, logging_steps=1),
+)
+trainer.train()
+'''
