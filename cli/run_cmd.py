@@ -41,7 +41,7 @@ def _export_all(store, out: Path) -> dict[str, int]:
     from envfactory.cli.export_cmd import export_jsonl
     from envfactory.data.exports.verl import write_verl
     records = list(store.query(status="accepted"))
-    counts = {fmt: export_jsonl(records, fmt, out, "envfactory")["rows"] for fmt in ("openai", "sharegpt", "alpaca")}
+    counts = {fmt: export_jsonl(records, fmt, out, "envfactory")["rows"] for fmt in ("openai", "sharegpt", "alpaca", "trl")}
     if records:
         counts["verl"] = sum(write_verl(records, out / "verl", "envfactory")["rows"].values())
     return counts
