@@ -114,13 +114,15 @@ class ChainSampler:
             pool = writes if writes and rng.random() < self.config.write_target_bias else nodes
             target = rng.choice(sorted(pool))
             targets.append(target)
-            self._plan_node(target, rng, calls, depth=0, visiting=set())
-            self._grow_forward(rng, calls, env_name)
+            self._plan_node(target, rng, calls, depth=0, visiting=set(), envs=set(env_names))
+            self._grow_forward(rng, calls, env_name, set(env_names))
         return calls, targets
 
     def _plan_node(self, node: str, rng: random.Random, calls: list[PlannedCall], depth: int,
-                   visiting: set[str], forced: dict[str, Binding] | None = None) -> int | None:
-        """Plan ``node`` after the producers of its required parameters; returns its call index."""
+                   visiting: set[str], forced: dict[str, Binding] | None = None,
+                   envs: set[str] | None = None) -> int | None:
+        """Plan ``node`` after the producers of its required parameters (tools of ``envs`` only, the
+        chain's environments); returns its call index."""
         data = self.tg.graph.nodes[node]
         planned = PlannedCall(node, data["env"], data["tool"])
         planned.bindings.update(forced or {})  # first, so the other parameters can avoid their sources
@@ -132,7 +134,7 @@ class ChainSampler:
                 planned.bindings[pname] = Binding(source="user")
                 continue
             binding = (self._reuse(node, pname, calls, taken=planned.bindings.values())
-                       or self._produce(node, pname, rng, calls, depth, visiting))
+                       or self._produce(node, pname, rng, calls, depth, visiting, envs))
             planned.bindings[pname] = binding or Binding(source="user_id")
         if len(calls) >= self.config.max_length:
             return None
@@ -154,12 +156,13 @@ class ChainSampler:
         return None
 
     def _produce(self, node: str, pname: str, rng: random.Random, calls: list[PlannedCall], depth: int,
-                 visiting: set[str]) -> Binding | None:
+                 visiting: set[str], envs: set[str] | None = None) -> Binding | None:
         if depth >= self.config.max_depth:
             return None
         used = {c.node for c in calls}
         options = [(u, d) for u, d in self.tg.producers(node, pname, self.config.confirmed_only)
-                   if u not in visiting and (self.config.allow_repeat or u not in used)]
+                   if u not in visiting and (self.config.allow_repeat or u not in used)
+                   and (envs is None or self.tg.graph.nodes[u]["env"] in envs)]
         if not options:
             return None
         options.sort(key=lambda o: (o[0], o[1]["field"]))
@@ -168,12 +171,12 @@ class ChainSampler:
         creators = [o for o in options if pname not in self.tg.graph.nodes[o[0]]["params"]]
         pool = creators if creators and rng.random() < 0.75 else options
         producer, edge = rng.choice(pool)
-        index = self._plan_node(producer, rng, calls, depth + 1, visiting)
+        index = self._plan_node(producer, rng, calls, depth + 1, visiting, envs=envs)
         if index is None:
             return None
         return Binding(source="call", call=index, field=edge["field"], edge_source=edge["source"])
 
-    def _grow_forward(self, rng: random.Random, calls: list[PlannedCall], env_name: str) -> None:
+    def _grow_forward(self, rng: random.Random, calls: list[PlannedCall], env_name: str, envs: set[str]) -> None:
         want = rng.randint(self.config.min_length, self.config.max_length)
         while len(calls) < want:
             used = {c.node for c in calls}
@@ -183,7 +186,7 @@ class ChainSampler:
             if not successors:
                 return
             before = len(calls)
-            self._plan_node(rng.choice(successors), rng, calls, depth=0, visiting=set())
+            self._plan_node(rng.choice(successors), rng, calls, depth=0, visiting=set(), envs=envs)
             if len(calls) == before:
                 return
 

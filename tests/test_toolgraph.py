@@ -135,3 +135,16 @@ def test_multi_environment_chains():
     multi = [t for t in (sampler.sample(s, env_names=names) for s in range(30)) if isinstance(t, GoldTrajectory)]
     assert multi and all(set(t.envs) == set(names) for t in multi)
     assert any({c.env for c in t.calls} == set(names) for t in multi)
+
+
+def test_single_environment_chains_from_a_multi_environment_graph_stay_in_their_environment():
+    """A graph over several environments may hold cross-environment edges; a chain of one environment
+    must still plan producers from that environment only (it used to fail with a KeyError)."""
+    names = ["commerce", "productivity", "travel"]
+    tg = build_tool_graph([Environment.load(n) for n in names])
+    sampler = ChainSampler(tg, SamplerConfig(max_envs=1))
+    chains = [sampler.sample(s) for s in range(40)]
+    kept = [t for t in chains if isinstance(t, GoldTrajectory)]
+    assert kept
+    for t in kept:
+        assert len(t.envs) == 1 and {c.env for c in t.calls} == set(t.envs)
