@@ -139,7 +139,7 @@ def test_multi_environment_chains():
 
 def test_single_environment_chains_from_a_multi_environment_graph_stay_in_their_environment():
     """A graph over several environments may hold cross-environment edges; a chain of one environment
-    must still plan producers from that environment only (it used to fail with a KeyError)."""
+    must still plan producers from that environment only (a producer from elsewhere has no episode)."""
     names = ["commerce", "productivity", "travel"]
     tg = build_tool_graph([Environment.load(n) for n in names])
     sampler = ChainSampler(tg, SamplerConfig(max_envs=1))
