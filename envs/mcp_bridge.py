@@ -25,7 +25,6 @@ import logging
 import secrets
 import sys
 import weakref
-from collections import OrderedDict
 from typing import Any, AsyncIterator
 
 import anyio
@@ -34,6 +33,7 @@ from mcp.client.session import ClientSession
 from mcp.server.lowlevel import Server
 from mcp.shared.memory import create_connected_server_and_client_session
 
+from .lru import BoundedCache
 from .runtime import Environment, Episode
 from .state import Snapshot
 
@@ -61,7 +61,7 @@ class EpisodeRegistry:
         self.pinned = pinned  # a single-tenant server (one rollout) serves this episode to every session
         self.max_named = max_named
         self._by_session: "weakref.WeakKeyDictionary[Any, Episode]" = weakref.WeakKeyDictionary()
-        self._named: "OrderedDict[str, Episode]" = OrderedDict()
+        self._named = BoundedCache(max_named, on_evict=lambda episode: episode.close())
         self._owned: dict[int, Episode] = {}   # session episodes this registry closes when their session ends
 
     def for_request(self, session: Any, meta: Any) -> Episode:
@@ -69,14 +69,8 @@ class EpisodeRegistry:
             return self.pinned
         episode_id = getattr(meta, "episode_id", None) if meta is not None else None
         if episode_id:
-            ep = self._named.get(episode_id)
-            if ep is None:
-                ep = self._named[episode_id] = self.env.episode(episode_id=str(episode_id))
-                while len(self._named) > self.max_named:
-                    _, old = self._named.popitem(last=False)
-                    old.close()
-            self._named.move_to_end(episode_id)
-            return ep
+            return self._named.get_or_make(episode_id, lambda: self.env.episode(episode_id=str(episode_id)),
+                                           hold_lock=True)
         ep = self._by_session.get(session)
         if ep is None:
             ep = self._by_session[session] = self.env.episode()

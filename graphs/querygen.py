@@ -15,7 +15,6 @@ import json
 import operator
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypedDict
@@ -30,6 +29,7 @@ from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, Trajectory
                                      record_key)
 from envfactory.data.reward import (Call, GoldReference, GoldReplayError, RewardConfig, gold_from_execution, replay_gold,
                                     score_episodes)
+from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Environment
 from envfactory.envs.sampling import ChainSampler, GoldTrajectory, SamplerConfig
 from envfactory.envs.toolgraph import build_tool_graph
@@ -204,9 +204,8 @@ def _session_pools(envs: dict[str, Environment]) -> dict[str, Any]:
     return out
 
 
-_gold_lock = threading.Lock()
-_gold_refs: "OrderedDict[str, GoldReference]" = OrderedDict()
 GOLD_CACHE_SIZE = 8192
+_gold_refs = BoundedCache(GOLD_CACHE_SIZE)
 
 
 def _gold_key(chain: GoldTrajectory, calls: list[Call]) -> str:
@@ -219,16 +218,12 @@ def _remember_gold(chain: GoldTrajectory) -> None:
         return
     calls = _gold_calls(chain)
     gold = gold_from_execution({n: load_env(n) for n in chain.envs}, calls, chain._gold_cells, chain.final_hashes)
-    with _gold_lock:
-        _gold_refs[_gold_key(chain, calls)] = gold
-        while len(_gold_refs) > GOLD_CACHE_SIZE:
-            _gold_refs.popitem(last=False)
+    _gold_refs.put(_gold_key(chain, calls), gold)
 
 
 def _gold_reference(chain: GoldTrajectory, envs: dict[str, Environment]) -> GoldReference:
     calls = _gold_calls(chain)
-    with _gold_lock:
-        gold = _gold_refs.get(_gold_key(chain, calls))
+    gold = _gold_refs.get(_gold_key(chain, calls))
     return gold if gold is not None else replay_gold(envs, calls)
 
 

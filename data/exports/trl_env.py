@@ -26,9 +26,9 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import threading
-from collections import OrderedDict
 from typing import Any, Callable, Literal, Sequence, Union
+
+from envfactory.envs.lru import BoundedCache
 
 from ..records import TrajectoryRecord
 from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
@@ -125,27 +125,9 @@ def _tool_method(spec) -> Callable[..., str]:
 
 # ---------------------------------------------------------------- the environment classes
 
-class _TaskCache:
-    """Initial states and gold references shared by the instances of one class: GRPO rolls out the
-    same prompt ``num_generations`` times, and the gold replay is deterministic."""
-
-    def __init__(self, size: int = 256):
-        self.size = size
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
+# Initial states and gold references shared by the instances of one class: GRPO rolls out the same
+# prompt ``num_generations`` times, and the gold replay is deterministic.
+TASK_CACHE_SIZE = 256
 
 def _parse_calls(text: Any, what: str) -> list[Call]:
     data = json.loads(text) if isinstance(text, str) else (text or [])
@@ -160,7 +142,7 @@ class TRLEnvironment:
 
     _environment = None                 # set on each generated class: the loaded Environment
     _reward_config: RewardConfig = RewardConfig()
-    _cache: _TaskCache
+    _cache: BoundedCache
 
     def __init__(self):
         self._episode = None
@@ -183,8 +165,8 @@ class TRLEnvironment:
                                       f"({initial_state_hash[:12]}, now {env.initial_hash[:12]}); re-export it")
             prefix_text = prefix_calls if isinstance(prefix_calls, str) else json.dumps(prefix_calls)
             gold_text = gold_calls if isinstance(gold_calls, str) else json.dumps(gold_calls)
-            state = self._cache.get(("state", prefix_text), lambda: self._replay_prefix(prefix_text))
-            self._gold = self._cache.get(("gold", prefix_text, gold_text), lambda: replay_gold(
+            state = self._cache.get_or_make(("state", prefix_text), lambda: self._replay_prefix(prefix_text))
+            self._gold = self._cache.get_or_make(("gold", prefix_text, gold_text), lambda: replay_gold(
                 {env.name: env}, _parse_calls(gold_text, "gold_calls"), {env.name: state} if state else None))
         except (GoldReplayError, ValueError, KeyError, json.JSONDecodeError) as exc:
             self._failure = str(exc)
@@ -238,7 +220,7 @@ def environment_class(env: Any, reward_config: RewardConfig | None = None) -> ty
     namespace: dict[str, Any] = {
         "__doc__": f"The {environment.name} environment ({environment.manifest.domain}): "
                    f"{_one_line(environment.manifest.description)} Tools return JSON text.",
-        "_environment": environment, "_reward_config": reward_config or RewardConfig(), "_cache": _TaskCache()}
+        "_environment": environment, "_reward_config": reward_config or RewardConfig(), "_cache": BoundedCache(TASK_CACHE_SIZE)}
     for spec in environment.tool_specs:
         if spec.name in RESERVED or spec.name.startswith("_"):
             raise ValueError(f"{environment.name}: tool {spec.name!r} clashes with a name TRL reserves "

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
-from collections import OrderedDict
 from typing import Any, Awaitable, Callable
 
+from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Episode
 
 from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, open_turn_episodes, route
@@ -268,26 +267,6 @@ def _build_agent_loop():
     return EnvFactoryAgentLoop
 
 
-class _RequestEpisodes:
-    """Rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)."""
-
-    def __init__(self, capacity: int = 4096):
-        self.capacity = capacity
-        self._items: OrderedDict[str, EpisodeRollout] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, request_id: str, make: Callable[[], EpisodeRollout]) -> EpisodeRollout:
-        with self._lock:
-            if request_id in self._items:
-                self._items.move_to_end(request_id)
-                return self._items[request_id]
-            rollout = self._items[request_id] = make()
-            while len(self._items) > self.capacity:
-                _, old = self._items.popitem(last=False)
-                old.finish()
-            return rollout
-
-
 def _build_episode_tool():
     from verl.tools.base_tool import BaseTool
     try:
@@ -303,7 +282,8 @@ def _build_episode_tool():
 
         ``create_kwargs`` (from the row's ``tools_kwargs``) carry the row's task as JSON."""
 
-        rollouts = _RequestEpisodes()
+        # rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)
+        rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.finish())
 
         def __init__(self, config: dict, tool_schema):
             super().__init__(config, tool_schema)
@@ -318,7 +298,7 @@ def _build_episode_tool():
             agent_data = kwargs.get("agent_data")
             request_id = getattr(agent_data, "request_id", None) or instance_id
             task = VerlTask.model_validate_json(self._tasks[instance_id])
-            rollout = self.rollouts.get(request_id, lambda: EpisodeRollout(task))
+            rollout = self.rollouts.get_or_make(request_id, lambda: EpisodeRollout(task), hold_lock=True)
             text = rollout.execute(self.name, parameters) if rollout.failure is None else f"Error: {rollout.failure}"
             if agent_data is not None and isinstance(getattr(agent_data, "extra_fields", None), dict):
                 agent_data.extra_fields[EXTRA_FIELDS_KEY] = {
