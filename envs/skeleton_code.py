@@ -84,8 +84,14 @@ def _transition(ctx, table, key, what, column, allowed, to, tool):
 '''
 
 
+def _py_text(text: str) -> str:
+    """Free text from a spec (possibly model-written) made inert inside a docstring: every
+    backslash and double quote escaped, so it can neither close the string nor run as code."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').strip()
+
+
 def _doc(text: str) -> str:
-    return '    """' + text.replace("\\", "\\\\").replace('"""', "'''").strip() + '"""\n'
+    return '    """' + _py_text(text) + '"""\n'
 
 
 def _dict_literal(names: list[str], values: dict[str, str]) -> str:
@@ -99,7 +105,7 @@ class CodeWriter:
 
     def render(self) -> str:
         spec = self.spec
-        head = [f'"""{spec.title} tools, written by envfactory\'s skeleton generator (deterministic tier) from the',
+        head = [f'"""{_py_text(spec.title)} tools, written by envfactory\'s skeleton generator (deterministic tier) from the',
                 'API spec. Rules enforced: references must exist, unique values stay unique (ignoring case), a',
                 'delete is refused while other rows refer to the row, transitions run only from their states."""',
                 "from envfactory.envs import ToolError", ""]

@@ -43,13 +43,19 @@ def column_sql(f: FieldSpec) -> str:
     return " ".join(parts)
 
 
+def _sql_comment(text: str) -> str:
+    """Free text from a spec as one SQL comment line: a newline would end the comment and let the
+    rest run as SQL."""
+    return "-- " + " ".join(text.split())
+
+
 def render_schema_sql(spec: ApiSpec) -> str:
-    out = [f"-- {spec.title}: tables generated from the API spec (parents first).", ""]
+    out = [_sql_comment(f"{spec.title}: tables generated from the API spec (parents first)."), ""]
     for e in creation_order(spec):
         lines = [f'  "{e.id_field}" INTEGER PRIMARY KEY'] + [column_sql(f) for f in e.fields]
         lines += [f'  FOREIGN KEY ("{f.name}") REFERENCES "{spec.entity(f.references).table_name}" '
                   f'("{spec.entity(f.references).id_field}")' for f in e.fields if f.references]
-        out.append(f"-- {e.description}")
+        out.append(_sql_comment(e.description))
         out.append(f'CREATE TABLE "{e.table_name}" (\n' + ",\n".join(lines) + "\n);")
         for f in e.fields:
             if f.references:

@@ -357,3 +357,19 @@ def test_every_corpus_service_generates_a_package_that_validates(spec, tmp_path)
     report = validate_package(tmp_path / spec.name, write_record=False)
     assert report.verdict == "PASS", report.verdict_line
     assert report.paths_covered == report.paths_total == 2 * len(spec.operations)
+
+
+def test_spec_text_cannot_escape_into_code_or_sql(tmp_path):
+    """A model-written spec is untrusted text: quotes and newlines in titles and descriptions stay text."""
+    spec = json.loads((Path(__file__).parent / "fixtures" / "specs" / "shop_orders.json").read_text())
+    marker = tmp_path / "ran"
+    spec["title"] = f'Shop"""\nopen({str(marker)!r}, "w").write("x")\n"""'
+    spec["entities"][0]["description"] = f'buyers\nATTACH DATABASE {str(tmp_path / "x.db")!r} AS x;\nCREATE TABLE x.t(a);'
+    spec["operations"][0]["description"] = 'Ends with a quote: "'
+    files = generate_package(ApiSpec.model_validate(spec))
+    compile(files["tools.py"], "tools.py", "exec")
+    write_package(files, tmp_path / "pkg")
+    report = validate_package(tmp_path / "pkg", write_record=False)
+    assert report.verdict == "PASS", report.verdict_line
+    assert not marker.exists() and not (tmp_path / "x.db").exists()
+    assert all(line.startswith("--") or "ATTACH" not in line for line in files["schema.sql"].splitlines())
