@@ -24,6 +24,7 @@ import json
 import logging
 import secrets
 import sys
+import threading
 import weakref
 from typing import Any, AsyncIterator
 
@@ -63,6 +64,7 @@ class EpisodeRegistry:
         self._by_session: "weakref.WeakKeyDictionary[Any, Episode]" = weakref.WeakKeyDictionary()
         self._named = BoundedCache(max_named, on_evict=lambda episode: episode.close())
         self._owned: dict[int, Episode] = {}   # session episodes this registry closes when their session ends
+        self._lock = threading.Lock()  # calls of one session may arrive together, from worker threads
 
     def for_request(self, session: Any, meta: Any) -> Episode:
         if self.pinned is not None:
@@ -71,15 +73,17 @@ class EpisodeRegistry:
         if episode_id:
             return self._named.get_or_make(episode_id, lambda: self.env.episode(episode_id=str(episode_id)),
                                            hold_lock=True)
-        ep = self._by_session.get(session)
-        if ep is None:
-            ep = self._by_session[session] = self.env.episode()
-            self._owned[id(ep)] = ep
-            weakref.finalize(session, self._release, id(ep))
+        with self._lock:  # one episode per session, however many of its calls arrive at once
+            ep = self._by_session.get(session)
+            if ep is None:
+                ep = self._by_session[session] = self.env.episode()
+                self._owned[id(ep)] = ep
+                weakref.finalize(session, self._release, id(ep))
         return ep
 
     def _release(self, key: int) -> None:
-        ep = self._owned.pop(key, None)
+        with self._lock:
+            ep = self._owned.pop(key, None)
         if ep is not None:
             ep.close()
 

@@ -518,6 +518,10 @@ class Episode:
         return ToolResult(name, arguments, False, None, message, kind)
 
     def close(self) -> None:
+        with self._lock:  # never while a call of another thread is using the connection
+            self._close()
+
+    def _close(self) -> None:
         conn, self.conn, self.ctx = self.conn, None, None  # a closed episode can no longer reach the connection
         if conn is None:
             return

@@ -133,3 +133,27 @@ def test_session_end_closes_its_episode(env):
     import gc
     gc.collect()
     assert server.envfactory_registry.live == 0
+
+
+def test_concurrent_calls_of_one_session_share_one_episode(env):
+    """Tool calls run in worker threads: a session's first calls may arrive together."""
+    import threading
+
+    from envfactory.envs.mcp_bridge import EpisodeRegistry
+
+    class Session:  # stands in for an MCP server session (weak-referenceable)
+        pass
+
+    registry, session, got = EpisodeRegistry(env), Session(), []
+    barrier = threading.Barrier(16)
+
+    def first_call():
+        barrier.wait()
+        got.append(registry.for_request(session, None))
+
+    threads = [threading.Thread(target=first_call) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(e) for e in got}) == 1 and registry.live == 1
