@@ -19,8 +19,9 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
 class StructuredOutputError(Exception):
-    def __init__(self, schema: str, attempts: list[dict[str, Any]]):
+    def __init__(self, schema: str, attempts: list[dict[str, Any]], tokens: int = 0):
         self.schema, self.attempts = schema, attempts
+        self.tokens = tokens  # spent on the failed attempts: budgets count them too
         last = attempts[-1]["error"] if attempts else "no attempt"
         super().__init__(f"model output did not match {schema} after {len(attempts)} attempt(s); last error: {last}")
 
@@ -93,7 +94,8 @@ def invoke_structured(model, messages: list[BaseMessage], schema: type[T], max_r
                                       for i, c in enumerate(reply.tool_calls)]
             else:
                 history += [reply, HumanMessage(feedback)]
-    raise StructuredOutputError(schema.__name__, attempts)
+    spent = StructuredResult(None, len(attempts), replies).usage  # type: ignore[arg-type]
+    raise StructuredOutputError(schema.__name__, attempts, spent["input_tokens"] + spent["output_tokens"])
 
 
 def _describe(exc: Exception) -> str:

@@ -89,6 +89,11 @@ def _model(ctx: EnvGenContext, role: str):
     return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
 
 
+def _spent(exc: Exception) -> int:
+    """Tokens a failed model step used (unusable replies count against the budget too)."""
+    return int(getattr(exc, "tokens", 0) or 0)
+
+
 def _over_budget(state: EnvGenState, ctx: EnvGenContext) -> bool:
     return state.get("tokens", 0) >= ctx.max_tokens
 
@@ -113,7 +118,8 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
         result = search_agent.research(target, backend=backend, model=model,
                                        prompt_version=_version(ctx, "search_agent/brief"))
     except Exception as exc:  # no matching service, a failed endpoint, output that never parsed
-        return {"failure": f"research: {type(exc).__name__}: {exc}", "tiers": {"search": "model" if model else "offline"}}
+        return {"failure": f"research: {type(exc).__name__}: {exc}", "tiers": {"search": "model" if model else "offline"},
+                "tokens": state.get("tokens", 0) + _spent(exc)}
     brief = result.brief
     tokens = sum(result.usage.get(k, 0) for k in ("input_tokens", "output_tokens"))
     update: dict[str, Any] = {"brief": brief.model_dump(), "tiers": {"search": brief.tier},
@@ -156,7 +162,7 @@ def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
                                       prompt_version=_version(ctx, "code_agent/implement"))
     except Exception as exc:  # unusable after retries: this attempt fails, the repair loop goes on
         return {"repair_brief": f"Your previous reply was unusable: {exc}", "attempt_error": str(exc),
-                "tiers": {**state.get("tiers", {}), "code": "model"},
+                "tiers": {**state.get("tiers", {}), "code": "model"}, "tokens": state.get("tokens", 0) + _spent(exc),
                 **_attempt_failed(state, f"code agent: {exc}", model)}
     return _code_update(state, result)
 
@@ -190,6 +196,7 @@ def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str
                                         prompt_version=_version(ctx, "test_agent/write_tests"))
     except Exception as exc:
         return {"failure": f"tests: the test agent failed: {type(exc).__name__}: {exc}",
+                "tokens": state.get("tokens", 0) + _spent(exc),
                 "tiers": {**state.get("tiers", {}), "test": "model" if model else test_agent.OFFLINE_TIER}}
     update: dict[str, Any] = {"tests": result.suite, "tiers": {**state.get("tiers", {}), "test": result.tier},
                               "tokens": state.get("tokens", 0) + result.tokens}
@@ -251,7 +258,8 @@ def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
         result = code_agent.repair(state.get("repair_brief", ""), state["files"], model,
                                    prompt_version=_version(ctx, "code_agent/repair"))
     except Exception as exc:
-        return {"attempt_error": str(exc), **_attempt_failed(state, f"code agent: {exc}", model)}
+        return {"attempt_error": str(exc), "tokens": state.get("tokens", 0) + _spent(exc),
+                **_attempt_failed(state, f"code agent: {exc}", model)}
     return _code_update(state, result)
 
 
@@ -270,7 +278,8 @@ def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[st
                                          state.get("code_notes", ""), _model(ctx, "test"),
                                          prompt_version=_version(ctx, "test_agent/revise_tests"))
     except Exception as exc:  # the suite stays as it was; the next validation decides
-        return {"disputed_tests": [], "code_notes": f"test revision failed: {exc}"}
+        return {"disputed_tests": [], "code_notes": f"test revision failed: {exc}",
+                "tokens": state.get("tokens", 0) + _spent(exc)}
     return {"tests": result.suite, "disputed_tests": [], "tokens": state.get("tokens", 0) + result.tokens,
             "prompts": [{"step": f"revise_tests#{state.get('attempt', 0) + 1}", **result.prompt}]}
 

@@ -115,6 +115,7 @@ def test_unusable_model_output_is_retried_then_rejected(tmp_path):
     reason = out["attempts"][0]["reason"]
     assert reason.startswith("code agent:") and "delete_everything" in reason
     assert code.remaining == 0 and len(code.requests) == 3
+    assert out["tokens"] > 0  # the unusable replies still count against the budget
     # the invalid Python was sent back to the model with the syntax error
     assert "not valid Python" in code.requests[2][-1].content
 
