@@ -43,14 +43,8 @@ def thread_id(item: dict[str, str], ctx=None) -> str:
 
 
 def _fingerprint(ctx) -> dict[str, Any]:
-    if ctx is None:
-        return {}
-    from envfactory.agents.models import ModelSettings, model_name
-    settings = ModelSettings.load(overrides=ctx.models)
-    models = {role: (None if ctx.offline else model_name(ctx.chat_models[role]) if ctx.chat_models.get(role) is not None
-                     else settings.roles[role].model) for role in ("search", "code", "test")}
-    return {"models": models, "search": ctx.search_backend, "rounds": ctx.max_rounds, "tokens": ctx.max_tokens,
-            "seed": ctx.seed, "prompts": ctx.prompt_versions, "catalog": ctx.catalog_dir}
+    from envfactory.graphs.envgen import settings_fingerprint
+    return {} if ctx is None else settings_fingerprint(ctx)
 
 
 def synthesize(graph, item: dict[str, str], ctx, on_step=None) -> dict[str, Any]:
@@ -82,6 +76,7 @@ def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concur
 
     from envfactory.graphs.envgen import make_graph
     checkpoints.parent.mkdir(parents=True, exist_ok=True)
+    items = list({thread_id(item, ctx): item for item in items}.values())  # a repeated line is one synthesis
     results = []
     bar = tqdm(total=len(items), desc="synthesizing environments", unit="env", disable=not show, file=sys.stderr)
     with SqliteSaver.from_conn_string(str(checkpoints)) as saver:

@@ -112,9 +112,15 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
     if not target:
         return {"failure": "research: the input needs a 'target' (e.g. 'a library lending API')"}
     model = _model(ctx, "search")
-    backend_name = ctx.search_backend if model is not None else "corpus"
+    if model is None:  # offline research reads the bundled corpus; the web backend's options do not apply
+        backend_name, options = "corpus", {}
+    else:
+        backend_name, options = ctx.search_backend, dict(ctx.search_options)
+        if backend_name.startswith("cached:"):  # replayable across runs, not only within one call
+            options.setdefault("cache_path", str(Path(ctx.workspace_dir) / "search_cache.sqlite"))
+            Path(ctx.workspace_dir).mkdir(parents=True, exist_ok=True)
     try:
-        backend = make_backend(backend_name, **ctx.search_options)
+        backend = make_backend(backend_name, **options)
         result = search_agent.research(target, backend=backend, model=model,
                                        prompt_version=_version(ctx, "search_agent/brief"))
     except Exception as exc:  # no matching service, a failed endpoint, output that never parsed
@@ -147,8 +153,20 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
         skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
     except Exception as exc:  # e.g. a model-written spec the generator cannot build
         return {"failure": f"design: the spec cannot be turned into a package: {exc}"}
+    settings = json.dumps(settings_fingerprint(_ctx(runtime)), sort_keys=True, default=str)
     return {"brief": brief.model_dump(), "files": skeleton, "attempt": 0,
-            "run_id": f"{name}-{_digest(state.get('target', ''), name)}"}
+            "run_id": f"{name}-{_digest(state.get('target', ''), name, settings)}"}
+
+
+def settings_fingerprint(ctx: EnvGenContext) -> dict[str, Any]:
+    """What decides a synthesis' outcome besides its target: the same target under other models, search
+    backend or budget is another synthesis (its own thread and attempt folders)."""
+    from envfactory.agents.models import ModelSettings, model_name
+    settings = ModelSettings.load(overrides=ctx.models)
+    models = {role: (None if ctx.offline else model_name(ctx.chat_models[role]) if ctx.chat_models.get(role) is not None
+                     else settings.roles[role].model) for role in ("search", "code", "test")}
+    return {"models": models, "search": ctx.search_backend, "rounds": ctx.max_rounds, "tokens": ctx.max_tokens,
+            "seed": ctx.seed, "prompts": ctx.prompt_versions, "catalog": ctx.catalog_dir}
 
 
 def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
@@ -215,6 +233,13 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     if state.get("attempt_error"):  # the code step already recorded this attempt as failed
         return {"attempt_error": ""}
     n = state.get("attempt", 0) + 1
+    tools = [t.get("name", "") for t in json.loads(state["files"]["env.json"]).get("tools", [])]
+    overlap = benchmark_overlap(tools)
+    if overlap and not ctx.allow_benchmark_overlap:  # a model may rename tools after design checked the spec
+        why = f"tools are named like public evaluation benchmarks' ({describe_overlap(overlap)}): rename them"
+        summary = {"n": n, "verdict": "FAIL", "reason": why, "tests_passed": 0, "tests_total": 0, "paths_covered": 0,
+                   "paths_total": 0, "sandbox": None, "code_tier": state.get("tiers", {}).get("code")}
+        return {"attempt": n, "attempts": [summary], "best": state.get("best") or summary, "repair_brief": why}
     folder = Path(ctx.workspace_dir) / state["run_id"] / f"attempt-{n}"
     if folder.exists():
         shutil.rmtree(folder)  # a resumed run rewrites the attempt it was killed in
@@ -292,7 +317,7 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     brief = ResearchBrief.model_validate(state["brief"])
     source = Path(state["attempts"][-1]["path"])
     dest = Path(ctx.catalog_dir) / brief.spec.name
-    staging = dest.with_name(dest.name + ".staging")
+    staging = dest.with_name(f"{dest.name}.staging-{state['run_id']}")  # concurrent runs never share one
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
     (staging / "synthesis").mkdir()
@@ -301,6 +326,9 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     # The package files are byte-for-byte the ones the sandbox just passed; the digest now also covers
     # the synthesis record, so editing either afterwards revokes trust.
     report = ValidationReport.model_validate_json(_report_path(source).read_text(encoding="utf-8"))
+    if package_digest(source) != report.digest:  # the folder changed after the sandbox judged it
+        shutil.rmtree(staging, ignore_errors=True)
+        return _reject_update(state, ctx, f"attempt #{state['attempts'][-1]['n']} changed on disk after its validation")
     report = report.model_copy(update={"digest": package_digest(staging), "path": str(dest.resolve())})
     write_verified(staging, report)
     shutil.rmtree(dest, ignore_errors=True)

@@ -280,3 +280,24 @@ def test_a_finished_target_is_new_work_under_other_settings(tmp_path):
     assert thread_id(item, offline) == thread_id(item, _ctx(tmp_path, offline=True))
     assert thread_id(item, offline) != thread_id(item, _ctx(tmp_path, chat_models={"code": ScriptedChatModel(model_name="m")}))
     assert thread_id(item, offline) != thread_id(item, _ctx(tmp_path, offline=True, max_rounds=5))
+
+
+def test_tools_renamed_like_a_benchmark_by_the_model_fail_the_attempt(tmp_path, skeleton):
+    manifest = json.loads(skeleton["env.json"])
+    manifest["tools"][0]["name"] = "modify_pending_order_items"  # tau2-bench retail
+    code = ScriptedChatModel(script=[_files(**{"tools.py": _broken_tools(skeleton)}),
+                                     _files(**{"env.json": json.dumps(manifest), "tools.py": skeleton["tools.py"]}),
+                                     _files(**{"env.json": skeleton["env.json"]})])
+    out = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, chat_models={"code": code}))
+    assert len(out.get("attempts", [])) == 3, out.get("reason")
+    renamed = out["attempts"][1]
+    assert renamed["verdict"] == "FAIL" and "tau2-bench retail: modify_pending_order_items" in renamed["reason"]
+    assert "rename them" in code.requests[2][-1].content
+    assert out["attempts"][2]["verdict"] == "PASS" and out["status"] == "accepted"
+
+
+def test_offline_research_ignores_the_web_backends_options(tmp_path):
+    ctx = _ctx(tmp_path, search_backend="cached:ddgs", search_options={"cache_path": str(tmp_path / "c.sqlite")})
+    out = make_graph().invoke({"target": TARGET}, context=ctx)
+    assert out["status"] == "accepted", out.get("reason")
+    assert out["tiers"]["search"] == "offline-corpus" and not (tmp_path / "c.sqlite").exists()
