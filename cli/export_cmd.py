@@ -11,6 +11,7 @@ def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
     format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
     the script that wires our environments into GRPOTrainer."""
     from envfactory.data.exports import FORMATS, dataset_info_entry
+    from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
     convert, check = FORMATS[fmt]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -18,7 +19,13 @@ def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
     rows, skipped = 0, []
     with target.open("w", encoding="utf-8") as fh:
         for record in records:
-            for row in convert(record):
+            try:
+                converted = convert(record)
+            except (EnvironmentPackageError, UntrustedCodeError, ValueError) as exc:
+                # e.g. a synthesized environment not on ENVFACTORY_CATALOG_PATH: its records are skipped, with why
+                skipped.append({"key": record.key, "problems": [str(exc)]})
+                continue
+            for row in converted:
                 problems = check(row)
                 if problems:  # a trainer would drop it silently; say why here instead
                     skipped.append({"key": record.key, "problems": problems[:3]})

@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
             print(f"{Path(r.get('package') or r['target']).name:<22}{r['status'] or '?':<10}{r.get('attempts', 0):>9}"
                   f"{r.get('tests', '-'):>9}  {tiers or r.get('reason')}")
     made = [Path(r["package"]).name for r in synthesized if r["status"] == "accepted"]
-    if made:  # QueryGen resolves the synthesized packages by name
+    if (out / "catalog").is_dir():  # QueryGen and the exports resolve synthesized packages (this run's or earlier) by name
         os.environ[CATALOG_PATH_VAR] = os.pathsep.join(filter(None, [str((out / "catalog").resolve()),
                                                                       os.environ.get(CATALOG_PATH_VAR)]))
     names = args.envs or catalog_names()

@@ -370,3 +370,17 @@ def test_episode_tool_keeps_one_episode_per_request_for_the_stock_loop(export, f
 def test_export_command_says_when_there_is_nothing_to_export(export, tmp_path, capsys):
     assert main(["export", "--format", "verl", "--store", str(export[2]), "--out", str(tmp_path / "o"), "--env", "nosuch"]) == 1
     assert "nothing to export" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_records_of_an_environment_that_no_longer_loads_are_skipped_not_fatal(export, tmp_path):
+    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports.verl import write_verl
+    from envfactory.data.records import TrajectoryRecord
+    from envfactory.data.store import RecordStore
+    good = next(RecordStore(export[2]).query(status="accepted"))
+    lost = TrajectoryRecord.model_validate({**good.model_dump(), "key": "lost",
+                                           "envs": [{**good.envs[0].model_dump(), "name": "no_such_env_anywhere"}]})
+    summary = write_verl([good, lost], tmp_path / "verl")
+    assert sum(summary["rows"].values()) > 0 and [s["key"] for s in summary["skipped"]] == ["lost"]
+    trl = export_jsonl([good, lost], "trl", tmp_path / "trl", "x")
+    assert trl["rows"] > 0 and [s["key"] for s in trl["skipped"]] == ["lost"]

@@ -22,6 +22,7 @@ import yaml
 
 from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
+from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
 
 from .verl_loop import AGENT_NAME
 from .verl_task import EnvPin, VerlTask, load_env, route
@@ -319,7 +320,8 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     for record in records:
         try:
             rows = to_verl(record)
-        except NotExportable as exc:
+        except (NotExportable, EnvironmentPackageError, UntrustedCodeError) as exc:
+            # an environment that no longer loads costs its records, never the export
             skipped.append({"key": record.key, "problems": [str(exc)]})
             continue
         split = "val" if (record.provenance.chain_id or record.key) in in_val else "train"
