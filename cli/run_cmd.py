@@ -78,6 +78,12 @@ def cmd_run(args) -> int:
     if (out / "catalog").is_dir():  # QueryGen and the exports resolve synthesized packages (this run's or earlier) by name
         os.environ[CATALOG_PATH_VAR] = os.pathsep.join(filter(None, [str((out / "catalog").resolve()),
                                                                       os.environ.get(CATALOG_PATH_VAR)]))
+    from envfactory.envs.runtime import is_trusted, untrusted_reason
+    for r in synthesized:
+        if r["status"] == "accepted" and not is_trusted(Path(r["package"])):
+            made.remove(Path(r["package"]).name)  # model-written code runs in-process only on the user's opt-in
+            if show:
+                print(f"not used for trajectories: {untrusted_reason(Path(r['package']).resolve())}")
     names = args.envs or catalog_names()
     validation = _validate_all(names, show)
     if show:

@@ -111,9 +111,28 @@ def is_trusted(package_dir: Path) -> bool:
     if not record.is_file():
         return False
     try:
-        return json.loads(record.read_text()).get("digest") == package_digest(package_dir)
+        verified = json.loads(record.read_text())
     except (json.JSONDecodeError, OSError):
         return False
+    if verified.get("model_written") and os.environ.get(TRUST_MODEL_CODE_VAR) != "1":
+        return False  # code a model wrote from web material runs in-process only when the user opts in
+    return verified.get("digest") == package_digest(package_dir)
+
+
+TRUST_MODEL_CODE_VAR = "ENVFACTORY_TRUST_MODEL_CODE"
+
+
+def untrusted_reason(package_dir: Path) -> str:
+    """Why ``is_trusted`` said no, in words a user can act on."""
+    try:
+        verified = json.loads((package_dir / VERIFIED_FILE).read_text())
+    except (json.JSONDecodeError, OSError):
+        verified = {}
+    if verified.get("model_written") and verified.get("digest") == package_digest(package_dir):
+        return (f"{package_dir} passed the sandbox, but its tool code was written by a model; it runs in this "
+                f"process only if you review it and set {TRUST_MODEL_CODE_VAR}=1 (or pass trust=True)")
+    return (f"{package_dir} is neither bundled nor verified; run `envfactory envs validate {package_dir}` "
+            "(sandboxed) first, or pass trust=True / --trust if you wrote it yourself")
 
 
 def tools_module_name(package_dir: Path, manifest: Manifest) -> str:
@@ -218,9 +237,7 @@ class Environment(EnvironmentBase):
         package_dir = resolve_package(ref)
         manifest = load_manifest(package_dir)
         if not trust and not is_trusted(package_dir):
-            raise UntrustedCodeError(
-                f"{package_dir} is neither bundled nor verified; run `envfactory envs validate {package_dir}` "
-                "(sandboxed) first, or pass trust=True / --trust if you wrote it yourself")
+            raise UntrustedCodeError(untrusted_reason(package_dir))
         if manifest.backend == "pyclass":
             from .pyclass import load_pyclass_environment
             return load_pyclass_environment(package_dir, manifest)

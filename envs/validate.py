@@ -181,13 +181,24 @@ def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, st
                               deterministic=payload.get("deterministic"), warnings=payload.get("warnings", []),
                               sandbox=result, duration_s=round(duration, 2))
     if verdict == "PASS" and write_record and CATALOG_DIR not in package_dir.parents:
-        write_verified(package_dir, report)
+        write_verified(package_dir, report, model_written=_model_written(package_dir))
     return report
 
 
-def write_verified(package_dir: Path, report: ValidationReport) -> Path:
+def _model_written(package_dir: Path) -> bool:
+    """Did EnvGen's Code agent run on a model for this package? (re-validating keeps the opt-in rule)"""
+    try:
+        record = json.loads((package_dir / "synthesis" / "synthesis.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (record.get("tiers") or {}).get("code") == "model"
+
+
+def write_verified(package_dir: Path, report: ValidationReport, model_written: bool = False) -> Path:
+    """The verification record; ``model_written`` packages load in-process only on the user's opt-in."""
     path = package_dir / VERIFIED_FILE
-    path.write_text(json.dumps({"digest": report.digest, "validated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    path.write_text(json.dumps({"digest": report.digest, "model_written": model_written,
+                                "validated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                 "report": json.loads(report.model_dump_json(exclude={"sandbox": {"stderr_tail"}}))}, indent=1))
     return path
 

@@ -330,7 +330,8 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
         shutil.rmtree(staging, ignore_errors=True)
         return _reject_update(state, ctx, f"attempt #{state['attempts'][-1]['n']} changed on disk after its validation")
     report = report.model_copy(update={"digest": package_digest(staging), "path": str(dest.resolve())})
-    write_verified(staging, report)
+    model_written = state.get("tiers", {}).get("code") == "model"
+    write_verified(staging, report, model_written=model_written)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)  # the catalog only ever holds whole packages
     _write_result(ctx, state, "accepted", None, str(dest))

@@ -83,6 +83,16 @@ def test_failing_first_attempt_is_repaired(tmp_path, skeleton):
     assert "broken on purpose" in repair_request and "Tests passed" in repair_request
     assert [p["id"] for p in out["prompts"]] == ["code_agent/implement", "code_agent/repair"]
     assert out["tiers"]["code"] == "model" and out["tokens"] > 0
+    # code a model wrote passed the sandbox, but runs in-process only on the user's explicit opt-in
+    from envfactory.envs.errors import UntrustedCodeError
+    with pytest.raises(UntrustedCodeError, match="written by a model.*ENVFACTORY_TRUST_MODEL_CODE=1"):
+        Environment.load(out["package_path"])
+    import os
+    os.environ["ENVFACTORY_TRUST_MODEL_CODE"] = "1"
+    try:
+        assert Environment.load(out["package_path"]).name == "library_lending"
+    finally:
+        del os.environ["ENVFACTORY_TRUST_MODEL_CODE"]
 
 
 def test_budget_runs_out_and_the_best_attempt_is_recorded(tmp_path, skeleton):
