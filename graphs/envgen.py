@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from envfactory.agents import code_agent, test_agent
+from envfactory.agents.models import model_name
 from envfactory.envs.contamination import benchmark_overlap, describe_overlap
 from envfactory.envs.spec import ResearchBrief, slug
 
@@ -161,7 +162,7 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
 def settings_fingerprint(ctx: EnvGenContext) -> dict[str, Any]:
     """What decides a synthesis' outcome besides its target: the same target under other models, search
     backend or budget is another synthesis (its own thread and attempt folders)."""
-    from envfactory.agents.models import ModelSettings, model_name
+    from envfactory.agents.models import ModelSettings
     settings = ModelSettings.load(overrides=ctx.models)
     models = {role: (None if ctx.offline else model_name(ctx.chat_models[role]) if ctx.chat_models.get(role) is not None
                      else settings.roles[role].model) for role in ("search", "code", "test")}
@@ -181,7 +182,7 @@ def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     except Exception as exc:  # unusable after retries: this attempt fails, the repair loop goes on
         return {"repair_brief": f"Your previous reply was unusable: {exc}", "attempt_error": str(exc),
                 "tiers": {**state.get("tiers", {}), "code": "model"}, "tokens": state.get("tokens", 0) + _spent(exc),
-                **_attempt_failed(state, f"code agent: {exc}", model)}
+                **_attempt_failed(state, f"code agent: {exc}", code_model=model_name(model))}
     return _code_update(state, result)
 
 
@@ -195,12 +196,11 @@ def _code_update(state: EnvGenState, result: code_agent.CodeResult) -> dict[str,
     return update
 
 
-def _attempt_failed(state: EnvGenState, reason: str, model) -> dict[str, Any]:
-    """An attempt whose code never reached the sandbox (the model's output was unusable)."""
-    from envfactory.agents.models import model_name
+def _attempt_failed(state: EnvGenState, reason: str, **fields: Any) -> dict[str, Any]:
+    """An attempt whose code never reached the sandbox (unusable model output, benchmark-named tools)."""
     n = state.get("attempt", 0) + 1
     return {"attempt": n, "attempts": [{"n": n, "verdict": "FAIL", "reason": reason, "tests_passed": 0, "tests_total": 0,
-                                        "paths_covered": 0, "paths_total": 0, "code_model": model_name(model)}]}
+                                        "paths_covered": 0, "paths_total": 0, **fields}]}
 
 
 def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
@@ -237,9 +237,8 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     overlap = benchmark_overlap(tools)
     if overlap and not ctx.allow_benchmark_overlap:  # a model may rename tools after design checked the spec
         why = f"tools are named like public evaluation benchmarks' ({describe_overlap(overlap)}): rename them"
-        summary = {"n": n, "verdict": "FAIL", "reason": why, "tests_passed": 0, "tests_total": 0, "paths_covered": 0,
-                   "paths_total": 0, "sandbox": None, "code_tier": state.get("tiers", {}).get("code")}
-        return {"attempt": n, "attempts": [summary], "best": state.get("best") or summary, "repair_brief": why}
+        failed = _attempt_failed(state, why, sandbox=None, code_tier=state.get("tiers", {}).get("code"))
+        return {**failed, "best": state.get("best") or failed["attempts"][0], "repair_brief": why}
     folder = Path(ctx.workspace_dir) / state["run_id"] / f"attempt-{n}"
     if folder.exists():
         shutil.rmtree(folder)  # a resumed run rewrites the attempt it was killed in
@@ -284,7 +283,7 @@ def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
                                    prompt_version=_version(ctx, "code_agent/repair"))
     except Exception as exc:
         return {"attempt_error": str(exc), "tokens": state.get("tokens", 0) + _spent(exc),
-                **_attempt_failed(state, f"code agent: {exc}", model)}
+                **_attempt_failed(state, f"code agent: {exc}", code_model=model_name(model))}
     return _code_update(state, result)
 
 
