@@ -79,6 +79,7 @@ class PromptTemplate:
     front: FrontMatter
     body: str
     path: Path
+    digest: str = ""  # sha256 of the file bytes this template was parsed from
 
     @property
     def id(self) -> str:
@@ -90,7 +91,9 @@ class PromptTemplate:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        # the hash of the very bytes the body came from (no re-read per render: ``_parse``'s cache
+        # is keyed by path, modification time and size, so an edited file is parsed and hashed again)
+        return self.digest or hashlib.sha256(self.path.read_bytes()).hexdigest()
 
     @property
     def ref(self) -> PromptRef:
@@ -116,19 +119,21 @@ class RenderedPrompt(BaseModel):
         return out
 
 
-_parsed: dict[tuple[str, int], PromptTemplate] = {}
+_parsed: dict[tuple[str, int, int], PromptTemplate] = {}
 
 
 def _parse(path: Path) -> PromptTemplate:
     """Parse a template file (cached by path and modification time: runs render the same ones often)."""
-    key = (str(path), path.stat().st_mtime_ns)
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _parsed:
         _parsed[key] = _parse_file(path)
     return _parsed[key]
 
 
 def _parse_file(path: Path) -> PromptTemplate:
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text's universal newlines
     match = _FRONT.match(text)
     where = f"prompt template {path}"
     if not match:
@@ -147,7 +152,7 @@ def _parse_file(path: Path) -> PromptTemplate:
     expected = f"v{front.version}.md.j2"
     if path.name != expected:
         raise FrontMatterError(f"{where}: version {front.version} in the front matter but the file is named {path.name} (expected {expected})")
-    return PromptTemplate(front, match.group(2), path)
+    return PromptTemplate(front, match.group(2), path, hashlib.sha256(raw).hexdigest())
 
 
 class PromptRegistry:

@@ -113,3 +113,25 @@ def test_cli_lists_and_shows(capsys):
     assert main(["prompts", "show", "judge/trajectory@v1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["variables"] == ["conversation"]
     assert main(["prompts", "show", "judge/trajectory@v7"]) == 2
+
+
+def test_template_hash_is_cached_per_file_content_and_follows_edits(tmp_path, monkeypatch):
+    import hashlib
+    import os
+    from pathlib import Path
+
+    path = write(tmp_path, "demo/hash", 1)
+    reg = PromptRegistry([tmp_path])
+    first = reg.render("demo/hash", name="a").ref.sha256
+    assert first == hashlib.sha256(path.read_bytes()).hexdigest()
+    reads = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or original(self))
+    for _ in range(3):
+        assert reg.render("demo/hash", name="b").ref.sha256 == first
+    assert path not in reads  # renders of an unchanged file never read it again
+    stat = path.stat()
+    write(tmp_path, "demo/hash", 1, body="Hi {{ name }}")  # an edit, even within the same mtime tick
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edited = reg.render("demo/hash", name="c")
+    assert edited.text.startswith("Hi c") and edited.ref.sha256 == hashlib.sha256(original(path)).hexdigest() != first
