@@ -96,24 +96,31 @@ def restore_dirty(conn: sqlite3.Connection, dirty: dict[str, set[int]]) -> None:
 
 # ---------------------------------------------------------------- canonical hash
 
-def state_hash(conn: sqlite3.Connection, tables: dict[str, TableInfo], schema: str = "main") -> str:
+def state_hash(conn: sqlite3.Connection, tables: dict[str, TableInfo], schema: str = "main",
+               known: dict[str, bytes] | None = None) -> str:
     """sha256 over every table's compared columns, rows ordered by primary key.
 
     Rows are rendered by SQLite's ``json_array`` so the text is identical for identical values.
+    ``known``: tables whose hashed text is already known (``table_section`` of the same content,
+    e.g. tables an episode has not written since its initial state); they are not read again.
     """
     h = hashlib.sha256()
     for name in sorted(tables):
-        t = tables[name]
-        cols = t.compared
-        h.update(f"\x00table {name} {json.dumps(cols)}\n".encode())
-        if not cols:
-            continue
+        section = known.get(name) if known else None
+        h.update(section if section is not None else table_section(conn, tables[name], schema))
+    return h.hexdigest()
+
+
+def table_section(conn: sqlite3.Connection, t: TableInfo, schema: str = "main") -> bytes:
+    """The text ``state_hash`` hashes for one table: a header, then one line per row."""
+    cols = t.compared
+    parts = [f"\x00table {t.name} {json.dumps(cols)}\n".encode()]
+    if cols:
         select = ", ".join(quote(c) for c in cols)
         order = ", ".join(quote(c) for c in t.pk)
-        for (row,) in conn.execute(f"SELECT json_array({select}) FROM {schema}.{quote(name)} ORDER BY {order}"):
-            h.update(row.encode())
-            h.update(b"\n")
-    return h.hexdigest()
+        for (row,) in conn.execute(f"SELECT json_array({select}) FROM {schema}.{quote(t.name)} ORDER BY {order}"):
+            parts.append(row.encode() + b"\n")
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------- diffs
@@ -182,15 +189,15 @@ def _key(row: dict[str, Any], t: TableInfo, rowid: int | None) -> Any:
     return vals[0] if len(vals) == 1 else vals
 
 
-def _rows_by_key(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) -> dict[Any, dict[str, Any]]:
+def _row_entries(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) -> Iterable[tuple[Any, Any, dict[str, Any]]]:
+    """(rowid, frozen key, compared columns plus key columns) per row, all rows or those ``rowids``."""
     cols = t.compared
     select = ", ".join(["rowid"] * t.has_rowid + [quote(c) for c in t.columns])
     sql = f"SELECT {select} FROM {schema}.{quote(t.name)}"
-    out: dict[Any, dict[str, Any]] = {}
     if rowids is not None:
         rowids = list(rowids)
         if not rowids:
-            return out
+            return
         cursor = conn.execute(sql + f" WHERE rowid IN ({','.join('?' * len(rowids))})", rowids)
     else:
         cursor = conn.execute(sql)
@@ -198,8 +205,35 @@ def _rows_by_key(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) 
         rowid = raw[0] if t.has_rowid else None
         values = raw[1:] if t.has_rowid else raw
         full = dict(zip(t.columns, values))
-        out[_freeze(_key(full, t, rowid))] = {c: full[c] for c in cols} | {c: full[c] for c in t.pk if c in full}
-    return out
+        yield rowid, _freeze(_key(full, t, rowid)), {c: full[c] for c in cols} | {c: full[c] for c in t.pk if c in full}
+
+
+def _rows_by_key(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) -> dict[Any, dict[str, Any]]:
+    return {key: row for _, key, row in _row_entries(conn, t, schema, rowids)}
+
+
+RowsByRowid = dict[str, dict[int, tuple[Any, dict[str, Any]]]]
+
+
+def rows_by_rowid(conn: sqlite3.Connection, tables: dict[str, TableInfo], schema: str = "main") -> RowsByRowid:
+    """Every row of every rowid table as ``diff_from_rows`` reads a base state: rowid -> (key, row)."""
+    return {name: {rid: (key, row) for rid, key, row in _row_entries(conn, t, schema, None)}
+            for name, t in tables.items() if t.has_rowid}
+
+
+def diff_from_rows(conn: sqlite3.Connection, tables: dict[str, TableInfo], base_rows: RowsByRowid,
+                   dirty: dict[str, set[int]], current: str = "main") -> StateDiff:
+    """``diff_schemas`` against a base state held as ``rows_by_rowid`` (every table with a rowid),
+    so the base need not be attached: only the dirty rows of ``current`` are read."""
+    changes: list[RowChange] = []
+    for name in sorted(tables):
+        rids = dirty.get(name)
+        if not rids:
+            continue
+        t, base = tables[name], base_rows[name]
+        before = {hit[0]: dict(hit[1]) for hit in (base.get(rid) for rid in rids) if hit is not None}
+        changes += _compare(t, before, _rows_by_key(conn, t, current, rids))
+    return StateDiff(changes=changes, keys={n: list(t.pk) for n, t in tables.items()})
 
 
 def _compare(t: TableInfo, before: dict, after: dict) -> list[RowChange]:
