@@ -125,10 +125,7 @@ def trajectory_score(gold: Sequence[Call], pred: Sequence[Call], cfg: RewardConf
         return 1.0, 0            # correctly did nothing
     if not gold or not pred:
         return 0.0, 0
-    g = nx.Graph()
-    left = [("g", i) for i in range(len(gold))]
-    g.add_nodes_from(left, bipartite=0)
-    g.add_nodes_from((("p", j) for j in range(len(pred))), bipartite=1)
+    edges: list[tuple[int, int]] = []
     pred_sigs: dict[tuple, tuple | None] = {}
     for i, gc in enumerate(gold):
         keys = tuple(sorted(k for k in gc.arguments if k not in gc.masked))
@@ -144,13 +141,30 @@ def trajectory_score(gold: Sequence[Call], pred: Sequence[Call], cfg: RewardConf
                 if other is not None and other != exact:
                     continue
             if calls_match(gc, pc, cfg, defaults):
-                g.add_edge(("g", i), ("p", j))
-    if g.number_of_edges() == 0:
+                edges.append((i, j))
+    if not edges:
         return 0.0, 0
-    matching = nx.bipartite.hopcroft_karp_matching(g, top_nodes=left)
-    tp = sum(1 for node in left if node in matching)
+    tp = _max_matching_size(edges)
     precision, recall = tp / len(pred), tp / len(gold)
     return (2 * precision * recall / (precision + recall) if tp else 0.0), tp
+
+
+def _max_matching_size(edges: list[tuple[int, int]]) -> int:
+    """Size of a maximum matching of the bipartite graph (gold i, predicted j) ``edges``.
+
+    The usual rollout matches each call to at most one candidate on either side: the edges are
+    then disjoint and all of them form the matching. Otherwise networkx's Hopcroft-Karp decides.
+    """
+    golds, preds = [i for i, _ in edges], [j for _, j in edges]
+    if len(set(golds)) == len(edges) and len(set(preds)) == len(edges):
+        return len(edges)
+    g = nx.Graph()
+    left = [("g", i) for i in set(golds)]
+    g.add_nodes_from(left, bipartite=0)
+    g.add_nodes_from((("p", j) for j in set(preds)), bipartite=1)
+    g.add_edges_from((("g", i), ("p", j)) for i, j in edges)
+    matching = nx.bipartite.hopcroft_karp_matching(g, top_nodes=left)
+    return sum(1 for node in left if node in matching)
 
 
 # ---------------------------------------------------------------- state score

@@ -172,3 +172,23 @@ def test_fast_output_check_never_accepts_what_jsonschema_rejects():
             accepted = False
         if accepted:
             assert slow.is_valid(sample), sample
+
+
+def test_matching_size_equals_brute_force_with_and_without_the_disjoint_shortcut():
+    import itertools
+    import random
+
+    from envfactory.data.reward import _max_matching_size
+
+    def brute(edges):
+        for k in range(len(edges), 0, -1):
+            for pick in itertools.combinations(edges, k):
+                if len({i for i, _ in pick}) == k and len({j for _, j in pick}) == k:
+                    return k
+        return 0
+
+    rng = random.Random(7)
+    shapes = [[(0, 0), (1, 1), (2, 3)], [(0, 0), (0, 1), (1, 0)], [(0, 0), (1, 0), (2, 0)]]
+    shapes += [sorted({(rng.randrange(4), rng.randrange(4)) for _ in range(rng.randrange(1, 8))}) for _ in range(60)]
+    for edges in shapes:
+        assert _max_matching_size(edges) == brute(edges), edges
