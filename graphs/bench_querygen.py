@@ -113,13 +113,15 @@ def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concu
     cpu, wcpu, start = time.process_time(), worker_cpu_seconds(), time.perf_counter()
     out = graph.invoke({"envs": [env], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
     measured = time.perf_counter() - start
-    cpu = time.process_time() - cpu + worker_cpu_seconds() - wcpu
+    parent_cpu, worker_cpu = time.process_time() - cpu, worker_cpu_seconds() - wcpu
+    cpu = parent_cpu + worker_cpu
     processed = len(out["records"])
     calls = _model_calls(model, out["records"])
     ideal = calls * latency / concurrency
     return {"tasks": processed, "accepted": out["summary"]["accepted"], "model_calls": calls, "workers": workers,
             "measured_s": round(measured, 3), "ideal_s": round(ideal, 3), "efficiency": ideal / measured,
             "cpu_ms_per_task": round(cpu * 1000 / max(processed, 1), 2),
+            **({"parent_cpu_ms_per_task": round(parent_cpu * 1000 / max(processed, 1), 2)} if workers else {}),
             "model_ms_per_task": round(calls * latency * 1000 / max(processed, 1), 1),
             "cpu_bound_efficiency": ideal / max(ideal, cpu / max(1, min(workers, os.cpu_count() or 1)))}
 

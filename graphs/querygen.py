@@ -15,7 +15,7 @@ import json
 import operator
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -519,7 +519,7 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext]) -> dict[s
     ctx = _ctx(runtime)
     if ctx.workers > 0 and not _worker_flag["in_worker"]:
         from envfactory.graphs import querygen_workers
-        out = querygen_workers.run_in_worker(ctx.workers, _run_slot_in_worker, dict(state), replace(ctx, workers=0))
+        out = querygen_workers.run_in_worker(ctx.workers, _run_slot_in_worker, dict(state), ctx)
         store = _store(ctx)
         if store is not None:  # one writer: the records come back here and are stored by this process
             for record in out.get("records", []):

@@ -9,9 +9,11 @@ Workers fork from a forkserver that imported the pipeline once (a fresh process,
 a parent with threads running), and live for the process's lifetime (pool reused across runs
 with the same size). Everything a slot needs travels by pickle: the slot and the run's context
 (injected chat models are copied, so a model's state such as a call counter stays in the worker).
+A context object is pickled once: pass a new context (not a mutated one) to change a setting.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import pickle
@@ -38,20 +40,44 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         return _pools[key]
 
 
-def _timed(fn: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
-    start = time.process_time()  # the worker runs one slot at a time: its process CPU is this slot's
-    out = fn(*args)
-    return out, time.process_time() - start
+_sent: dict[int, tuple[Any, bytes, str]] = {}      # id(context) -> (context, pickled, digest): parent side
+_received: dict[str, Any] = {}                      # digest -> context: worker side
 
 
-def run_in_worker(workers: int, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """``fn(*args)`` in the pool of ``workers`` processes; blocks the calling thread until done."""
+def _pickled(context: Any) -> tuple[bytes, str]:
+    """The run's context pickled once per run (it can carry chat models with large state)."""
+    with _lock:
+        hit = _sent.get(id(context))
+        if hit is not None and hit[0] is context:
+            return hit[1], hit[2]
     try:
-        pickle.dumps(args)
+        blob = pickle.dumps(context)
     except Exception as exc:  # say what cannot travel, instead of a pool error later
         raise ValueError(f"QueryGen workers need a picklable context and chat models: {type(exc).__name__}: {exc}; "
                          "set workers=0 to run in this process") from exc
-    out, cpu = _pool(workers).submit(_timed, fn, *args).result()
+    digest = hashlib.sha256(blob).hexdigest()
+    with _lock:
+        if len(_sent) > 16:
+            _sent.clear()
+        _sent[id(context)] = (context, blob, digest)
+    return blob, digest
+
+
+def _timed(fn: Callable[..., dict[str, Any]], state: Any, blob: bytes, digest: str) -> tuple[dict[str, Any], float]:
+    start = time.process_time()  # the worker runs one slot at a time: its process CPU is this slot's
+    context = _received.get(digest)
+    if context is None:
+        _received.clear()  # one run at a time per worker, in practice
+        context = _received[digest] = pickle.loads(blob)
+    out = fn(state, context)
+    return out, time.process_time() - start
+
+
+def run_in_worker(workers: int, fn: Callable[..., dict[str, Any]], state: Any, context: Any) -> dict[str, Any]:
+    """``fn(state, context)`` in the pool of ``workers`` processes; blocks the calling thread until
+    done. The context is unpickled once per worker and run, not once per slot."""
+    blob, digest = _pickled(context)
+    out, cpu = _pool(workers).submit(_timed, fn, state, blob, digest).result()
     with _lock:
         _cpu["seconds"] += cpu
         _cpu["slots"] += 1
