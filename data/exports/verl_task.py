@@ -123,10 +123,10 @@ def open_turn_episodes(task: VerlTask) -> dict[str, Episode]:
 def _replay_turn_gold(task: VerlTask, gold: list[Call]) -> GoldReference:
     states = turn_states(task)
     reference = replay_gold({name: load_env(name) for name in states}, gold, states)
-    for pin in task.envs:
+    for pin in task.envs:  # the start state matched the row: a different end is the gold's (or its tools')
         got = reference.final_hashes.get(pin.name)
         if got != pin.gold_final_hash:
-            raise StateDriftError(f"{pin.name}: the turn's gold calls now end in state {(got or '')[:12]}, "
+            raise GoldReplayError(f"{pin.name}: the turn's gold calls end in state {(got or '')[:12]}, "
                                   f"the row was exported with {pin.gold_final_hash[:12]}")
     return reference
 
@@ -136,7 +136,7 @@ _gold_refs = BoundedCache(TASK_CACHE_SIZE)
 
 def turn_gold(task: VerlTask, gold: list[Call]) -> GoldReference:
     """The turn's gold reference: its gold calls replayed on the turn's starting state, ending where the
-    row says (cached per row). Raises StateDriftError when the environment changed, GoldReplayError
-    when a gold call no longer executes."""
+    row says (cached per row and gold). Raises StateDriftError when the turn's starting state cannot be
+    rebuilt, GoldReplayError when a gold call no longer executes or the gold ends in another state."""
     key = (_task_key(task), json.dumps([c.model_dump() for c in gold], sort_keys=True, ensure_ascii=False))
     return _gold_refs.get_or_make(key, lambda: _replay_turn_gold(task, gold))
