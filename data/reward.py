@@ -191,7 +191,7 @@ def route_call(episodes: dict[str, Episode], call: Call) -> str | None:
     (names are unique within a task's tool set), else the only one there is."""
     if call.env:
         return call.env
-    owner = next((name for name, ep in episodes.items() if call.name in ep.env.tools), None)
+    owner = next((name for name, ep in episodes.items() if call.name in getattr(ep.env, "tools", {})), None)
     return owner or (next(iter(episodes)) if len(episodes) == 1 else None)
 
 

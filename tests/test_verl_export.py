@@ -451,6 +451,7 @@ def test_a_turn_whose_gold_does_not_replay_is_masked_from_the_start(export):
     good = EpisodeRollout(task, gold=row["reward_model"]["ground_truth"])
     assert good.failure is None and good.step(_calls_text(_gold(row)))  # a good task is unaffected
     assert good.finish()["failure"] is None
+    assert EpisodeRollout(task, gold="{not json").failure_kind == "bad_row"
 
     def no_such_ids(gold):  # every id argument names a row that does not exist: the gold call fails
         for c in gold:

@@ -16,7 +16,8 @@ arguments the model wrote. Here:
   the episode received and its final state against the row's gold calls, with a format penalty
   for tool calls TRL could not parse or could not route to a tool.
 
-``to_trl(record)`` writes the dataset rows: one per user turn, with the conversation so far as
+``to_trl(record)`` writes the dataset rows: one per user turn (cut and checked by ``turns.cut_turns``,
+like the verl rows: records that fail its checks are skipped with the reason), with the conversation so far as
 ``prompt``, ``environment`` (TRL's routing column for a dict of factories), the gold calls of the
 turn and of the earlier turns as JSON text (JSON text keeps Arrow from merging argument dicts
 of different tools into one struct).

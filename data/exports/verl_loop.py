@@ -94,16 +94,19 @@ class EpisodeRollout:
         self.episodes: dict[str, Episode] = {}
         self.envs = {}
         try:
+            calls = gold_calls(gold) if gold is not None else None
+        except ValueError as exc:
+            calls = None
+            self._fail("bad_row", f"the row's ground truth is not a list of calls: {exc}")
+        try:
             self.envs = {name: load_env(name) for name in task.env_names}
             self.episodes = open_turn_episodes(task)
-            if gold is not None:  # replayed once per row (cached): GRPO opens n rollouts of it
-                turn_gold(task, gold_calls(gold))
+            if calls is not None:  # replayed once per row (cached): GRPO opens n rollouts of it
+                turn_gold(task, calls)
         except StateDriftError as exc:
             self._fail("state_drift", f"state drift: {exc}")
         except GoldReplayError as exc:
             self._fail("gold_replay", f"gold replay failed: {exc}")
-        except ValueError as exc:  # ground truth that is not a list of calls
-            self._fail("bad_row", f"the row's ground truth is not a list of calls: {exc}")
         except Exception as exc:  # a package that no longer loads is drift too, never the policy's fault
             self._fail("state_drift", f"environment failed to load: {type(exc).__name__}: {exc}")
 
