@@ -7,7 +7,9 @@ Here the loop owns the episodes instead:
 - ``EpisodeRollout`` (no verl needed, fully tested): opens the row's episodes at the turn's starting
   state, parses hermes/qwen ``<tool_call>{json}</tool_call>`` blocks from each model reply, counts
   malformed ones, executes the calls and returns the tool messages; ``finish()`` gives what
-  ``compute_score`` needs (the calls it executed, the malformed count, the final state hashes).
+  ``compute_score`` needs (the calls it executed, the malformed count, the final state hashes). It
+  also finds up front what would leave the sample unscored (drift, the turn's gold not replaying)
+  and, at ``finish()``, a rollout that does not reproduce, so the token loop masks such samples.
 - ``run_token_loop``: the token-level state machine (generate, parse, append tool tokens with
   mask 0) written against duck-typed tokenizer and server objects, so it runs here without verl.
 - ``EnvFactoryAgentLoop``: the thin ``AgentLoopBase`` subclass, built on first access (PEP 562
@@ -169,10 +171,13 @@ class EpisodeRollout:
                   "calls": json.dumps(self.calls, ensure_ascii=False), "malformed": self.malformed,
                   "final_hashes": {n: ep.state_hash() for n, ep in self.episodes.items()} if self.failure is None else {},
                   "failure": self.failure, "failure_kind": self.failure_kind}
+        self.close()
+        return fields
+
+    def close(self) -> None:
         for ep in self.episodes.values():
             ep.close()
         self.episodes = {}
-        return fields
 
 
 def chat_messages(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -339,7 +344,8 @@ def _build_episode_tool():
         ``create_kwargs`` (from the row's ``tools_kwargs``) carry the row's task as JSON."""
 
         # rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)
-        rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.finish())
+        # (evicted under the cache's lock: only close, no replay)
+        rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.close())
 
         def __init__(self, config: dict, tool_schema):
             super().__init__(config, tool_schema)
