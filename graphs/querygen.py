@@ -63,6 +63,7 @@ class QueryGenInput(TypedDict, total=False):
     n: int
     seed: int
     max_envs: int
+    seeds: list[int]    # instead of n and seed: exactly these chain seeds, one slot each (reproduce given tasks)
 
 
 class QueryGenState(QueryGenInput, total=False):
@@ -82,6 +83,7 @@ class SlotState(TypedDict, total=False):
     envs: list[str]
     seed: int
     max_envs: int
+    exact_seed: bool        # the slot samples ``seed`` itself, once (the run's input named its seeds)
     chain: dict[str, Any]   # a chain sampled already (tests, the per-step graph)
 
 
@@ -126,11 +128,13 @@ def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
 SEEDS_PER_SLOT = 8
 
 
-def slot_seeds(slot: int, seed: int) -> range:
+def slot_seeds(slot: int, seed: int, exact: bool = False) -> range:
     """The seeds task slot ``slot`` tries, in order, until one gives a usable chain.
 
     Blocks of ``SEEDS_PER_SLOT`` per slot: a slot's chain does not depend on how many slots the
     run has, so a run resumed with a larger ``n`` finds its earlier chains again (and skips them)."""
+    if exact:
+        return range(seed, seed + 1)
     start = seed + slot * SEEDS_PER_SLOT
     return range(start, start + SEEDS_PER_SLOT)
 
@@ -142,18 +146,22 @@ def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> di
         raise ValueError("QueryGen needs at least one environment name in 'envs'")
     if state.get("n", 4) < 0:
         raise ValueError(f"QueryGen needs n >= 0 tasks, got {state['n']}")
+    if "seeds" in state and not all(isinstance(x, int) and not isinstance(x, bool) for x in state["seeds"]):
+        raise ValueError(f"QueryGen 'seeds' must be a list of integers, got {state['seeds']!r}")
     _sampler(names, state.get("max_envs", 1))
     _store(_ctx(runtime))
     return {}
 
 
 def fan_out(state: QueryGenState) -> list[Send] | str:
-    n = state.get("n", 4)
-    if not n:
+    names, max_envs = sorted(state["envs"]), state.get("max_envs", 1)
+    if "seeds" in state:
+        slots = [{"slot": i, "seed": s, "exact_seed": True} for i, s in enumerate(state["seeds"])]
+    else:
+        slots = [{"slot": i, "seed": state.get("seed", 0)} for i in range(state.get("n", 4))]
+    if not slots:
         return "summarize"
-    names = sorted(state["envs"])
-    return [Send("process_chain", {"slot": i, "envs": names, "seed": state.get("seed", 0),
-                                   "max_envs": state.get("max_envs", 1)}) for i in range(n)]
+    return [Send("process_chain", {**slot, "envs": names, "max_envs": max_envs}) for slot in slots]
 
 
 def sample_slot(state: SlotState, ctx: QueryGenContext) -> tuple[GoldTrajectory | None, list[dict[str, Any]], bool]:
@@ -161,7 +169,7 @@ def sample_slot(state: SlotState, ctx: QueryGenContext) -> tuple[GoldTrajectory 
     sampler = _sampler(tuple(state["envs"]), state.get("max_envs", 1))
     store = _store(ctx)
     discarded = []
-    for s in slot_seeds(state["slot"], state.get("seed", 0)):
+    for s in slot_seeds(state["slot"], state.get("seed", 0), state.get("exact_seed", False)):
         out = sampler.sample(s)
         if not isinstance(out, GoldTrajectory):
             discarded.append(out.model_dump())

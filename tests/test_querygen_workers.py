@@ -58,3 +58,16 @@ def test_workers_refuse_a_context_that_cannot_travel():
     with pytest.raises(ValueError, match="picklable"):
         make_graph().invoke({"envs": ["library"], "n": 1, "seed": 0},
                             context=QueryGenContext(rollouts=1, chat_models={"rollout": Unpicklable()}, workers=1))
+
+
+def test_named_seeds_reproduce_exactly_those_tasks():
+    from envfactory.envs.sampling import GoldTrajectory
+    from envfactory.graphs.querygen import _sampler
+    sampler = _sampler(("library",), 1)
+    kept = [s for s in range(20) if isinstance(sampler.sample(s), GoldTrajectory)][:2]
+    dropped = next(s for s in range(20) if not isinstance(sampler.sample(s), GoldTrajectory))
+    out = make_graph().invoke({"envs": ["library"], "seeds": kept + [dropped]}, context=QueryGenContext(rollouts=1))
+    assert sorted(r["provenance"]["chain_id"] for r in out["records"]) == sorted(f"library-{s}" for s in kept)
+    assert out["summary"]["slots_without_chain"] == 1 and out["summary"]["discarded_chains"] == 1
+    with pytest.raises(ValueError, match="seeds"):
+        make_graph().invoke({"envs": ["library"], "seeds": ["7"]}, context=QueryGenContext(rollouts=1))

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.seeds import kept_seeds
 from envfactory.cli.main import main
 from envfactory.data.exports import verl_loop
 from envfactory.data.exports.verl import NotExportable, check_tool_schema, check_verl, split_of, to_verl, write_verl
@@ -29,7 +30,7 @@ def export(tmp_path_factory):
     base = tmp_path_factory.mktemp("verl")
     store = base / "records.sqlite"
     for env in ("library", "commerce"):
-        make_graph().invoke({"envs": [env], "n": 3, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=str(store)))
+        make_graph().invoke({"envs": [env], "seeds": kept_seeds(env, 2, 3)}, context=QueryGenContext(rollouts=1, store_path=str(store)))
     out = base / "out"
     assert main(["export", "--format", "verl", "--store", str(store), "--out", str(out), "--json"]) == 0
     rows = {s: pq.read_table(out / f"envfactory.{s}.parquet").to_pylist() for s in ("train", "val")}
