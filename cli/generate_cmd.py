@@ -10,19 +10,19 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from envfactory.graphs.querygen import QueryGenContext, make_graph
-    ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(Path(args.store)))
+    ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(Path(args.store)), workers=args.workers)
     graph = make_graph()
     bar = tqdm(total=args.n, desc="trajectories", unit="task", disable=args.json, file=sys.stderr)
-    final = {}
+    final, resumed = {}, 0
     for mode, chunk in graph.stream({"envs": args.env, "n": args.n, "seed": args.seed, "max_envs": args.max_envs},
                                     context=ctx, config={"max_concurrency": args.concurrency},
                                     stream_mode=["updates", "values"]):
-        if mode == "updates":
-            if "sample_chains" in chunk:
-                bar.update(chunk["sample_chains"].get("skipped", 0))
-                bar.set_postfix_str(f"resumed {chunk['sample_chains'].get('skipped', 0)}")
-            if "process_chain" in chunk:
-                bar.update(len(chunk["process_chain"].get("records", [])))
+        if mode == "updates" and chunk.get("process_chain"):
+            slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, or no chain
+            resumed += slot.get("skipped", 0)
+            bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0))
+            if resumed:
+                bar.set_postfix_str(f"resumed {resumed}")
         else:
             final = chunk
     bar.close()
@@ -46,6 +46,8 @@ def register(sub) -> None:
     p.add_argument("--rollouts", type=int, default=2)
     p.add_argument("--max-envs", type=int, default=1, help="environments per chain")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes running chains, one each (0: threads in this process; use the concurrency to use every core)")
     p.add_argument("--store", default="out/records.sqlite")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_generate)

@@ -200,20 +200,49 @@ class GoldReplayError(RuntimeError):
     """The gold calls no longer execute on the initial state: an infrastructure failure, not the policy's."""
 
 
+def route_call(episodes: dict[str, Episode], call: Call) -> str | None:
+    """The environment a gold call runs in: its own ``env``, else the one whose tools have its name
+    (names are unique within a task's tool set), else the only one there is."""
+    if call.env:
+        return call.env
+    owner = next((name for name, ep in episodes.items() if call.name in getattr(ep.env, "tools", {})), None)
+    return owner or (next(iter(episodes)) if len(episodes) == 1 else None)
+
+
+def run_calls(episodes: dict[str, Episode], calls: Sequence[Call], what: str = "gold call") -> None:
+    """Run ``calls`` in order on open episodes; the first call that does not execute raises
+    GoldReplayError naming it (``what`` says which calls: "gold call", "earlier-turn gold call")."""
+    for i, call in enumerate(calls):
+        env_name = route_call(episodes, call)
+        if env_name not in episodes:
+            raise GoldReplayError(f"{what} {i + 1} ({call.name}) names environment {env_name!r}, which was not given "
+                                  f"(have {sorted(episodes)})")
+        res = episodes[env_name].call(call.name, call.arguments)
+        if not res.ok:
+            raise GoldReplayError(f"{what} {i + 1} {call.name} failed on replay: {res.error}")
+
+
+def replay_calls(envs: dict[str, Environment], calls: Sequence[Call],
+                 initial_states: dict[str, bytes | Snapshot] | None = None, what: str = "gold call") -> dict[str, Episode]:
+    """Fresh episodes (at ``initial_states`` where given) with ``calls`` replayed in order; the caller
+    closes them. The one gold-call replay every export and reward uses; raises GoldReplayError."""
+    initial_states = initial_states or {}
+    episodes = {name: env.episode(state=initial_states.get(name)) for name, env in envs.items()}
+    try:
+        run_calls(episodes, calls, what)
+    except BaseException:
+        for ep in episodes.values():
+            ep.close()
+        raise
+    return episodes
+
+
 def replay_gold(envs: dict[str, Environment], calls: Sequence[Call],
                 initial_states: dict[str, bytes | Snapshot] | None = None) -> GoldReference:
     """Replay the gold calls on fresh episodes (tau2-style): the gold final state is recomputed,
     never taken from a stored snapshot."""
-    initial_states = initial_states or {}
-    episodes = {name: env.episode(state=initial_states.get(name)) for name, env in envs.items()}
+    episodes = replay_calls(envs, calls, initial_states)
     try:
-        for i, call in enumerate(calls):
-            env_name = call.env or next(iter(envs))
-            if env_name not in episodes:
-                raise GoldReplayError(f"gold call {i + 1} names environment {env_name!r}, which was not given")
-            res = episodes[env_name].call(call.name, call.arguments)
-            if not res.ok:
-                raise GoldReplayError(f"gold call {i + 1} {call.name} failed on replay: {res.error}")
         return GoldReference(list(calls), {n: ep.diff().cells() for n, ep in episodes.items()},
                              {n: ep.state_hash() for n, ep in episodes.items()}, argument_defaults(envs))
     finally:

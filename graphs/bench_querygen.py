@@ -16,6 +16,7 @@ the concurrency, and other processes on the machine lower it further.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -86,9 +87,9 @@ class _Runtime:
 def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[tuple[str, ...], list[tuple[str, dict]]]:
     """The run's tasks as the graph's own steps make them (same sampler, turns and queries)."""
     runtime = _Runtime(ctx)
-    sampled = querygen.sample_chains({"envs": [env], "n": tasks, "seed": seed}, runtime)
     scripts: dict[tuple[str, ...], list[tuple[str, dict]]] = {}
-    for chain in sampled["chains"]:
+    for gold in querygen.slot_chains([env], tasks, seed, ctx=ctx):
+        chain = gold.model_dump()
         state: dict[str, Any] = {"chain": chain}
         state.update(querygen.split_turns(state, runtime))
         state.update(querygen.generate_queries(state, runtime))
@@ -98,40 +99,63 @@ def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[
     return scripts
 
 
-def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concurrency: int, latency: float) -> dict[str, Any]:
-    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model})
+def _model_calls(model: FixedLatencyModel, records: list[dict[str, Any]]) -> int:
+    """The model's calls: its own counter, or (in worker processes, where a copy of it answered)
+    the assistant messages of the records (one rollout per task, every reply recorded)."""
+    return model.calls or sum(m["role"] == "assistant" for r in records for m in r["messages"])
+
+
+def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concurrency: int, latency: float,
+         workers: int = 0) -> dict[str, Any]:
+    from .querygen_workers import worker_cpu_seconds
+    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers)
     model.calls = 0
-    cpu, start = time.process_time(), time.perf_counter()
+    cpu, wcpu, start = time.process_time(), worker_cpu_seconds(), time.perf_counter()
     out = graph.invoke({"envs": [env], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
-    measured, cpu = time.perf_counter() - start, time.process_time() - cpu
+    measured = time.perf_counter() - start
+    parent_cpu, worker_cpu = time.process_time() - cpu, worker_cpu_seconds() - wcpu
+    cpu = parent_cpu + worker_cpu
     processed = len(out["records"])
-    ideal = model.calls * latency / concurrency
-    return {"tasks": processed, "accepted": out["summary"]["accepted"], "model_calls": model.calls,
+    calls = _model_calls(model, out["records"])
+    ideal = calls * latency / concurrency
+    return {"tasks": processed, "accepted": out["summary"]["accepted"], "model_calls": calls, "workers": workers,
             "measured_s": round(measured, 3), "ideal_s": round(ideal, 3), "efficiency": ideal / measured,
             "cpu_ms_per_task": round(cpu * 1000 / max(processed, 1), 2),
-            "model_ms_per_task": round(model.calls * latency * 1000 / max(processed, 1), 1),
-            "cpu_bound_efficiency": ideal / max(ideal, cpu)}
+            **({"parent_cpu_ms_per_task": round(parent_cpu * 1000 / max(processed, 1), 2)} if workers else {}),
+            "model_ms_per_task": round(calls * latency * 1000 / max(processed, 1), 1),
+            "cpu_bound_efficiency": ideal / max(ideal, cpu / max(1, min(workers, os.cpu_count() or 1)))}
 
 
 def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32), latency: float = 0.05,
-                   env: str = "library", models: tuple[str, ...] = ("text", "gold_replay"), seed: int = 0) -> dict[str, Any]:
-    """Efficiency per model kind and concurrency; keys like ``gold_replay@32``."""
+                   env: str = "library", models: tuple[str, ...] = ("text", "gold_replay"), seed: int = 0,
+                   workers: tuple[str, ...] = ("threads", "processes")) -> dict[str, Any]:
+    """Efficiency per model kind, concurrency and worker kind; keys like ``gold_replay@32`` (chains
+    on threads of this process) and ``gold_replay@32/processes`` (one worker process per chain in
+    flight, ``QueryGenContext.workers``)."""
+    from .querygen_workers import shutdown_workers
     graph = make_graph()
     levels = (concurrency,) if isinstance(concurrency, int) else tuple(concurrency)
-    warm_seed = seed + 10_000
-    results: dict[str, Any] = {"latency_s": latency, "tasks": tasks}
+    warm_seed, warm_n = seed + 100_000, max(levels)
+    results: dict[str, Any] = {"latency_s": latency, "tasks": tasks, "cpus": os.cpu_count()}
     for kind in models:
         if kind == "text":
             make = lambda lat: FixedLatencyModel(latency=lat)  # noqa: E731
-            warm = make(0.0)
         elif kind == "gold_replay":
             ctx = QueryGenContext(rollouts=1)
-            scripts = {**gold_scripts(env, tasks, seed, ctx), **gold_scripts(env, 2, warm_seed, ctx)}
+            scripts = {**gold_scripts(env, tasks, seed, ctx), **gold_scripts(env, warm_n, warm_seed, ctx)}
             make = lambda lat: GoldReplayModel(latency=lat, scripts=scripts)  # noqa: E731
-            warm = make(0.0)
         else:
             raise ValueError(f"unknown model kind {kind!r}; known: text, gold_replay")
-        graph.invoke({"envs": [env], "n": 2, "seed": warm_seed}, context=QueryGenContext(rollouts=1, chat_models={"rollout": warm}))
-        for c in levels:
-            results[f"{kind}@{c}"] = _run(graph, make(latency), env, tasks, seed, c, latency)
+        for how in workers:
+            if how not in ("threads", "processes"):
+                raise ValueError(f"unknown worker kind {how!r}; known: threads, processes")
+            for c in levels:
+                n_workers = c if how == "processes" else 0
+                # warm up: imports, environments, pooled sessions (and the worker processes)
+                graph.invoke({"envs": [env], "n": warm_n if n_workers else 2, "seed": warm_seed},
+                             context=QueryGenContext(rollouts=1, chat_models={"rollout": make(0.0)}, workers=n_workers),
+                             config={"max_concurrency": c})
+                key = f"{kind}@{c}" + ("/processes" if n_workers else "")
+                results[key] = _run(graph, make(latency), env, tasks, seed, c, latency, n_workers)
+        shutdown_workers()
     return results

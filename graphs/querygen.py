@@ -55,6 +55,7 @@ class QueryGenContext:
     models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings, e.g. {'query': {'model': 'qwen3-8b', 'base_url': 'http://127.0.0.1:8000/v1'}}"})
     persona: str = field(default="a regular customer of the service, polite and brief", metadata={"description": "who the simulated user is"})
     chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
+    workers: int = field(default=0, metadata={"description": "worker processes that run chains, one chain at a time each (0: threads in this process); set it to the concurrency to use every core"})
 
 
 class QueryGenInput(TypedDict, total=False):
@@ -62,14 +63,28 @@ class QueryGenInput(TypedDict, total=False):
     n: int
     seed: int
     max_envs: int
+    seeds: list[int]    # instead of n and seed: exactly these chain seeds, one slot each (reproduce given tasks)
 
 
 class QueryGenState(QueryGenInput, total=False):
-    chains: list[dict[str, Any]]
-    skipped: int
-    discarded: list[dict[str, Any]]
+    chains: Annotated[list[str], operator.add]            # ids of the chains processed in this run
+    skipped: Annotated[int, operator.add]                 # finished in an earlier run (resumed)
+    discarded: Annotated[list[dict[str, Any]], operator.add]
+    empty_slots: Annotated[int, operator.add]             # slots whose seeds all gave discarded chains
     records: Annotated[list[dict[str, Any]], operator.add]
     summary: dict[str, Any]
+
+
+class SlotState(TypedDict, total=False):
+    """One task slot: which seeds it may sample (``process_chain`` samples its own chain, so
+    sampling overlaps the other slots' model calls instead of running serially before them)."""
+
+    slot: int
+    envs: list[str]
+    seed: int
+    max_envs: int
+    exact_seed: bool        # the slot samples ``seed`` itself, once (the run's input named its seeds)
+    chain: dict[str, Any]   # a chain sampled already (tests, the per-step graph)
 
 
 class ChainState(TypedDict, total=False):
@@ -110,33 +125,72 @@ def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
 
 # ---------------------------------------------------------------- outer graph
 
+SEEDS_PER_SLOT = 8
+
+
+def slot_seeds(slot: int, seed: int, exact: bool = False) -> range:
+    """The seeds task slot ``slot`` tries, in order, until one gives a usable chain.
+
+    Blocks of ``SEEDS_PER_SLOT`` per slot: a slot's chain does not depend on how many slots the
+    run has, so a run resumed with a larger ``n`` finds its earlier chains again (and skips them)."""
+    if exact:
+        return range(seed, seed + 1)
+    start = seed + slot * SEEDS_PER_SLOT
+    return range(start, start + SEEDS_PER_SLOT)
+
+
 def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    ctx = _ctx(runtime)
+    """Check the run's environments and build their sampler once; each slot samples its own chain."""
     names = tuple(sorted(state.get("envs") or []))
     if not names:
         raise ValueError("QueryGen needs at least one environment name in 'envs'")
-    sampler = _sampler(names, state.get("max_envs", 1))
-    want, seed = state.get("n", 4), state.get("seed", 0)
+    if state.get("n", 4) < 0:
+        raise ValueError(f"QueryGen needs n >= 0 tasks, got {state['n']}")
+    if "seeds" in state and not all(isinstance(x, int) and not isinstance(x, bool) for x in state["seeds"]):
+        raise ValueError(f"QueryGen 'seeds' must be a list of integers, got {state['seeds']!r}")
+    _sampler(names, state.get("max_envs", 1))
+    _store(_ctx(runtime))
+    return {}
+
+
+def fan_out(state: QueryGenState) -> list[Send] | str:
+    names, max_envs = sorted(state["envs"]), state.get("max_envs", 1)
+    if "seeds" in state:
+        slots = [{"slot": i, "seed": s, "exact_seed": True} for i, s in enumerate(state["seeds"])]
+    else:
+        slots = [{"slot": i, "seed": state.get("seed", 0)} for i in range(state.get("n", 4))]
+    if not slots:
+        return "summarize"
+    return [Send("process_chain", {**slot, "envs": names, "max_envs": max_envs}) for slot in slots]
+
+
+def sample_slot(state: SlotState, ctx: QueryGenContext) -> tuple[GoldTrajectory | None, list[dict[str, Any]], bool]:
+    """The slot's chain: (chain or None, discarded attempts, finished in an earlier run)."""
+    sampler = _sampler(tuple(state["envs"]), state.get("max_envs", 1))
     store = _store(ctx)
-    chains, discarded, skipped, s = [], [], 0, seed
-    while len(chains) + skipped < want and s < seed + want * 8:
+    discarded = []
+    for s in slot_seeds(state["slot"], state.get("seed", 0), state.get("exact_seed", False)):
         out = sampler.sample(s)
-        s += 1
         if not isinstance(out, GoldTrajectory):
             discarded.append(out.model_dump())
             continue
         if store is not None and store.has(task_key(out, ctx)):
-            skipped += 1  # finished in an earlier run: resume without redoing or duplicating it
-            continue
+            return out, discarded, True  # finished in an earlier run: resume without redoing or duplicating it
         _remember_gold(out)
-        chains.append(out.model_dump())
-    return {"chains": chains, "discarded": discarded, "skipped": skipped}
+        return out, discarded, False
+    return None, discarded, False
 
 
-def fan_out(state: QueryGenState) -> list[Send] | str:
-    if not state.get("chains"):
-        return "summarize"
-    return [Send("process_chain", {"chain": c}) for c in state["chains"]]
+def slot_chains(envs: list[str], n: int, seed: int = 0, max_envs: int = 1,
+                ctx: QueryGenContext | None = None) -> list[GoldTrajectory]:
+    """The chains a run of ``n`` slots would process (benchmarks, inspection)."""
+    ctx = ctx or QueryGenContext()
+    chains = []
+    for i in range(n):
+        chain, _, done = sample_slot({"slot": i, "envs": sorted(envs), "seed": seed, "max_envs": max_envs}, ctx)
+        if chain is not None and not done:
+            chains.append(chain)
+    return chains
 
 
 def summarize(state: QueryGenState) -> dict[str, Any]:
@@ -149,7 +203,8 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
             reasons[reason] = reasons.get(reason, 0) + 1
     rates = [r["verification"]["pass_rate"] for r in records if r["verification"]["pass_rate"] is not None]
     return {"summary": {"chains": len(state.get("chains", [])), "skipped_as_done": state.get("skipped", 0),
-                        "discarded_chains": len(state.get("discarded", [])), "accepted": len(accepted),
+                        "discarded_chains": len(state.get("discarded", [])),
+                        "slots_without_chain": state.get("empty_slots", 0), "accepted": len(accepted),
                         "rejected": len(records) - len(accepted), "rejected_by_reason": reasons,
                         "mean_pass_rate": sum(rates) / len(rates) if rates else None}}
 
@@ -380,7 +435,7 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
         provenance=Provenance(tiers=state["tiers"], models=state.get("models", {}), prompts=state.get("prompts", []),
                               seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
     store = _store(ctx)
-    if store is not None:
+    if store is not None and not _worker_flag["in_worker"]:
         store.put(record)
     return {"records": [record.model_dump()]}
 
@@ -429,15 +484,17 @@ def _tools(chain: GoldTrajectory) -> list[dict[str, Any]]:
 
 
 _stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
 
 
 def _store(ctx: QueryGenContext):
     if not ctx.store_path:
         return None
     from envfactory.data.store import RecordStore
-    if ctx.store_path not in _stores:
-        _stores[ctx.store_path] = RecordStore(ctx.store_path)
-    return _stores[ctx.store_path]
+    with _stores_lock:  # slots start together: one store object (and one schema set-up) per path
+        if ctx.store_path not in _stores:
+            _stores[ctx.store_path] = RecordStore(ctx.store_path)
+        return _stores[ctx.store_path]
 
 
 def make_chain_graph():
@@ -458,23 +515,60 @@ def make_chain_graph():
     return g.compile(name="QueryGen chain")
 
 
-def process_chain(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    """One chain through every step (the nodes of ``make_chain_graph``, same functions, same state
-    updates), inside this one node.
+def process_chain(state: SlotState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+    """One task slot: sample its chain, then every step of ``make_chain_graph`` (same functions,
+    same state updates) inside this one node; with ``workers`` set, in a worker process.
 
     A nested graph per chain made LangGraph's own bookkeeping (a loop, channels, checkpoints and a
     thread pool per chain) cost ~4.5 ms of CPU per task, more than all five steps together; with the
     model's latency hidden by concurrency, that CPU was the run's wall time. Studio shows the
     per-step graph as ``querygen_chain``.
     """
-    chain_state: dict[str, Any] = dict(state)
+    ctx = _ctx(runtime)
+    if ctx.workers > 0 and not _worker_flag["in_worker"]:
+        from envfactory.graphs import querygen_workers
+        out = querygen_workers.run_in_worker(ctx.workers, _run_slot_in_worker, dict(state), ctx)
+        store = _store(ctx)
+        if store is not None:  # one writer: the records come back here and are stored by this process
+            for record in out.get("records", []):
+                store.put(TrajectoryRecord.model_validate(record))
+        return out
+    return run_slot(state, runtime)
+
+
+def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
+    ctx = _ctx(runtime)
+    if "chain" in state:
+        chain, discarded, done = GoldTrajectory.model_validate(state["chain"]), [], False
+    else:
+        chain, discarded, done = sample_slot(state, ctx)
+    update: dict[str, Any] = {"discarded": discarded} if discarded else {}
+    if chain is None:
+        return {**update, "empty_slots": 1}
+    if done:
+        return {**update, "skipped": 1}
+    chain_state: dict[str, Any] = {"chain": chain.model_dump()}
     for step in (split_turns, generate_queries, calibrate, roll_out, verify):  # looked up at call time
-        update = dict(step(chain_state, runtime))
-        records = update.pop("records", None)
-        chain_state.update(update)
+        step_update = dict(step(chain_state, runtime))
+        records = step_update.pop("records", None)
+        chain_state.update(step_update)
         if records:
             chain_state["records"] = chain_state.get("records", []) + records
-    return {"records": chain_state.get("records", [])}
+    return {**update, "chains": [chain.chain_id], "records": chain_state.get("records", [])}
+
+
+_worker_flag = {"in_worker": False}
+
+
+class _WorkerRuntime:
+    def __init__(self, context: QueryGenContext):
+        self.context = context
+
+
+def _run_slot_in_worker(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
+    """A slot in a worker process; records are stored by the parent (one writer per store)."""
+    _worker_flag["in_worker"] = True
+    return run_slot(state, _WorkerRuntime(ctx))
 
 
 def make_graph():

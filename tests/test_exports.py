@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from tests.seeds import kept_seeds
 from envfactory.cli.main import main
 from envfactory.data.exports import check_alpaca, check_openai, check_sharegpt, to_alpaca, to_openai, to_sharegpt
 from envfactory.data.store import RecordStore
@@ -15,7 +16,7 @@ from envfactory.graphs.querygen import QueryGenContext, make_graph
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("exp") / "records.sqlite"
     for env in ("library", "commerce"):
-        make_graph().invoke({"envs": [env], "n": 3, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=str(path)))
+        make_graph().invoke({"envs": [env], "seeds": kept_seeds(env, 2, 3)}, context=QueryGenContext(rollouts=1, store_path=str(path)))
     return path
 
 

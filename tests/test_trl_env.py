@@ -9,6 +9,7 @@ import typing
 
 import pytest
 
+from tests.seeds import kept_seeds
 from envfactory.cli.main import main
 from envfactory.data.exports.trl_env import (check_trl, environment_class, environment_factories, make_reward_func,
                                              to_trl)
@@ -19,7 +20,8 @@ from envfactory.graphs.querygen import QueryGenContext, make_graph
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("trl") / "records.sqlite"
-    make_graph().invoke({"envs": ["library"], "n": 4, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=str(path)))
+    make_graph().invoke({"envs": ["library"], "seeds": kept_seeds("library", 2, 4)},
+                        context=QueryGenContext(rollouts=1, store_path=str(path)))
     return path
 
 

@@ -12,13 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.seeds import kept_seeds
 from envfactory.cli.main import main
 from envfactory.data.exports import verl_loop
 from envfactory.data.exports.verl import NotExportable, check_tool_schema, check_verl, split_of, to_verl, write_verl
 from envfactory.data.store import RecordStore
 from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, EpisodeRollout, parse_tool_calls, run_token_loop
 from envfactory.data.exports.verl_reward import FAILURES, compute_score
+from envfactory.data.exports.trl_env import to_trl
 from envfactory.data.exports.verl_task import VerlTask, load_env, open_turn_episodes
+from envfactory.data.records import Message
 from envfactory.graphs.querygen import QueryGenContext, make_graph
 
 
@@ -27,7 +30,7 @@ def export(tmp_path_factory):
     base = tmp_path_factory.mktemp("verl")
     store = base / "records.sqlite"
     for env in ("library", "commerce"):
-        make_graph().invoke({"envs": [env], "n": 3, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=str(store)))
+        make_graph().invoke({"envs": [env], "seeds": kept_seeds(env, 2, 3)}, context=QueryGenContext(rollouts=1, store_path=str(store)))
     out = base / "out"
     assert main(["export", "--format", "verl", "--store", str(store), "--out", str(out), "--json"]) == 0
     rows = {s: pq.read_table(out / f"envfactory.{s}.parquet").to_pylist() for s in ("train", "val")}
@@ -94,8 +97,9 @@ def test_a_history_that_contradicts_the_turn_state_is_not_exported(export, tmp_p
     assert len(to_verl(record)) >= 2
     for m in record.messages:  # the conversation claims no call was ever made
         m.tool_calls = []
-    with pytest.raises(NotExportable, match="another state than the gold calls"):
-        to_verl(record)
+    for export_turns in (to_verl, to_trl):  # one checked cut for both per-turn exports
+        with pytest.raises(NotExportable, match="another state than the gold calls"):
+            export_turns(record)
     summary = write_verl([record], tmp_path)
     assert summary["rows"] == {"train": 0, "val": 0} and "another state" in summary["skipped"][0]["problems"][0]
 
@@ -313,7 +317,8 @@ def test_agent_loop_adapter_runs_a_rollout_and_feeds_compute_score(export, fake_
                                                 "multi_turn": {"max_assistant_turns": 5, "max_tool_response_length": 2000}}},
               "data": {}}
     loop = cls(types.SimpleNamespace(config=config), Server(), CharTokenizer(), None)
-    out = asyncio.run(loop.run({"temperature": 1.0}, raw_prompt=row["prompt"], extra_info=row["extra_info"]))
+    out = asyncio.run(loop.run({"temperature": 1.0}, raw_prompt=row["prompt"], extra_info=row["extra_info"],
+                               reward_model=row["reward_model"]))  # verl hands the loop every column of the row
     text = "".join(chr(i) for i in out.response_ids)
     model_part = "".join(chr(i) for i, m in zip(out.response_ids, out.response_mask) if m)
     assert model_part == _calls_text(_gold(row)) + "<|im_end|>" + "All done.<|im_end|>"  # tool tokens are masked
@@ -384,3 +389,130 @@ def test_records_of_an_environment_that_no_longer_loads_are_skipped_not_fatal(ex
     assert sum(summary["rows"].values()) > 0 and [s["key"] for s in summary["skipped"]] == ["lost"]
     trl = export_jsonl([good, lost], "trl", tmp_path / "trl", "x")
     assert trl["rows"] > 0 and [s["key"] for s in trl["skipped"]] == ["lost"]
+
+
+# ---------------------------------------------------------------- one turn cut for verl and trl
+
+def _with_clarification(record):
+    """The record as a conversation whose simulated user asked back inside the first turn: one user
+    message more than turns, and nothing saying which of them opens the second turn."""
+    rec = record.model_copy(deep=True)
+    rec.mode = "conv"
+    first = next(i for i, m in enumerate(rec.messages) if m.role == "user")
+    rec.messages[first + 1:first + 1] = [Message(role="assistant", content="Which one do you mean?"),
+                                         Message(role="user", content="The one I told you about, please.")]
+    return rec
+
+
+def test_verl_and_trl_cut_a_record_into_the_same_turns(export, tmp_path):
+    from envfactory.cli.export_cmd import export_jsonl
+    record = max(RecordStore(export[2]).query(status="accepted", env="library"), key=lambda r: len(r.turns))
+    assert len(record.turns) >= 2
+    verl_rows, trl_rows = to_verl(record), to_trl(record)
+    # every turn is one trl row; the verl row of a turn (turns with gold calls) has the same prompt and gold
+    assert [r["turn"] for r in trl_rows] == list(range(len(record.turns)))
+    for v in verl_rows:
+        t = trl_rows[v["extra_info"]["turn"]]
+        assert [m["content"] for m in v["prompt"]] == [m["content"] for m in t["prompt"]]
+        assert [(c["name"], c["arguments"]) for c in _gold(v)] == [(c["name"], c["arguments"]) for c in json.loads(t["gold_calls"])]
+        assert json.loads(v["extra_info"]["prefix_calls"]) == json.loads(t["prefix_calls"])
+    # the clarification: both exporters refuse the record with the same reason rather than pair a prompt
+    # with another turn's gold (before, trl cut it anyway and trained turn 2's prompt on turn 1's gold)
+    asked_back = _with_clarification(record)
+    reasons = []
+    for export_turns in (to_verl, to_trl):
+        with pytest.raises(NotExportable, match="user messages for .* turns") as caught:
+            export_turns(asked_back)
+        reasons.append(str(caught.value))
+    assert reasons[0] == reasons[1] and f"{len(record.turns) + 1} user messages for {len(record.turns)} turns" in reasons[0]
+    # the writers skip it, count it and say why, and keep the good record
+    verl = write_verl([record, asked_back.model_copy(update={"key": "asked-back"})], tmp_path / "verl")
+    trl = export_jsonl([record, asked_back.model_copy(update={"key": "asked-back"})], "trl", tmp_path / "trl", "x")
+    assert sum(verl["rows"].values()) == len(verl_rows) and trl["rows"] == len(trl_rows)
+    assert [(s["key"], s["problems"]) for s in verl["skipped"]] == [(s["key"], s["problems"]) for s in trl["skipped"]] == [
+        ("asked-back", [reasons[0]])]
+
+
+# ---------------------------------------------------------------- failures found by the loop, not the reward
+
+def _writing_row(export):
+    return next(r for r in _rows(export) if r["data_source"] == "envfactory/library"
+                and any(p["turn_state_hash"] != p["gold_final_hash"] for p in r["extra_info"]["envs"]))
+
+
+def _tampered(row, change) -> str:
+    gold = _gold(row)
+    change(gold)
+    return json.dumps(gold)
+
+
+def test_a_turn_whose_gold_does_not_replay_is_masked_from_the_start(export):
+    row = _writing_row(export)
+    task = VerlTask.from_extra_info(row["extra_info"])
+    good = EpisodeRollout(task, gold=row["reward_model"]["ground_truth"])
+    assert good.failure is None and good.step(_calls_text(_gold(row)))  # a good task is unaffected
+    assert good.finish()["failure"] is None
+    assert EpisodeRollout(task, gold="{not json").failure_kind == "bad_row"
+
+    def no_such_ids(gold):  # every id argument names a row that does not exist: the gold call fails
+        for c in gold:
+            c["arguments"] = {k: 10**6 if k.endswith("_id") else v for k, v in c["arguments"].items()}
+
+    def without_last_write(gold):  # the gold still executes but ends in another state than the row pins
+        gold.pop()
+
+    for change, words in ((no_such_ids, "failed on replay"), (without_last_write, "end in state")):
+        truth = _tampered(row, change)
+        rollout = EpisodeRollout(task, gold=truth)
+        assert rollout.failure_kind == "gold_replay" and words in rollout.failure  # set at construction
+
+        async def generate(ids):
+            raise AssertionError("no generation for a row whose gold does not replay")
+
+        out = asyncio.run(run_token_loop(rollout, row["prompt"], CharTokenizer(), generate, response_length=1000))
+        assert out["response_mask"] == [0]  # masked: trains nothing
+        fields = out["extra_fields"][EXTRA_FIELDS_KEY]
+        score = compute_score(row["data_source"], "", truth, {**row["extra_info"], EXTRA_FIELDS_KEY: fields})
+        assert score["scored"] == 0.0 and score["failure_code"] == FAILURES["gold_replay"]
+        # the reward alone (a loop record without the failure) reaches the same verdict
+        alone = _score({**row, "reward_model": {"style": "rule", "ground_truth": truth}}, _calls_text(_gold(row)))
+        assert alone["scored"] == 0.0 and alone["failure_code"] == FAILURES["gold_replay"]
+
+
+def test_agent_loop_adapter_masks_a_row_whose_gold_does_not_replay(export, fake_verl):
+    row = _writing_row(export)
+    truth = _tampered(row, lambda gold: gold.pop())
+
+    class Server:
+        async def generate(self, **kw):
+            raise AssertionError("no generation for a row whose gold does not replay")
+
+    config = {"actor_rollout_ref": {"rollout": {"response_length": 1000, "multi_turn": {}}}, "data": {}}
+    loop = verl_loop.EnvFactoryAgentLoop(types.SimpleNamespace(config=config), Server(), CharTokenizer(), None)
+    out = asyncio.run(loop.run({}, raw_prompt=row["prompt"], extra_info=row["extra_info"],
+                               reward_model={"style": "rule", "ground_truth": truth}))
+    assert out.response_mask == [0] and out.extra_fields[EXTRA_FIELDS_KEY]["failure_kind"] == "gold_replay"
+
+
+def test_a_rollout_that_does_not_reproduce_is_masked(export):
+    row = _writing_row(export)
+
+    class Forgetful(EpisodeRollout):  # as if a tool were not deterministic: its replay ends elsewhere
+        def execute(self, name, arguments):
+            text = super().execute(name, arguments)
+            self.calls.pop()
+            return text
+
+    replies = [_calls_text(_gold(row)), "Done."]
+
+    async def generate(ids):
+        return [ord(c) for c in replies.pop(0)]
+
+    rollout = Forgetful(VerlTask.from_extra_info(row["extra_info"]), gold=row["reward_model"]["ground_truth"])
+    assert rollout.failure is None
+    out = asyncio.run(run_token_loop(rollout, row["prompt"], CharTokenizer(), generate, response_length=100_000))
+    fields = out["extra_fields"][EXTRA_FIELDS_KEY]
+    assert not replies and set(out["response_mask"]) == {0} and len(out["response_mask"]) > 1
+    assert fields["failure_kind"] == "not_reproducible" and fields["final_hashes"] == {}
+    score = compute_score(row["data_source"], "", row["reward_model"]["ground_truth"], {**row["extra_info"], EXTRA_FIELDS_KEY: fields})
+    assert score["scored"] == 0.0 and score["failure_code"] == FAILURES["not_reproducible"]

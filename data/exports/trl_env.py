@@ -16,7 +16,8 @@ arguments the model wrote. Here:
   the episode received and its final state against the row's gold calls, with a format penalty
   for tool calls TRL could not parse or could not route to a tool.
 
-``to_trl(record)`` writes the dataset rows: one per user turn, with the conversation so far as
+``to_trl(record)`` writes the dataset rows: one per user turn (cut and checked by ``turns.cut_turns``,
+like the verl rows: records that fail its checks are skipped with the reason), with the conversation so far as
 ``prompt``, ``environment`` (TRL's routing column for a dict of factories), the gold calls of the
 turn and of the earlier turns as JSON text (JSON text keeps Arrow from merging argument dicts
 of different tools into one struct).
@@ -31,7 +32,10 @@ from typing import Any, Callable, Literal, Sequence, Union
 from envfactory.envs.lru import BoundedCache
 
 from ..records import TrajectoryRecord
-from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
+from ..reward import (Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_calls, replay_gold,
+                      score_episodes)
+from .env_cache import load_env
+from .turns import cut_turns
 
 RESERVED = {"reset", "get_reward"}   # TRL treats these names specially; they can never be tools
 _JSON_TYPES: dict[str, Any] = {"integer": int, "number": float, "string": str, "boolean": bool, "object": dict}
@@ -178,12 +182,12 @@ class TRLEnvironment:
         calls = _parse_calls(prefix_text, "prefix_calls")
         if not calls:
             return None
-        with self._environment.episode() as ep:
-            for i, call in enumerate(calls):
-                res = ep.call(call.name, call.arguments)
-                if not res.ok:
-                    raise GoldReplayError(f"earlier-turn gold call {i + 1} {call.name} failed on replay: {res.error}")
-            return ep.conn.serialize()
+        env = self._environment
+        episodes = replay_calls({env.name: env}, calls, what="earlier-turn gold call")
+        try:
+            return episodes[env.name].conn.serialize()
+        finally:
+            episodes[env.name].close()
 
     def _call(self, name: str, arguments: dict[str, Any]) -> str:
         if self._episode is None:
@@ -215,8 +219,7 @@ def _class_name(env_name: str) -> str:
 
 def environment_class(env: Any, reward_config: RewardConfig | None = None) -> type[TRLEnvironment]:
     """The TRL environment class of one environment (a bundled name, a package path or a loaded one)."""
-    from envfactory.envs.runtime import Environment
-    environment = env if hasattr(env, "episode") else Environment.load(env)
+    environment = env if hasattr(env, "episode") else load_env(env)
     namespace: dict[str, Any] = {
         "__doc__": f"The {environment.name} environment ({environment.manifest.domain}): "
                    f"{_one_line(environment.manifest.description)} Tools return JSON text.",
@@ -305,28 +308,27 @@ def _calls_json(calls) -> str:
 
 
 def to_trl(record: TrajectoryRecord) -> list[dict[str, Any]]:
-    """One row per user turn: the conversation up to that turn's query is the prompt."""
-    rows, prefix, user_seen = [], [], 0
-    messages = record.messages
+    """One row per user turn: the conversation up to that turn's query is the prompt.
+
+    The record is cut by ``turns.cut_turns``, the same checked cut the verl export uses: a record whose
+    user messages do not pair one to one with its turns (a simulated user who asked back within a turn),
+    whose history contradicts the gold state, or whose gold no longer replays raises NotExportable
+    (a ValueError: ``envfactory export`` skips the record and reports why)."""
+    _, turns = cut_turns(record)
     env = record.envs[0]
-    for i, m in enumerate(messages):
-        if m.role != "user":
-            continue
-        if user_seen >= len(record.turns):
-            break
-        turn = record.turns[user_seen]
+    rows = []
+    for turn in turns:
+        m = record.messages[turn.user_index]
         rows.append({
-            "prompt": [_wire_message(x) for x in messages[:i + 1]],
+            "prompt": [_wire_message(x) for x in record.messages[:turn.user_index + 1]],
             "environment": "+".join(e.name for e in record.envs),
-            "task_id": f"{record.key}:{user_seen}",
-            "turn": user_seen,
+            "task_id": f"{record.key}:{turn.index}",
+            "turn": turn.index,
             "query": m.content,
-            "gold_calls": _calls_json(turn.gold_calls),
-            "prefix_calls": _calls_json(prefix),
+            "gold_calls": _calls_json(record.turns[turn.index].gold_calls),
+            "prefix_calls": _calls_json([c for earlier in record.turns[:turn.index] for c in earlier.gold_calls]),
             "initial_state_hash": env.initial_state_hash,
         })
-        prefix = prefix + list(turn.gold_calls)
-        user_seen += 1
     return rows
 
 

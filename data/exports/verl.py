@@ -24,69 +24,27 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
 from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
 
+from .turns import NotExportable, cut_turns
 from .verl_loop import AGENT_NAME
-from .verl_task import EnvPin, VerlTask, load_env, route
+from .verl_task import EnvPin, VerlTask, load_env
 
 ABILITY = "tool_use"
 
 
-class NotExportable(ValueError):
-    """A record that cannot become verl rows (its gold no longer replays, its turns do not align...)."""
-
-
-def _split_turns(record: TrajectoryRecord) -> list[int]:
-    """Index of each turn's user message in ``record.messages``."""
-    users = [i for i, m in enumerate(record.messages) if m.role == "user"]
-    if len(users) != len(record.turns):
-        raise NotExportable(f"{len(users)} user messages for {len(record.turns)} turns, so the turns cannot be cut into "
-                            "rows (a record without a kept rollout, or a conversation whose simulated user spoke "
-                            "more than once in a turn)")
-    return users
-
-
 def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
-    """The record's rows (without ``index`` and split: the writer numbers them)."""
-    users = _split_turns(record)
-    envs = {ref.name: load_env(ref.name) for ref in record.envs}
-    for ref in record.envs:
-        env = envs[ref.name]
-        if env.initial_hash != ref.initial_state_hash or env.manifest.version != ref.version:
-            raise NotExportable(f"{ref.name} changed since the record was made (version {env.manifest.version} vs "
-                                f"{ref.version}, or a different initial state): regenerate the record")
-    episodes = {n: e.episode() for n, e in envs.items()}
-    # the calls the conversation itself made: the prompt's history must lead to the state the turn starts from
-    spoken = {n: e.episode() for n, e in envs.items()}
+    """The record's rows (without ``index`` and split: the writer numbers them): one per turn with gold
+    calls, cut and checked by ``turns.cut_turns`` (NotExportable says why a record cannot be)."""
+    envs, turns = cut_turns(record)
     tools = [spec.openai_schema() for env in envs.values() for spec in env.tool_specs]
-    rows, prefix = [], []
-    try:
-        for t, turn in enumerate(record.turns):
-            start = {n: ep.state_hash() for n, ep in episodes.items()}
-            if t > 0:
-                for m in record.messages[users[t - 1]:users[t]]:
-                    for c in m.tool_calls:
-                        if (owner := route(envs, c.name)) is not None:
-                            spoken[owner].call(c.name, c.arguments)
-                if any(spoken[n].state_hash() != start[n] for n in envs):
-                    raise NotExportable(f"before turn {t + 1} the conversation's own calls lead to another state than the "
-                                        "gold calls: its history would contradict the environment")
-            calls = [Call(name=c.name, arguments=c.arguments, masked=c.masked_arguments, env=c.env) for c in turn.gold_calls]
-            for i, call in enumerate(calls):
-                res = episodes[call.env].call(call.name, call.arguments)
-                if not res.ok:
-                    raise NotExportable(f"turn {t + 1} gold call {i + 1} {call.name} does not replay: {res.error}")
-            if calls:
-                pins = [EnvPin(name=ref.name, version=ref.version, initial_state_hash=ref.initial_state_hash,
-                               turn_state_hash=start[ref.name], gold_final_hash=episodes[ref.name].state_hash())
-                        for ref in record.envs]
-                task = VerlTask(record_key=record.key, turn=t, envs=pins, prefix_calls=list(prefix))
-                rows.append(_row(record, task, users[t], calls, tools))
-            prefix += calls
-        for ref in record.envs:
-            if ref.final_state_hash and episodes[ref.name].state_hash() != ref.final_state_hash:
-                raise NotExportable(f"replaying every gold call on {ref.name} does not reach the record's gold final state")
-    finally:
-        for ep in [*episodes.values(), *spoken.values()]:
-            ep.close()
+    rows = []
+    for turn in turns:
+        if not turn.calls:
+            continue
+        pins = [EnvPin(name=ref.name, version=ref.version, initial_state_hash=ref.initial_state_hash,
+                       turn_state_hash=turn.start_hashes[ref.name], gold_final_hash=turn.gold_hashes[ref.name])
+                for ref in record.envs]
+        task = VerlTask(record_key=record.key, turn=turn.index, envs=pins, prefix_calls=turn.prefix)
+        rows.append(_row(record, task, turn.user_index, turn.calls, tools))
     return rows
 
 

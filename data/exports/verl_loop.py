@@ -7,7 +7,9 @@ Here the loop owns the episodes instead:
 - ``EpisodeRollout`` (no verl needed, fully tested): opens the row's episodes at the turn's starting
   state, parses hermes/qwen ``<tool_call>{json}</tool_call>`` blocks from each model reply, counts
   malformed ones, executes the calls and returns the tool messages; ``finish()`` gives what
-  ``compute_score`` needs (the calls it executed, the malformed count, the final state hashes).
+  ``compute_score`` needs (the calls it executed, the malformed count, the final state hashes). It
+  also finds up front what would leave the sample unscored (drift, the turn's gold not replaying)
+  and, at ``finish()``, a rollout that does not reproduce, so the token loop masks such samples.
 - ``run_token_loop``: the token-level state machine (generate, parse, append tool tokens with
   mask 0) written against duck-typed tokenizer and server objects, so it runs here without verl.
 - ``EnvFactoryAgentLoop``: the thin ``AgentLoopBase`` subclass, built on first access (PEP 562
@@ -25,7 +27,8 @@ from typing import Any, Awaitable, Callable
 from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Episode
 
-from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, open_turn_episodes, route
+from envfactory.data.reward import Call, GoldReplayError
+from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, open_turn_episodes, route, turn_gold
 
 AGENT_NAME = "envfactory_agent"
 EXTRA_FIELDS_KEY = "envfactory_rollout"
@@ -63,24 +66,55 @@ def parse_tool_calls(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     return calls, bad
 
 
-class EpisodeRollout:
-    """One rollout of one row: its own episodes, the calls it made, what went wrong."""
+def gold_calls(ground_truth: Any) -> list[Call]:
+    """A row's ``reward_model.ground_truth`` (JSON text, or the decoded list) as calls; ValueError otherwise."""
+    try:
+        value = json.loads(ground_truth) if isinstance(ground_truth, (str, bytes)) else ground_truth
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of calls, got {type(value).__name__}")
+        return [Call.model_validate(c) for c in value]
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
 
-    def __init__(self, task: VerlTask, max_calls_per_step: int | None = None):
+
+class EpisodeRollout:
+    """One rollout of one row: its own episodes, the calls it made, what went wrong.
+
+    Everything that would leave the sample without a score is found here, before or right after the
+    rollout, so the token loop masks the sample instead of training on compute_score's placeholder:
+    the row's environment no longer loads or drifted, the turn's own gold calls (``gold``, the row's
+    ``reward_model.ground_truth``) no longer replay to the state the row was exported with, a tool
+    crashed, or the rollout's calls replayed on a fresh copy do not reach the state it ended in."""
+
+    def __init__(self, task: VerlTask, max_calls_per_step: int | None = None, gold: Any = None):
         self.task = task
         self.max_calls_per_step = max_calls_per_step
         self.calls: list[dict[str, Any]] = []     # routed and executed, in order
         self.malformed = 0                        # unparseable blocks and unknown tools
         self.failure: str | None = None           # infrastructure failure: the sample gets no score
+        self.failure_kind: str | None = None      # which one (a key of verl_reward.FAILURES)
         self.episodes: dict[str, Episode] = {}
         self.envs = {}
         try:
+            calls = gold_calls(gold) if gold is not None else None
+        except ValueError as exc:
+            calls = None
+            self._fail("bad_row", f"the row's ground truth is not a list of calls: {exc}")
+        try:
             self.envs = {name: load_env(name) for name in task.env_names}
             self.episodes = open_turn_episodes(task)
+            if calls is not None:  # replayed once per row (cached): GRPO opens n rollouts of it
+                turn_gold(task, calls)
         except StateDriftError as exc:
-            self.failure = f"state drift: {exc}"
+            self._fail("state_drift", f"state drift: {exc}")
+        except GoldReplayError as exc:
+            self._fail("gold_replay", f"gold replay failed: {exc}")
         except Exception as exc:  # a package that no longer loads is drift too, never the policy's fault
-            self.failure = f"environment failed to load: {type(exc).__name__}: {exc}"
+            self._fail("state_drift", f"environment failed to load: {type(exc).__name__}: {exc}")
+
+    def _fail(self, kind: str, message: str) -> None:
+        if self.failure is None:
+            self.failure, self.failure_kind = message, kind
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -95,7 +129,7 @@ class EpisodeRollout:
         res = self.episodes[env_name].call(name, arguments)
         self.calls.append({"env": env_name, "name": name, "arguments": arguments})
         if res.error_kind == "internal":
-            self.failure = f"environment crash: {res.error}"
+            self._fail("env_crash", f"environment crash: {res.error}")
         return res.text if res.ok else f"Error: {res.error}"
 
     def step(self, text: str) -> list[dict[str, str]]:
@@ -110,16 +144,40 @@ class EpisodeRollout:
         messages += [{"role": "tool", "content": f"Error: not executed: at most {limit} calls per step"} for _ in calls[limit:]]
         return messages
 
+    def _check_reproducible(self) -> None:
+        """The rollout's calls, replayed on fresh episodes at the turn's starting state, must end where the
+        rollout did: compute_score rebuilds the rollout that way, and cannot score one that ends elsewhere."""
+        fresh = open_turn_episodes(self.task)
+        try:
+            for c in self.calls:
+                fresh[c["env"]].call(c["name"], c["arguments"])
+            for name, ep in self.episodes.items():
+                if fresh[name].state_hash() != ep.state_hash():
+                    self._fail("not_reproducible", f"replaying the rollout's calls on {name} does not reach the state "
+                                                   "the rollout ended in (a tool that is not deterministic)")
+                    return
+        finally:
+            for ep in fresh.values():
+                ep.close()
+
     def finish(self) -> dict[str, Any]:
         """What compute_score needs; closes the episodes. JSON-safe (verl ships it between Ray actors)."""
+        if self.failure is None and self.episodes:
+            try:
+                self._check_reproducible()
+            except Exception as exc:  # the environment broke while replaying: no score either
+                self._fail("env_crash", f"environment failure while checking the rollout: {type(exc).__name__}: {exc}")
         fields = {"record_key": self.task.record_key, "turn": self.task.turn,
                   "calls": json.dumps(self.calls, ensure_ascii=False), "malformed": self.malformed,
                   "final_hashes": {n: ep.state_hash() for n, ep in self.episodes.items()} if self.failure is None else {},
-                  "failure": self.failure}
+                  "failure": self.failure, "failure_kind": self.failure_kind}
+        self.close()
+        return fields
+
+    def close(self) -> None:
         for ep in self.episodes.values():
             ep.close()
         self.episodes = {}
-        return fields
 
 
 def chat_messages(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -245,7 +303,10 @@ def _build_agent_loop():
             config = self.config
             multi_turn = "actor_rollout_ref.rollout.multi_turn"
             task = VerlTask.from_extra_info(kwargs.get("extra_info") or {})
-            rollout = EpisodeRollout(task, _cfg(config, f"{multi_turn}.max_parallel_calls"))
+            # the turn's gold (verl hands every row column to the loop): replayed up front, so a row whose gold
+            # no longer replays is masked here rather than trained on compute_score's placeholder
+            gold = (kwargs.get("reward_model") or {}).get("ground_truth")
+            rollout = EpisodeRollout(task, _cfg(config, f"{multi_turn}.max_parallel_calls"), gold=gold)
             request_id = uuid.uuid4().hex
 
             async def generate(prompt_ids: list[int]):
@@ -283,7 +344,8 @@ def _build_episode_tool():
         ``create_kwargs`` (from the row's ``tools_kwargs``) carry the row's task as JSON."""
 
         # rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)
-        rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.finish())
+        # (evicted under the cache's lock: only close, no replay)
+        rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.close())
 
         def __init__(self, config: dict, tool_schema):
             super().__init__(config, tool_schema)
@@ -303,7 +365,7 @@ def _build_episode_tool():
             if agent_data is not None and isinstance(getattr(agent_data, "extra_fields", None), dict):
                 agent_data.extra_fields[EXTRA_FIELDS_KEY] = {
                     "record_key": task.record_key, "turn": task.turn, "calls": json.dumps(rollout.calls),
-                    "malformed": rollout.malformed, "failure": rollout.failure,
+                    "malformed": rollout.malformed, "failure": rollout.failure, "failure_kind": rollout.failure_kind,
                     "final_hashes": {n: ep.state_hash() for n, ep in rollout.episodes.items()}}
             return response(text), 0.0, {}
 

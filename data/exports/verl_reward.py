@@ -6,14 +6,16 @@ next to the parquet files) and ``custom_reward_function.name=compute_score``.
 The predicted calls come from the agent loop (``extra_fields["envfactory_rollout"]``, which verl
 merges into ``extra_info``), never from a regex over ``solution_str``: the decoded response also holds
 the tool outputs. The score is recomputed from scratch, tau2-style: the turn's starting state is
-rebuilt (earlier turns' gold replayed, hash checked), the gold calls of the turn are replayed on it,
-the rollout's calls are replayed on another copy (its final hash must equal what the loop saw), and
+rebuilt (earlier turns' gold replayed, hash checked), the gold calls of the turn are replayed on it
+(and must end in the state the row was exported with), the rollout's calls are replayed on another copy (its final hash must equal what the loop saw), and
 ``data/reward.py`` compares the two.
 
-No-score rule: when the environment drifted, the gold no longer replays, or the environment
-crashed, the sample has no score. verl needs a number, so the dict carries ``scored = 0`` and
-``score = failure_score`` (default 0.0) as a placeholder; the agent loop has already zeroed the
-sample's response mask, so the placeholder trains nothing. Every other key is a number too
+No-score rule: when the environment drifted, the gold no longer replays, the environment crashed or
+the rollout is not reproducible, the sample has no score. verl needs a number, so the dict carries
+``scored = 0`` and ``score = failure_score`` (default 0.0) as a placeholder. The agent loop runs the
+same checks (``EpisodeRollout``: drift and the turn's gold when it starts, crashes and reproducibility
+when it ends) and zeroes such a sample's response mask, so the placeholder trains nothing; the checks
+here only repeat them where the reward is computed. Every other key is a number too
 (verl logs them as ``reward_extra_info``; strings would break its metric aggregation).
 """
 from __future__ import annotations
@@ -22,11 +24,11 @@ import json
 import logging
 from typing import Any
 
-from envfactory.data.reward import Call, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
+from envfactory.data.reward import GoldReplayError, RewardConfig, RewardResult, score_episodes
 
 # absolute imports: verl loads this file by path, outside its package
-from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY
-from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, turn_states
+from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, gold_calls  # noqa: F401  (gold_calls: public here too)
+from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, turn_gold, turn_states
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,6 @@ def rollout_fields(extra_info: dict[str, Any] | None, kwargs: dict[str, Any]) ->
     return None
 
 
-def gold_calls(ground_truth: Any) -> list[Call]:
-    value = json.loads(ground_truth) if isinstance(ground_truth, (str, bytes)) else ground_truth
-    return [Call.model_validate(c) for c in value]
-
-
 def score_rollout(ground_truth: Any, extra_info: dict[str, Any], rollout: dict[str, Any] | None,
                   cfg: RewardConfig | None = None) -> tuple[RewardResult, str | None]:
     """The full result and, when there is no score, which failure (a key of FAILURES)."""
@@ -62,16 +59,17 @@ def score_rollout(ground_truth: Any, extra_info: dict[str, Any], rollout: dict[s
     if rollout is None:
         return RewardResult(score=None, failure="no envfactory agent-loop record in extra_info: set the rows' "
                                                 "agent_name to the envfactory loop"), "no_rollout_record"
-    if rollout.get("failure"):
-        kind = "state_drift" if "drift" in rollout["failure"] or "failed to load" in rollout["failure"] else "env_crash"
+    if rollout.get("failure"):  # found by the agent loop, which has already masked the sample
+        kind = rollout.get("failure_kind")
+        if kind not in FAILURES:  # a record from an older loop: only the text says which failure
+            kind = "state_drift" if "drift" in rollout["failure"] or "failed to load" in rollout["failure"] else "env_crash"
         return RewardResult(score=None, failure=rollout["failure"]), kind
     try:
         states = turn_states(task)
         envs = {name: load_env(name) for name in states}
+        reference = turn_gold(task, gold)
     except StateDriftError as exc:
         return RewardResult(score=None, failure=f"state drift: {exc}"), "state_drift"
-    try:
-        reference = replay_gold(envs, gold, states)
     except GoldReplayError as exc:
         return RewardResult(score=None, failure=str(exc)), "gold_replay"
     episodes = {name: env.episode(state=states[name]) for name, env in envs.items()}

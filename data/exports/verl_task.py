@@ -8,18 +8,22 @@ silently training on a different world. The agent loop and ``compute_score`` bot
 from __future__ import annotations
 
 import json
-import threading
-from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
 
-from envfactory.data.reward import Call
+from envfactory.data.reward import Call, GoldReference, GoldReplayError, replay_calls, replay_gold
+from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Environment, Episode
 
+from envfactory.data.exports.env_cache import load_env  # noqa: F401  (the exports' one environment cache)
 
-class StateDriftError(RuntimeError):
-    """The environment no longer reproduces the state the row was exported from."""
+TASK_CACHE_SIZE = 4096  # rows whose starting state and gold reference are kept (GRPO opens n rollouts per row)
+
+
+class StateDriftError(GoldReplayError):
+    """The environment no longer reproduces the state the row was exported from (a gold replay
+    that fails or ends elsewhere because the environment changed)."""
 
 
 class EnvPin(BaseModel):
@@ -54,19 +58,6 @@ class VerlTask(BaseModel):
         return [e.name for e in self.envs]
 
 
-_env_lock = threading.Lock()
-
-
-@lru_cache(maxsize=64)
-def _load(name: str) -> Environment:
-    return Environment.load(name)
-
-
-def load_env(name: str) -> Environment:
-    with _env_lock:  # loading imports tool code; do it once per process
-        return _load(name)
-
-
 def route(envs: dict[str, Environment], tool: str) -> str | None:
     """The environment that owns a tool name (names are unique within a task's tool set)."""
     for name, env in envs.items():
@@ -77,27 +68,20 @@ def route(envs: dict[str, Environment], tool: str) -> str | None:
 
 def replay_prefix(envs: dict[str, Environment], calls: list[Call]) -> dict[str, Episode]:
     """Fresh episodes with ``calls`` replayed in order; a failing call is drift, not the policy's fault."""
-    episodes = {n: e.episode() for n, e in envs.items()}
     try:
-        for i, call in enumerate(calls):
-            env_name = call.env or route(envs, call.name)
-            if env_name not in episodes:
-                raise StateDriftError(f"earlier-turn gold call {i + 1} ({call.name}) names environment {env_name!r}, "
-                                      f"which is not among the row's environments {sorted(envs)}")
-            res = episodes[env_name].call(call.name, call.arguments)
-            if not res.ok:
-                raise StateDriftError(f"earlier-turn gold call {i + 1} {call.name} no longer executes: {res.error}")
-        return episodes
-    except BaseException:
-        for ep in episodes.values():
-            ep.close()
+        return replay_calls(envs, calls, what="earlier-turn gold call")
+    except StateDriftError:
         raise
+    except GoldReplayError as exc:
+        raise StateDriftError(str(exc)) from exc
 
 
-@lru_cache(maxsize=4096)
-def _turn_states(key: str) -> tuple[tuple[str, bytes], ...]:
-    task = VerlTask.model_validate_json(key)
-    envs = {p.name: load_env(p.name) for p in task.envs}
+def _task_key(task: VerlTask) -> str:
+    """What defines a turn's starting state (not which record or turn the row came from)."""
+    return VerlTask(record_key="", turn=0, envs=task.envs, prefix_calls=task.prefix_calls).model_dump_json()
+
+
+def _check_pins(task: VerlTask, envs: dict[str, Environment]) -> None:
     for pin in task.envs:
         env = envs[pin.name]
         if env.manifest.version != pin.version:
@@ -105,6 +89,11 @@ def _turn_states(key: str) -> tuple[tuple[str, bytes], ...]:
         if env.initial_hash != pin.initial_state_hash:
             raise StateDriftError(f"{pin.name} {pin.version}: its initial state changed since the export "
                                   f"(hash {env.initial_hash[:12]}, row has {pin.initial_state_hash[:12]})")
+
+
+def _replay_turn_states(task: VerlTask) -> tuple[tuple[str, bytes], ...]:
+    envs = {p.name: load_env(p.name) for p in task.envs}
+    _check_pins(task, envs)
     episodes = replay_prefix(envs, task.prefix_calls)
     try:
         for pin in task.envs:
@@ -118,12 +107,36 @@ def _turn_states(key: str) -> tuple[tuple[str, bytes], ...]:
             ep.close()
 
 
+_turn_states = BoundedCache(TASK_CACHE_SIZE)
+
+
 def turn_states(task: VerlTask) -> dict[str, bytes]:
     """The state each environment is in when this turn starts (cached: GRPO opens n episodes per row)."""
-    key = VerlTask(record_key="", turn=0, envs=task.envs, prefix_calls=task.prefix_calls).model_dump_json()
-    return dict(_turn_states(key))
+    return dict(_turn_states.get_or_make(_task_key(task), lambda: _replay_turn_states(task)))
 
 
 def open_turn_episodes(task: VerlTask) -> dict[str, Episode]:
     """One fresh, isolated episode per environment, at the turn's starting state."""
     return {name: load_env(name).episode(state=data) for name, data in turn_states(task).items()}
+
+
+def _replay_turn_gold(task: VerlTask, gold: list[Call]) -> GoldReference:
+    states = turn_states(task)
+    reference = replay_gold({name: load_env(name) for name in states}, gold, states)
+    for pin in task.envs:  # the start state matched the row: a different end is the gold's (or its tools')
+        got = reference.final_hashes.get(pin.name)
+        if got != pin.gold_final_hash:
+            raise GoldReplayError(f"{pin.name}: the turn's gold calls end in state {(got or '')[:12]}, "
+                                  f"the row was exported with {pin.gold_final_hash[:12]}")
+    return reference
+
+
+_gold_refs = BoundedCache(TASK_CACHE_SIZE)
+
+
+def turn_gold(task: VerlTask, gold: list[Call]) -> GoldReference:
+    """The turn's gold reference: its gold calls replayed on the turn's starting state, ending where the
+    row says (cached per row and gold). Raises StateDriftError when the turn's starting state cannot be
+    rebuilt, GoldReplayError when a gold call no longer executes or the gold ends in another state."""
+    key = (_task_key(task), json.dumps([c.model_dump() for c in gold], sort_keys=True, ensure_ascii=False))
+    return _gold_refs.get_or_make(key, lambda: _replay_turn_gold(task, gold))

@@ -85,6 +85,7 @@ def generate_records(cfg: SmokeConfig, log: Callable[[str], None]) -> Path:
 def write_exports(store_path: Path, cfg: SmokeConfig) -> dict[str, Path]:
     """openai rows (train / held-out) and trl rows, each checked by its format's checker."""
     from envfactory.data.exports import check_openai, check_trl, to_openai, to_trl
+    from envfactory.data.exports.turns import NotExportable
     from envfactory.data.store import RecordStore
     out = Path(cfg.out) / "export"
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,11 @@ def write_exports(store_path: Path, cfg: SmokeConfig) -> dict[str, Path]:
                 if not check_openai(row):
                     files[split].write(json.dumps(row, ensure_ascii=False) + "\n")
             if split == "train":
-                for row in to_trl(record):
+                try:
+                    trl_rows = to_trl(record)
+                except NotExportable:  # its turns do not cut into rows (see exports/turns.py): no GRPO rows
+                    trl_rows = []
+                for row in trl_rows:
                     if not check_trl(row):
                         files["trl"].write(json.dumps(row, ensure_ascii=False) + "\n")
     finally:

@@ -1,0 +1,73 @@
+"""QueryGen slots: each slot samples its own chain from its own seeds, and worker processes give the
+same records as threads, with the parent process as the store's one writer."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from envfactory.data.store import RecordStore
+from envfactory.graphs.bench_querygen import GoldReplayModel, gold_scripts
+from envfactory.graphs.querygen import SEEDS_PER_SLOT, QueryGenContext, make_graph, slot_chains, slot_seeds
+from envfactory.graphs.querygen_workers import worker_cpu_seconds
+
+
+def _timeless(records):  # created_at is the wall clock; everything else must match
+    out = [{**r, "provenance": {k: v for k, v in r["provenance"].items() if k != "created_at"}} for r in records]
+    return sorted(out, key=lambda r: r["key"])
+
+
+def test_slot_seeds_are_disjoint_and_do_not_depend_on_the_run_size():
+    seeds = [s for slot in range(6) for s in slot_seeds(slot, 100)]
+    assert len(seeds) == len(set(seeds)) == 6 * SEEDS_PER_SLOT
+    assert list(slot_seeds(2, 100)) == list(range(100 + 2 * SEEDS_PER_SLOT, 100 + 3 * SEEDS_PER_SLOT))
+    small, large = slot_chains(["library"], 2, seed=5), slot_chains(["library"], 4, seed=5)
+    assert [c.chain_id for c in small] == [c.chain_id for c in large[:2]]
+
+
+def test_worker_processes_give_the_records_threads_give(tmp_path):
+    graph = make_graph()
+    ctx = QueryGenContext(rollouts=1)
+    scripts = gold_scripts("library", 3, 0, ctx)
+    model = GoldReplayModel(latency=0.0, scripts=scripts)
+    by_threads = graph.invoke({"envs": ["library"], "n": 3, "seed": 0},
+                              context=QueryGenContext(rollouts=1, chat_models={"rollout": model}))
+    before = worker_cpu_seconds()
+    store = tmp_path / "r.sqlite"
+    by_workers = graph.invoke({"envs": ["library"], "n": 3, "seed": 0},
+                              context=QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=2,
+                                                      store_path=str(store)),
+                              config={"max_concurrency": 2})
+    assert by_workers["summary"]["accepted"] == 3 and by_workers["summary"]["chains"] == 3
+    assert _timeless(by_workers["records"]) == _timeless(by_threads["records"])
+    assert worker_cpu_seconds() > before  # the slots ran in the workers, which report their CPU
+    assert sorted(r.key for r in RecordStore(store).query()) == sorted(r["key"] for r in by_workers["records"])
+    again = graph.invoke({"envs": ["library"], "n": 3, "seed": 0},
+                         context=QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=2,
+                                                 store_path=str(store)))
+    assert again["summary"]["skipped_as_done"] == 3 and not again["records"]
+
+
+def test_workers_refuse_a_context_that_cannot_travel():
+    class Unpicklable:
+        lock = None
+
+        def __init__(self):
+            self.lock = threading.Lock()
+
+    with pytest.raises(ValueError, match="picklable"):
+        make_graph().invoke({"envs": ["library"], "n": 1, "seed": 0},
+                            context=QueryGenContext(rollouts=1, chat_models={"rollout": Unpicklable()}, workers=1))
+
+
+def test_named_seeds_reproduce_exactly_those_tasks():
+    from envfactory.envs.sampling import GoldTrajectory
+    from envfactory.graphs.querygen import _sampler
+    sampler = _sampler(("library",), 1)
+    kept = [s for s in range(20) if isinstance(sampler.sample(s), GoldTrajectory)][:2]
+    dropped = next(s for s in range(20) if not isinstance(sampler.sample(s), GoldTrajectory))
+    out = make_graph().invoke({"envs": ["library"], "seeds": kept + [dropped]}, context=QueryGenContext(rollouts=1))
+    assert sorted(r["provenance"]["chain_id"] for r in out["records"]) == sorted(f"library-{s}" for s in kept)
+    assert out["summary"]["slots_without_chain"] == 1 and out["summary"]["discarded_chains"] == 1
+    with pytest.raises(ValueError, match="seeds"):
+        make_graph().invoke({"envs": ["library"], "seeds": ["7"]}, context=QueryGenContext(rollouts=1))
