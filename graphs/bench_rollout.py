@@ -41,9 +41,8 @@ def sample_tasks(env: str, n: int, seed: int) -> list[Task]:
     runtime = _Runtime(querygen.QueryGenContext(rollouts=1))
     envs = {env: querygen.load_env(env)}
     tasks = []
-    for raw in querygen.sample_chains({"envs": [env], "n": n, "seed": seed}, runtime)["chains"]:
-        chain = querygen.GoldTrajectory.model_validate(raw)
-        state: dict[str, Any] = {"chain": raw}
+    for chain in querygen.slot_chains([env], n, seed, ctx=runtime.context):
+        state: dict[str, Any] = {"chain": chain.model_dump()}
         state.update(querygen.split_turns(state, runtime))
         state.update(querygen.generate_queries(state, runtime))
         scripts = {tuple(state["queries"][:k + 1]): [(chain.calls[i].tool, chain.calls[i].arguments) for i in idx]
