@@ -343,12 +343,25 @@ def _signature_free_tool_class():
         async def _arun(self, *args: Any, **kwargs: Any) -> Any:
             return await self.coroutine(*args, **kwargs)
 
+        @functools.cached_property
+        def _injected_args_keys(self) -> frozenset[str]:
+            # Read from the coroutine's signature and type hints on each tool's first call (~0.5 ms,
+            # times every tool of every pooled session). The adapter makes every coroutine from
+            # one ``def``, so the answer is per code object: worked out once per process.
+            code = self.coroutine.__code__
+            if code not in _injected_keys_by_code:
+                _injected_keys_by_code[code] = StructuredTool._injected_args_keys.func(self)
+            return _injected_keys_by_code[code]
+
     McpStructuredTool._arun.__annotations__ = {}  # nothing for get_type_hints to evaluate
     McpStructuredTool._arun.__signature__ = inspect.Signature([  # read by inspect.signature as is
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
         inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
     return McpStructuredTool
+
+
+_injected_keys_by_code: dict[Any, frozenset[str]] = {}
 
 
 @functools.lru_cache(maxsize=1)

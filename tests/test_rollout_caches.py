@@ -119,6 +119,8 @@ def test_pooled_mcp_tools_answer_like_the_adapters_without_per_call_introspectio
             plain = {t.name: t for t in await load_mcp_tools(session, handle_tool_errors=True)}
             fast = {t.name: t for t in await mcp_bridge.load_tools(session)}
             assert set(plain) == set(fast) and all(type(t).__name__ == "McpStructuredTool" for t in fast.values())
+            # injected arguments (worked out once per coroutine code, not per tool) as the adapter's
+            assert all(fast[n]._injected_args_keys == plain[n]._injected_args_keys == {"runtime"} for n in plain)
             calls = [("get_book", {"book_id": 3}), ("get_book", {"book_id": 999999}), ("get_book", {"book_id": "x"})]
             out = []
             for name, args in calls:
