@@ -362,6 +362,7 @@ def _signature_free_tool_class():
 
 
 _injected_keys_by_code: dict[Any, frozenset[str]] = {}
+_plain_coroutine_codes: set[Any] = set()  # coroutines (by code) that take no callbacks, config or run manager
 
 
 @functools.lru_cache(maxsize=1)
@@ -376,10 +377,14 @@ def _without_introspection(tool: Any) -> Any:
     coroutine = getattr(tool, "coroutine", None)
     if type(tool) is not StructuredTool or coroutine is None or getattr(tool, "func", None) is not None:
         return tool
-    params = inspect.signature(coroutine).parameters
-    if "callbacks" in params or "config" in params or "run_manager" in params:
-        return tool
-    return _tool_class()(**{name: getattr(tool, name) for name in tool.model_fields_set})
+    code = getattr(coroutine, "__code__", None)
+    if code not in _plain_coroutine_codes:  # one signature look per adapter ``def``, not per tool
+        params = inspect.signature(coroutine).parameters
+        if "callbacks" in params or "config" in params or "run_manager" in params or code is None:
+            return tool
+        _plain_coroutine_codes.add(code)
+    # the fields were validated when the adapter built ``tool``: copied as they are, not again
+    return _tool_class().model_construct(_fields_set=set(tool.model_fields_set), **dict(tool))
 
 
 async def load_tools(session: ClientSession) -> list:
