@@ -115,6 +115,16 @@ async def _micro(env: Environment, pool, model, n: int) -> dict[str, float]:
     for _ in range(n):
         await bound.ainvoke(messages)
     out["model_turn"] = _cpu_ms(t) / n
+    t = time.process_time()
+    for i in range(10):  # QueryGen opens one per rollout in flight (32 at concurrency 32), then reuses them
+        held = await pool._open()
+        ep = held.registry.pinned = env.episode()
+        tool = next(x for x in held.tools if x.name == "get_book")
+        await tool.ainvoke({"type": "tool_call", "id": f"s{i}", "name": "get_book", "args": args})
+        held.registry.pinned = None
+        ep.close()
+        await held.close()
+    out["new_session_and_first_call"] = _cpu_ms(t) / 10
     from envfactory.prompts.registry import default_registry
     t = time.process_time()
     for _ in range(n):
