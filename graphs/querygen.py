@@ -254,7 +254,10 @@ def _session_pools(envs: dict[str, Environment]) -> dict[str, Any]:
         for name, env in envs.items():
             key = (name, id(env))
             if key not in pools:
-                pools[key] = EpisodeSessionPool(env)
+                # A worker process's rollout loop is private (no server shares it, no blocking-call guard
+                # such as `langgraph dev`'s watches it), so its tool calls run inline on it: a thread hop
+                # per call costs more than the sub-millisecond in-memory SQLite work it would move.
+                pools[key] = EpisodeSessionPool(env, inline_calls=_worker_flag["in_worker"])
             out[name] = pools[key]
     return out
 
