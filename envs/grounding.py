@@ -32,6 +32,7 @@ class Grounder:
         # Query results on the environment's initial state, which never changes: most grounded
         # values are drawn before a chain's first write, and each costs SQL queries otherwise.
         self._initial: dict[str, list[tuple]] = {}  # SQL -> rows
+        self._specs = {spec.name: spec for spec in env.manifest.tools}  # manifest.tool() scans a list
 
     def arguments(self, tool: str, ep: Episode, seed: int | str = 0, fixed: dict[str, Any] | None = None,
                   optional_rate: float = 0.0, tool_graph=None, node: str | None = None,
@@ -41,7 +42,9 @@ class Grounder:
 
         ``initial_state`` is the caller's promise that ``ep`` still holds the environment's initial
         state (no write yet): values then come from a per-environment cache instead of SQL."""
-        spec = self.env.manifest.tool(tool)
+        spec = self._specs.get(tool)
+        if spec is None:
+            raise ValueError(f"environment {self.env.name!r} has no tool {tool!r}")
         rng = random.Random(f"{tool}:{seed}")
         fixed = dict(fixed or {})
         required = set(spec.input_schema.get("required", []))
@@ -78,7 +81,7 @@ class Grounder:
         if name in _SEARCH_NAMES and typ == "string":
             return self._search_word(tool, ep, rng, cached=cached)
         date_like = typ == "string" and (schema.get("format") in ("date", "date-time") or re.search(r"(date|_on$|_at$|day)", name))
-        spec = self.env.manifest.tool(tool)
+        spec = self._specs.get(tool)
         if date_like and spec is not None and not spec.read_only:
             return self._date(name, schema)  # a write asks for a day to come, not one from the records
         if name in self.columns:
