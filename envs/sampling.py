@@ -4,7 +4,9 @@ A chain is planned backwards from a target tool: each required parameter is eith
 user states (grounded in the episode's data) or the output field of a producer tool planned
 earlier (recursively, up to a depth cap). The chain may then grow forwards through tools that
 consume what it produced. Executing the plan on a fresh episode gives the gold trajectory and the
-gold final state; a chain with any failing call is discarded with its reason.
+gold final state. A call refused on its drawn values is drawn again a few times (fresh stated values,
+fresh array elements; the episode rolls the refusal back, so it leaves no trace); a chain with a call
+that still fails is discarded with its reason.
 """
 from __future__ import annotations
 

@@ -110,3 +110,14 @@ def test_grounding_cache_gives_the_values_sql_gives(library_graph):
                 cached = grounder.arguments(spec.name, ep, seed=seed, optional_rate=0.5, initial_state=True)
                 assert cached == direct
         assert grounder._initial  # the cache was used
+
+
+def test_benchmark_reports_both_samplers_on_the_same_seeds(capsys):
+    from envfactory.envs.bench_sampling import bench_sampling
+
+    results = bench_sampling(["library"], seeds=12, progress=False)
+    baseline, current = results["library"]["baseline"], results["library"]["current"]
+    assert baseline["samples"] == current["samples"] == 12
+    assert current["kept"] >= baseline["kept"]  # redraws only ever rescue chains (first draws are unchanged)
+    table = capsys.readouterr().out
+    assert "library" in table and "CPU per kept chain" in table
