@@ -3,7 +3,8 @@
 QueryGen samples consecutive seeds until it has enough gold chains, so what a task costs is the CPU
 of every sample (kept or discarded) divided by the chains kept. The sampler as configured is
 compared with a baseline in the same process: the same code with failed calls never redrawn and
-short plans never re-planned (``call_retries=0, plan_retries=0``), which gives exactly the chains
+short plans never re-planned, no backtracking (``call_retries=0, plan_retries=0,
+backtracks=0``), which gives exactly the chains
 the sampler gave before retries existed. Absolute times on a shared machine are noise; read the ratios.
 
     python -m envfactory.envs.bench_sampling [--seeds 200] [--envs library,travel]
@@ -46,7 +47,7 @@ def bench_sampling(envs: Iterable[str] = CATALOG, seeds: int = 200, config: Samp
     from tqdm import tqdm
 
     config = config or SamplerConfig()
-    baseline_config = replace(config, call_retries=0, plan_retries=0)
+    baseline_config = replace(config, call_retries=0, plan_retries=0, backtracks=0)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in tqdm(list(envs), desc="sampling benchmark", unit="env", disable=not progress):
         tg = build_tool_graph([Environment.load(name)])

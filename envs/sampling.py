@@ -103,6 +103,9 @@ class SamplerConfig:
     call_retries: int = 4
     # A plan shorter than ``min_length`` (a target nothing feeds or follows) is re-planned from a new target.
     plan_retries: int = 3
+    # A call whose redraws all fail, fed by reads only (an order list, a search), sends the chain back
+    # to the latest of those reads for new draws, at most this many times per chain.
+    backtracks: int = 2
 
 
 class ChainSampler:
@@ -237,13 +240,34 @@ class ChainSampler:
         picks: dict[tuple[int, str], int] = {}  # (call, array path) -> element index, shared across fields
         needed = _needed_fields(calls)
         changed: set[str] = set()  # environments a write may have changed (grounding caches the initial state only)
+        specs = [envs[c.env].manifest.tool(c.tool) for c in calls]
+        picks_before: list[dict] = []  # picks as each call found them (a backtrack restores them)
+        first_attempt = [0] * len(calls)  # a call run again after a backtrack starts at new draws
+        backtracks, first_failure = 0, None
         try:
-            for i, planned in enumerate(calls):
-                spec = envs[planned.env].manifest.tool(planned.tool)
+            i = 0
+            while i < len(calls):
+                planned, spec = calls[i], specs[i]
+                del picks_before[i:]
+                picks_before.append(dict(picks))
                 outcome = self._run_call(i, planned, gold, picks, episodes[planned.env], rng, seed,
-                                         needed.get(i, ()), spec.read_only, planned.env not in changed)
+                                         needed.get(i, ()), spec.read_only, planned.env not in changed,
+                                         first_attempt[i])
                 if isinstance(outcome, str):
-                    return Discarded(chain_id=chain_id, seed=seed, plan=[c.node for c in calls], reason=outcome)
+                    first_failure = first_failure or outcome
+                    j = self._backtrack_target(i, planned, specs)
+                    if j is None or backtracks >= self.config.backtracks:
+                        return Discarded(chain_id=chain_id, seed=seed, plan=[c.node for c in calls], reason=first_failure)
+                    # The values came from reads (no state changed since call j): ask call j again,
+                    # with new draws, and go on from there.
+                    backtracks += 1
+                    for k in range(j, i + 1):
+                        first_attempt[k] += 1 + max(self.config.call_retries, 0)
+                    del gold[j:]
+                    picks.clear()
+                    picks.update(picks_before[j])
+                    i = j
+                    continue
                 args, output = outcome
                 if not spec.read_only:
                     changed.add(planned.env)
@@ -251,6 +275,7 @@ class ChainSampler:
                 gold.append(GoldCall(env=planned.env, tool=planned.tool, arguments=args, output=output,
                                      bindings=bindings, masked_arguments=[m for m in spec.maskable_arguments if m in args],
                                      read_only=spec.read_only))
+                i += 1
             diffs = {n: ep.diff() for n, ep in episodes.items()}
             trajectory = GoldTrajectory(
                 chain_id=chain_id, seed=seed, envs=env_names, targets=targets, calls=gold,
@@ -263,9 +288,19 @@ class ChainSampler:
             for ep in episodes.values():
                 ep.close()
 
+    @staticmethod
+    def _backtrack_target(i: int, planned: PlannedCall, specs: list) -> int | None:
+        """The latest call feeding call ``i``, when every call from it to ``i`` is a read (asking it
+        again changes no state), else None."""
+        producers = [b.call for b in planned.bindings.values() if b.source == "call" and b.call is not None]
+        if not producers:
+            return None
+        j = max(producers)
+        return j if all(specs[k].read_only for k in range(j, i)) else None
+
     def _run_call(self, i: int, planned: PlannedCall, gold: list[GoldCall], picks: dict, ep: Episode,
                   rng: random.Random, seed: int, needs: Iterable[str], read_only: bool,
-                  initial_state: bool) -> tuple[dict[str, Any], Any] | str:
+                  initial_state: bool, first_attempt: int = 0) -> tuple[dict[str, Any], Any] | str:
         """Execute call ``i``; returns its arguments and output, or why the chain is discarded.
 
         The first attempt draws exactly as a sampler without retries does. A refused attempt (domain
@@ -279,7 +314,7 @@ class ChainSampler:
         first_reason: str | None = None
         fallback: tuple[dict[str, Any], Any, dict] | None = None
         ran = 0
-        for attempt in range(1 + max(self.config.call_retries, 0)):
+        for attempt in range(first_attempt, first_attempt + 1 + max(self.config.call_retries, 0)):
             draw = rng if attempt == 0 else random.Random(f"exec:{seed}:{i}:{attempt}")
             trial = picks if attempt == 0 else {k: v for k, v in picks.items() if k in frozen}
             fixed, reason, hopeless = self._bound_values(planned, gold, trial, draw, tried)

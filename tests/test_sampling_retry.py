@@ -13,7 +13,7 @@ from envfactory.envs.grounding import Grounder
 from envfactory.envs.sampling import ChainSampler, Discarded, GoldTrajectory, SamplerConfig
 from envfactory.envs.toolgraph import build_tool_graph
 
-SEEDS = range(40)
+SEEDS = range(80)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def library_graph():
 @pytest.fixture(scope="module")
 def outcomes(library_graph):
     """Per seed: (without retries, with retries), each from its own sampler."""
-    plain = ChainSampler(library_graph, SamplerConfig(call_retries=0, plan_retries=0))
+    plain = ChainSampler(library_graph, SamplerConfig(call_retries=0, plan_retries=0, backtracks=0))
     retrying = ChainSampler(library_graph, SamplerConfig())
     return {seed: (plain.sample(seed), retrying.sample(seed)) for seed in SEEDS}
 
@@ -48,15 +48,15 @@ def test_chains_kept_without_retries_are_unchanged(outcomes):
 
 
 def test_retries_rescue_refused_chains_and_the_gold_replays(library_graph, outcomes):
-    rescued = [(p, r) for p, r in outcomes.values()
-               if isinstance(p, Discarded) and " failed [domain]" in p.reason and isinstance(r, GoldTrajectory)]
-    assert len(rescued) >= 3, "retries rescued almost no chain refused on its first draw"
+    rescued = [(p, r) for p, r in outcomes.values() if isinstance(p, Discarded) and isinstance(r, GoldTrajectory)]
+    refused = [(p, r) for p, r in rescued if " failed [domain]" in p.reason]
+    assert len(refused) >= 3, "retries rescued almost no chain refused on its first draw"
     envs = dict(library_graph.envs)
     for plain, chain in rescued:
-        failed_at = int(re.match(r"call (\d+) (\w+) failed", plain.reason).group(1))
-        tool = re.match(r"call \d+ (\w+) failed", plain.reason).group(1)
-        assert chain.calls[failed_at - 1].tool == tool  # same plan; the refused call now succeeded
-        assert [c.tool for c in chain.calls] == plain.plan
+        if plain.plan and len(plain.plan) >= 2:  # not re-planned: same plan, the failing call now succeeded
+            assert [c.tool for c in chain.calls] == plain.plan
+        if (m := re.match(r"call (\d+) (\w+) failed", plain.reason)):
+            assert chain.calls[int(m.group(1)) - 1].tool == m.group(2)
         # the gold calls alone (no refused attempt) rebuild the sampler's final state and changes
         ref = replay_gold(envs, gold_calls_from_trajectory(chain))
         assert ref.final_hashes == chain.final_hashes
@@ -80,7 +80,7 @@ def test_a_call_refused_on_every_draw_is_discarded_with_its_reason(monkeypatch):
         raise ToolError("no copy of that book today")
 
     monkeypatch.setattr(tool, "fn", refuse)
-    config = SamplerConfig(call_retries=3)
+    config = SamplerConfig(call_retries=3, backtracks=0)  # each discard then stems from one run of redraws
     sampler = ChainSampler(tg, config)
     hits = redrawn = 0
     for seed in range(60):
