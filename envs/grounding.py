@@ -32,6 +32,7 @@ class Grounder:
         # Query results on the environment's initial state, which never changes: most grounded
         # values are drawn before a chain's first write, and each costs SQL queries otherwise.
         self._initial: dict[str, list[tuple]] = {}  # SQL -> rows
+        self._initial_values: dict[tuple[str, int], list[Any]] = {}  # (column, limit) -> values
         self._specs = {spec.name: spec for spec in env.manifest.tools}  # manifest.tool() scans a list
 
     def arguments(self, tool: str, ep: Episode, seed: int | str = 0, fixed: dict[str, Any] | None = None,
@@ -111,11 +112,15 @@ class Grounder:
 
     def _column_values(self, name: str, ep: Episode, rng: random.Random, limit: int = 200,
                        cached: bool = False) -> list[Any]:
+        if cached and (name, limit) in self._initial_values:
+            return self._initial_values[name, limit]
         values: list[Any] = []
         for table in self.columns.get(name, []):
             rows = self._rows(ep, f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL '
                                   f'ORDER BY "{name}" LIMIT {int(limit)}', cached)
             values += [r[0] for r in rows]
+        if cached:
+            self._initial_values[name, limit] = values  # callers only read it
         return values
 
     def _search_word(self, tool: str, ep: Episode, rng: random.Random, cached: bool = False) -> str | None:
