@@ -115,7 +115,7 @@ def test_grounding_cache_gives_the_values_sql_gives(library_graph):
 def test_benchmark_reports_both_samplers_on_the_same_seeds(capsys):
     from envfactory.envs.bench_sampling import bench_sampling
 
-    results = bench_sampling(["library"], seeds=12, progress=False)
+    results = bench_sampling(["library"], seeds=12, progress=False, repeat=1)
     baseline, current = results["library"]["baseline"], results["library"]["current"]
     assert baseline["samples"] == current["samples"] == 12
     assert current["kept"] >= baseline["kept"]  # redraws only ever rescue chains (first draws are unchanged)
