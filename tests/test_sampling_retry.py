@@ -121,3 +121,22 @@ def test_benchmark_reports_both_samplers_on_the_same_seeds(capsys):
     assert current["kept"] >= baseline["kept"]  # redraws only ever rescue chains (first draws are unchanged)
     table = capsys.readouterr().out
     assert "library" in table and "CPU per kept chain" in table
+
+
+def test_backtracking_to_reads_rescues_more_and_its_gold_replays():
+    env = Environment.load("devtools")  # runs and deployments are picked from lists: backtracking pays there
+    tg = build_tool_graph(env)
+    retrying, backtracking = ChainSampler(tg, SamplerConfig()), ChainSampler(tg, SamplerConfig(backtracks=2))
+    more = 0
+    for seed in range(40):
+        retried, chain = retrying.sample(seed), backtracking.sample(seed)
+        if isinstance(retried, GoldTrajectory):  # a backtrack only follows a call that failed every redraw
+            assert chain.model_dump() == retried.model_dump()
+        elif isinstance(chain, GoldTrajectory):
+            more += 1
+            ref = replay_gold({"devtools": env}, gold_calls_from_trajectory(chain))
+            assert ref.final_hashes == chain.final_hashes
+            assert sorted(ref.cells["devtools"], key=repr) == sorted(chain._gold_cells["devtools"], key=repr)
+        else:
+            assert chain.reason == retried.reason  # still dropped: the first failure is the reason
+    assert more >= 2
