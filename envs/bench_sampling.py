@@ -2,10 +2,10 @@
 
 QueryGen samples consecutive seeds until it has enough gold chains, so what a task costs is the CPU
 of every sample (kept or discarded) divided by the chains kept. The sampler as configured is
-compared with a baseline in the same process: the same code with failed calls never redrawn and
-short plans never re-planned, no backtracking (``call_retries=0, plan_retries=0,
-backtracks=0``), which gives exactly the chains
-the sampler gave before retries existed. Absolute times on a shared machine are noise; read the ratios.
+compared with a baseline in the same process: the same code with failed calls never redrawn, short
+plans never re-planned and no backtracking (``call_retries=0, plan_retries=0, backtracks=0``), which
+gives exactly the chains the sampler gave before retries existed. Absolute times on a shared machine
+are noise; read the ratios.
 
     python -m envfactory.envs.bench_sampling [--seeds 200] [--repeat 3] [--envs library,travel]
 """
