@@ -29,13 +29,23 @@ class Grounder:
         for t in env.tables.values():
             for c in t.columns:
                 self.columns.setdefault(c, []).append(t.name)
+        # Query results on the environment's initial state, which never changes: most grounded
+        # values are drawn before a chain's first write, and each costs SQL queries otherwise.
+        self._initial: dict[str, list[tuple]] = {}  # SQL -> rows
+        self._initial_values: dict[tuple[str, int], list[Any]] = {}  # (column, limit) -> values
+        self._specs = {spec.name: spec for spec in env.manifest.tools}  # manifest.tool() scans a list
 
-    def arguments(self, tool: str, ep: Episode, seed: int = 0, fixed: dict[str, Any] | None = None,
+    def arguments(self, tool: str, ep: Episode, seed: int | str = 0, fixed: dict[str, Any] | None = None,
                   optional_rate: float = 0.0, tool_graph=None, node: str | None = None,
-                  skip: set[str] | frozenset = frozenset()) -> dict[str, Any] | None:
+                  skip: set[str] | frozenset = frozenset(), initial_state: bool = False) -> dict[str, Any] | None:
         """Arguments for ``tool``: ``fixed`` values first, then grounded values for the required
-        parameters (and optional ones at ``optional_rate``). None when a required value cannot be grounded."""
-        spec = self.env.manifest.tool(tool)
+        parameters (and optional ones at ``optional_rate``). None when a required value cannot be grounded.
+
+        ``initial_state`` is the caller's promise that ``ep`` still holds the environment's initial
+        state (no write yet): values then come from a per-environment cache instead of SQL."""
+        spec = self._specs.get(tool)
+        if spec is None:
+            raise ValueError(f"environment {self.env.name!r} has no tool {tool!r}")
         rng = random.Random(f"{tool}:{seed}")
         fixed = dict(fixed or {})
         required = set(spec.input_schema.get("required", []))
@@ -49,7 +59,7 @@ class Grounder:
             optional = name not in required
             if optional and (name in spec.maskable_arguments or rng.random() >= optional_rate):
                 continue
-            value = self.value(tool, name, schema, ep, rng)
+            value = self.value(tool, name, schema, ep, rng, cached=initial_state)
             if value is None or optional and value == schema.get("default"):
                 if not optional:
                     return None
@@ -57,25 +67,26 @@ class Grounder:
             args[name] = value
         return args
 
-    def value(self, tool: str, name: str, schema: dict[str, Any], ep: Episode, rng: random.Random) -> Any:
+    def value(self, tool: str, name: str, schema: dict[str, Any], ep: Episode, rng: random.Random,
+              cached: bool = False) -> Any:
         if "enum" in schema:
-            present = self._column_values(name, ep, rng, limit=50)
+            present = self._column_values(name, ep, rng, limit=50, cached=cached)
             options = [v for v in schema["enum"] if v in present] or list(schema["enum"])
             return rng.choice(options)
         typ = schema.get("type")
         if typ == "boolean":
             return rng.choice([True, False])
         if typ == "array":
-            item = self.value(tool, _singular(name), schema.get("items", {}), ep, rng)
+            item = self.value(tool, _singular(name), schema.get("items", {}), ep, rng, cached=cached)
             return None if item is None else [item]
         if name in _SEARCH_NAMES and typ == "string":
-            return self._search_word(tool, ep, rng)
+            return self._search_word(tool, ep, rng, cached=cached)
         date_like = typ == "string" and (schema.get("format") in ("date", "date-time") or re.search(r"(date|_on$|_at$|day)", name))
-        spec = self.env.manifest.tool(tool)
+        spec = self._specs.get(tool)
         if date_like and spec is not None and not spec.read_only:
             return self._date(name, schema)  # a write asks for a day to come, not one from the records
         if name in self.columns:
-            values = self._column_values(name, ep, rng)
+            values = self._column_values(name, ep, rng, cached=cached)
             if values:
                 return rng.choice(values)
         if date_like:
@@ -91,21 +102,34 @@ class Grounder:
             return rng.choice(schema["examples"])
         return None
 
-    def _column_values(self, name: str, ep: Episode, rng: random.Random, limit: int = 200) -> list[Any]:
+    def _rows(self, ep: Episode, sql: str, cached: bool) -> list[tuple]:
+        if not cached:
+            return ep.conn.execute(sql).fetchall()
+        rows = self._initial.get(sql)
+        if rows is None:
+            rows = self._initial[sql] = ep.conn.execute(sql).fetchall()
+        return rows
+
+    def _column_values(self, name: str, ep: Episode, rng: random.Random, limit: int = 200,
+                       cached: bool = False) -> list[Any]:
+        if cached and (name, limit) in self._initial_values:
+            return self._initial_values[name, limit]
         values: list[Any] = []
         for table in self.columns.get(name, []):
-            rows = ep.conn.execute(f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL '
-                                   f'ORDER BY "{name}" LIMIT {int(limit)}').fetchall()
+            rows = self._rows(ep, f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL '
+                                  f'ORDER BY "{name}" LIMIT {int(limit)}', cached)
             values += [r[0] for r in rows]
+        if cached:
+            self._initial_values[name, limit] = values  # callers only read it
         return values
 
-    def _search_word(self, tool: str, ep: Episode, rng: random.Random) -> str | None:
+    def _search_word(self, tool: str, ep: Episode, rng: random.Random, cached: bool = False) -> str | None:
         words = tool.split("_")
         tables = [t for t in self.env.tables if t in words or _singular(t) in words] or list(self.env.tables)
         for table in tables:
             cols = [c for c in self.env.tables[table].columns if c in ("title", "name", "subject", "summary")]
             for col in cols:
-                rows = ep.conn.execute(f'SELECT "{col}" FROM "{table}" WHERE "{col}" IS NOT NULL ORDER BY rowid LIMIT 100').fetchall()
+                rows = self._rows(ep, f'SELECT "{col}" FROM "{table}" WHERE "{col}" IS NOT NULL ORDER BY rowid LIMIT 100', cached)
                 if rows:
                     text = str(rng.choice(rows)[0])
                     tokens = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]{3,}", text) if w.lower() not in ("the", "with", "from")]

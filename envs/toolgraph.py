@@ -263,7 +263,10 @@ def confirm_edges(tg: ToolGraph, attempts: int = 6, optional_attempts: int = 3,
     from .sampling import Binding, ChainSampler, GoldTrajectory, SamplerConfig
 
     def make_sampler(rate: float) -> ChainSampler:
-        return ChainSampler(tg, SamplerConfig(confirmed_only=False, optional_rate=rate, max_length=10, max_depth=5))
+        # Each attempt is one plain execution (no redraws of failed calls): the graph a catalog gets
+        # stays what it always was, and the attempts above already vary the drawn values.
+        return ChainSampler(tg, SamplerConfig(confirmed_only=False, optional_rate=rate, max_length=10, max_depth=5,
+                                              call_retries=0, backtracks=0))
 
     plain, with_optionals = make_sampler(0.0), make_sampler(optional_rate)
     index = {(u, v, d["param"], d["field"]): d for u, v, d in tg.graph.edges(data=True)}
