@@ -151,9 +151,12 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
                 raise ValueError(f"unknown worker kind {how!r}; known: threads, processes")
             for c in levels:
                 n_workers = c if how == "processes" else 0
-                # warm up: imports, environments, pooled sessions (and the worker processes)
+                # Warm up: imports, environments, sampler, pooled sessions. Worker processes each build
+                # their own (~1 s of CPU once per process); a slow model keeps every worker busy with one
+                # warm-up slot, so none of them starts cold inside the measured run.
                 graph.invoke({"envs": [env], "n": warm_n if n_workers else 2, "seed": warm_seed},
-                             context=QueryGenContext(rollouts=1, chat_models={"rollout": make(0.0)}, workers=n_workers),
+                             context=QueryGenContext(rollouts=1, chat_models={"rollout": make(0.25 if n_workers else 0.0)},
+                                                     workers=n_workers),
                              config={"max_concurrency": c})
                 key = f"{kind}@{c}" + ("/processes" if n_workers else "")
                 results[key] = _run(graph, make(latency), env, tasks, seed, c, latency, n_workers)

@@ -20,6 +20,7 @@ import pickle
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 PRELOAD = ["envfactory.graphs.querygen", "envfactory.envs.mcp_bridge", "envfactory.agents.rollout_agent",
@@ -77,7 +78,15 @@ def run_in_worker(workers: int, fn: Callable[..., dict[str, Any]], state: Any, c
     """``fn(state, context)`` in the pool of ``workers`` processes; blocks the calling thread until
     done. The context is unpickled once per worker and run, not once per slot."""
     blob, digest = _pickled(context)
-    out, cpu = _pool(workers).submit(_timed, fn, state, blob, digest).result()
+    pool = _pool(workers)
+    try:
+        out, cpu = pool.submit(_timed, fn, state, blob, digest).result()
+    except BrokenProcessPool as exc:  # a worker died (killed, out of memory): the next slot gets a new pool
+        with _lock:
+            for key in [k for k, p in _pools.items() if p is pool]:
+                del _pools[key]
+        raise RuntimeError(f"a QueryGen worker process died ({exc}); finished tasks are stored, "
+                           "run again to resume") from exc
     with _lock:
         _cpu["seconds"] += cpu
         _cpu["slots"] += 1

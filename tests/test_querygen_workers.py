@@ -71,3 +71,19 @@ def test_named_seeds_reproduce_exactly_those_tasks():
     assert out["summary"]["slots_without_chain"] == 1 and out["summary"]["discarded_chains"] == 1
     with pytest.raises(ValueError, match="seeds"):
         make_graph().invoke({"envs": ["library"], "seeds": ["7"]}, context=QueryGenContext(rollouts=1))
+
+
+def _die(state, context):
+    import os
+    os._exit(3)
+
+
+def _echo(state, context):
+    return {"state": state, "context": context}
+
+
+def test_a_dead_worker_fails_its_slot_clearly_and_the_next_slot_gets_a_new_pool():
+    from envfactory.graphs import querygen_workers
+    with pytest.raises(RuntimeError, match="worker process died"):
+        querygen_workers.run_in_worker(1, _die, {"slot": 0}, {"setting": 1})
+    assert querygen_workers.run_in_worker(1, _echo, {"slot": 1}, {"setting": 2}) == {"state": {"slot": 1}, "context": {"setting": 2}}
