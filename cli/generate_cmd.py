@@ -17,14 +17,14 @@ def cmd_generate(args) -> int:
     for mode, chunk in graph.stream({"envs": args.env, "n": args.n, "seed": args.seed, "max_envs": args.max_envs},
                                     context=ctx, config={"max_concurrency": args.concurrency},
                                     stream_mode=["updates", "values"]):
-        if mode == "updates" and chunk.get("process_chain"):
+        if mode == "values":
+            final = chunk
+        elif chunk.get("process_chain"):
             slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, or no chain
             resumed += slot.get("skipped", 0)
             bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0))
             if resumed:
                 bar.set_postfix_str(f"resumed {resumed}")
-        else:
-            final = chunk
     bar.close()
     summary = final.get("summary", {})
     if args.json:
