@@ -79,14 +79,9 @@ class GoldReplayModel(FixedLatencyModel):
         return AIMessage("Done.")
 
 
-class _Runtime:
-    def __init__(self, context):
-        self.context = context
-
-
 def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[tuple[str, ...], list[tuple[str, dict]]]:
     """The run's tasks as the graph's own steps make them (same sampler, turns and queries)."""
-    runtime = _Runtime(ctx)
+    runtime = querygen.ContextRuntime(ctx)
     scripts: dict[tuple[str, ...], list[tuple[str, dict]]] = {}
     for gold in querygen.slot_chains([env], tasks, seed, ctx=ctx):
         chain = gold.model_dump()
@@ -160,5 +155,5 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
                              config={"max_concurrency": c})
                 key = f"{kind}@{c}" + ("/processes" if n_workers else "")
                 results[key] = _run(graph, make(latency), env, tasks, seed, c, latency, n_workers)
-        shutdown_workers()
+                shutdown_workers()  # each level warms its own pool; an idle one would only hold memory
     return results

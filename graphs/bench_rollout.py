@@ -26,7 +26,7 @@ from envfactory.data.reward import GoldReference, RewardConfig, score_episodes
 from envfactory.envs.runtime import Environment
 
 from . import querygen
-from .bench_querygen import GoldReplayModel, _Runtime
+from .bench_querygen import GoldReplayModel
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Task:
 
 def sample_tasks(env: str, n: int, seed: int) -> list[Task]:
     """Tasks exactly as QueryGen makes them offline (sampler, turn split, template queries)."""
-    runtime = _Runtime(querygen.QueryGenContext(rollouts=1))
+    runtime = querygen.ContextRuntime(querygen.QueryGenContext(rollouts=1))
     envs = {env: querygen.load_env(env)}
     tasks = []
     for chain in querygen.slot_chains([env], n, seed, ctx=runtime.context):

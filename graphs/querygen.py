@@ -67,7 +67,6 @@ class QueryGenInput(TypedDict, total=False):
 
 
 class QueryGenState(QueryGenInput, total=False):
-    chains: Annotated[list[str], operator.add]            # ids of the chains processed in this run
     skipped: Annotated[int, operator.add]                 # finished in an earlier run (resumed)
     discarded: Annotated[list[dict[str, Any]], operator.add]
     empty_slots: Annotated[int, operator.add]             # slots whose seeds all gave discarded chains
@@ -202,7 +201,7 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
             reason = (r["verification"]["reason"] or "unknown").split(":")[0]
             reasons[reason] = reasons.get(reason, 0) + 1
     rates = [r["verification"]["pass_rate"] for r in records if r["verification"]["pass_rate"] is not None]
-    return {"summary": {"chains": len(state.get("chains", [])), "skipped_as_done": state.get("skipped", 0),
+    return {"summary": {"chains": len(records), "skipped_as_done": state.get("skipped", 0),
                         "discarded_chains": len(state.get("discarded", [])),
                         "slots_without_chain": state.get("empty_slots", 0), "accepted": len(accepted),
                         "rejected": len(records) - len(accepted), "rejected_by_reason": reasons,
@@ -557,13 +556,16 @@ def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
         chain_state.update(step_update)
         if records:
             chain_state["records"] = chain_state.get("records", []) + records
-    return {**update, "chains": [chain.chain_id], "records": chain_state.get("records", [])}
+    return {**update, "records": chain_state.get("records", [])}
 
 
 _worker_flag = {"in_worker": False}
 
 
-class _WorkerRuntime:
+class ContextRuntime:
+    """What the steps read of LangGraph's ``Runtime``, the context alone: for running the steps
+    outside a graph (worker processes, benchmarks, tests)."""
+
     def __init__(self, context: QueryGenContext):
         self.context = context
 
@@ -571,7 +573,7 @@ class _WorkerRuntime:
 def _run_slot_in_worker(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
     """A slot in a worker process; records are stored by the parent (one writer per store)."""
     _worker_flag["in_worker"] = True
-    return run_slot(state, _WorkerRuntime(ctx))
+    return run_slot(state, ContextRuntime(ctx))
 
 
 def make_graph():

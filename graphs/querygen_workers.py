@@ -23,12 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
+from envfactory.envs.lru import BoundedCache
+
 PRELOAD = ["envfactory.graphs.querygen", "envfactory.envs.mcp_bridge", "envfactory.agents.rollout_agent",
            "envfactory.data.reward", "langchain_core.language_models"]
 
 _lock = threading.Lock()
 _pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
-_cpu = {"seconds": 0.0, "slots": 0}
+_cpu = {"seconds": 0.0}
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -41,35 +43,28 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         return _pools[key]
 
 
-_sent: dict[int, tuple[Any, bytes, str]] = {}      # id(context) -> (context, pickled, digest): parent side
-_received: dict[str, Any] = {}                      # digest -> context: worker side
+_sent = BoundedCache(16)      # id(context) -> (context, pickled, digest): parent side
+_received = BoundedCache(1)   # digest -> context: worker side (one run at a time per worker, in practice)
 
 
 def _pickled(context: Any) -> tuple[bytes, str]:
     """The run's context pickled once per run (it can carry chat models with large state)."""
-    with _lock:
-        hit = _sent.get(id(context))
-        if hit is not None and hit[0] is context:
-            return hit[1], hit[2]
+    hit = _sent.get(id(context))
+    if hit is not None and hit[0] is context:  # the entry keeps its context alive: no id reuse
+        return hit[1], hit[2]
     try:
         blob = pickle.dumps(context)
     except Exception as exc:  # say what cannot travel, instead of a pool error later
         raise ValueError(f"QueryGen workers need a picklable context and chat models: {type(exc).__name__}: {exc}; "
                          "set workers=0 to run in this process") from exc
     digest = hashlib.sha256(blob).hexdigest()
-    with _lock:
-        if len(_sent) > 16:
-            _sent.clear()
-        _sent[id(context)] = (context, blob, digest)
+    _sent.put(id(context), (context, blob, digest))
     return blob, digest
 
 
 def _timed(fn: Callable[..., dict[str, Any]], state: Any, blob: bytes, digest: str) -> tuple[dict[str, Any], float]:
     start = time.process_time()  # the worker runs one slot at a time: its process CPU is this slot's
-    context = _received.get(digest)
-    if context is None:
-        _received.clear()  # one run at a time per worker, in practice
-        context = _received[digest] = pickle.loads(blob)
+    context = _received.get_or_make(digest, lambda: pickle.loads(blob))
     out = fn(state, context)
     return out, time.process_time() - start
 
@@ -89,7 +84,6 @@ def run_in_worker(workers: int, fn: Callable[..., dict[str, Any]], state: Any, c
                            "run again to resume") from exc
     with _lock:
         _cpu["seconds"] += cpu
-        _cpu["slots"] += 1
     return out
 
 

@@ -146,7 +146,7 @@ def test_one_node_chain_step_gives_the_same_record_as_the_per_step_graph(chain):
 
     ctx = QueryGenContext(rollouts=2)
     via_graph = make_chain_graph().invoke({"chain": chain.model_dump()}, context=ctx)["records"]
-    via_node = querygen.process_chain({"chain": chain.model_dump()}, type("R", (), {"context": ctx})())["records"]
+    via_node = querygen.process_chain({"chain": chain.model_dump()}, querygen.ContextRuntime(ctx))["records"]
     assert timeless(via_graph) == timeless(via_node) and via_node[0]["verification"]["accepted"]
     out = make_graph().invoke({"envs": ["library"], "n": 1, "seed": chain.seed}, context=ctx)
     assert timeless(out["records"]) == timeless(via_node)
