@@ -33,7 +33,6 @@ class Grounder:
         # values are drawn before a chain's first write, and each costs SQL queries otherwise.
         self._initial: dict[str, list[tuple]] = {}  # SQL -> rows
         self._initial_values: dict[tuple[str, int], list[Any]] = {}  # (column, limit) -> values
-        self._specs = {spec.name: spec for spec in env.manifest.tools}  # manifest.tool() scans a list
 
     def arguments(self, tool: str, ep: Episode, seed: int | str = 0, fixed: dict[str, Any] | None = None,
                   optional_rate: float = 0.0, tool_graph=None, node: str | None = None,
@@ -43,7 +42,7 @@ class Grounder:
 
         ``initial_state`` is the caller's promise that ``ep`` still holds the environment's initial
         state (no write yet): values then come from a per-environment cache instead of SQL."""
-        spec = self._specs.get(tool)
+        spec = self._spec(tool)
         if spec is None:
             raise ValueError(f"environment {self.env.name!r} has no tool {tool!r}")
         rng = random.Random(f"{tool}:{seed}")
@@ -82,7 +81,7 @@ class Grounder:
         if name in _SEARCH_NAMES and typ == "string":
             return self._search_word(tool, ep, rng, cached=cached)
         date_like = typ == "string" and (schema.get("format") in ("date", "date-time") or re.search(r"(date|_on$|_at$|day)", name))
-        spec = self._specs.get(tool)
+        spec = self._spec(tool)
         if date_like and spec is not None and not spec.read_only:
             return self._date(name, schema)  # a write asks for a day to come, not one from the records
         if name in self.columns:
@@ -102,6 +101,10 @@ class Grounder:
             return rng.choice(schema["examples"])
         return None
 
+    def _spec(self, tool: str):
+        bound = self.env.tools.get(tool)  # the environment's own name -> tool index
+        return None if bound is None else bound.spec
+
     def _rows(self, ep: Episode, sql: str, cached: bool) -> list[tuple]:
         if not cached:
             return ep.conn.execute(sql).fetchall()
@@ -116,8 +119,9 @@ class Grounder:
             return self._initial_values[name, limit]
         values: list[Any] = []
         for table in self.columns.get(name, []):
-            rows = self._rows(ep, f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL '
-                                  f'ORDER BY "{name}" LIMIT {int(limit)}', cached)
+            # not through ``_rows``' cache: the combined values are what is kept, below
+            rows = ep.conn.execute(f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL '
+                                   f'ORDER BY "{name}" LIMIT {int(limit)}').fetchall()
             values += [r[0] for r in rows]
         if cached:
             self._initial_values[name, limit] = values  # callers only read it

@@ -62,7 +62,6 @@ class EpisodeRegistry:
     def __init__(self, env: Environment, max_named: int = 1024, pinned: Episode | None = None):
         self.env = env
         self.pinned = pinned  # a single-tenant server (one rollout) serves this episode to every session
-        self.max_named = max_named
         self._by_session: "weakref.WeakKeyDictionary[Any, Episode]" = weakref.WeakKeyDictionary()
         self._named = BoundedCache(max_named, on_evict=lambda episode: episode.close())
         self._owned: dict[int, Episode] = {}   # session episodes this registry closes when their session ends
@@ -327,6 +326,7 @@ class ValidatingClientSession(ClientSession):
             raise RuntimeError(f"Invalid schema for tool {name}: {e}")
 
 
+@functools.lru_cache(maxsize=1)  # one class, built on first use
 def _signature_free_tool_class():
     """``StructuredTool`` whose ``_arun`` awaits the adapter's coroutine directly.
 
@@ -365,11 +365,6 @@ _injected_keys_by_code: dict[Any, frozenset[str]] = {}
 _plain_coroutine_codes: set[Any] = set()  # coroutines (by code) that take no callbacks, config or run manager
 
 
-@functools.lru_cache(maxsize=1)
-def _tool_class():
-    return _signature_free_tool_class()
-
-
 def _without_introspection(tool: Any) -> Any:
     """The adapter's tool as a ``McpStructuredTool`` with the same fields, when it is the plain
     ``StructuredTool`` around a coroutine that takes no callbacks or config (else unchanged)."""
@@ -384,7 +379,7 @@ def _without_introspection(tool: Any) -> Any:
             return tool
         _plain_coroutine_codes.add(code)
     # the fields were validated when the adapter built ``tool``: copied as they are, not again
-    return _tool_class().model_construct(_fields_set=set(tool.model_fields_set), **dict(tool))
+    return _signature_free_tool_class().model_construct(_fields_set=set(tool.model_fields_set), **dict(tool))
 
 
 async def load_tools(session: ClientSession) -> list:

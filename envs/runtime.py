@@ -516,7 +516,7 @@ class Episode:
 
     def state_hash(self) -> str:
         with self._lock:
-            dirty = self._dirty_since_initial() if self._tracking_installed else None
+            dirty = self._dirty_since_initial()  # no tracking yet: nothing written, {}
             if dirty is None:
                 return st.state_hash(self.conn, self.env.tables)
             if not dirty:

@@ -78,10 +78,6 @@ class ToolGraph:
     envs: dict[str, Environment] = field(default_factory=dict)
 
     # -- queries
-    def producers(self, tool: str, param: str, confirmed_only: bool = True) -> list[tuple[str, dict]]:
-        return [(u, d) for u, _, d in self.graph.in_edges(tool, data=True)
-                if d["param"] == param and (d["confirmed"] or not confirmed_only)]
-
     def param_info(self, tool: str) -> dict[str, dict[str, Any]]:
         return self.graph.nodes[tool]["params"]
 
