@@ -16,7 +16,7 @@ def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.{fmt}.jsonl"
-    rows, skipped = 0, []
+    rows, skipped, environments = 0, [], set()
     with target.open("w", encoding="utf-8") as fh:
         for record in records:
             try:
@@ -32,12 +32,14 @@ def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
                     continue
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows += 1
+                if fmt == "trl":
+                    environments.add(row["environment"])
     info = None
     if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
         from envfactory.data.exports.trl_env import FACTORY_SNIPPET
-        envs = sorted({json.loads(line)["environment"] for line in target.read_text(encoding="utf-8").splitlines()})
         info = out / f"{name}.trl_train.py"
-        info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=envs), encoding="utf-8")
+        info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
+                        encoding="utf-8")
     if fmt in ("sharegpt", "alpaca"):
         info = out / "dataset_info.json"
         existing = json.loads(info.read_text()) if info.exists() else {}

@@ -137,6 +137,12 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
     return update
 
 
+def _benchmark_clash(names, ctx: EnvGenContext) -> str | None:
+    """Which public benchmarks ``names`` mirror (described), unless the run allows that overlap."""
+    overlap = benchmark_overlap(names)
+    return describe_overlap(overlap) if overlap and not ctx.allow_benchmark_overlap else None
+
+
 def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     """Name the package, re-check the spec (a brief may have been edited in Studio) and build the
     deterministic skeleton, which proves the spec can be generated at all."""
@@ -146,9 +152,9 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
         return {"failure": f"design: the brief's spec is not usable: {exc}"}
     name = slug(state.get("name") or brief.spec.name)
     brief = brief.model_copy(update={"spec": brief.spec.model_copy(update={"name": name})})
-    overlap = benchmark_overlap(o.name for o in brief.spec.operations)
-    if overlap and not _ctx(runtime).allow_benchmark_overlap:
-        return {"failure": f"design: the spec mirrors public evaluation benchmarks ({describe_overlap(overlap)}); "
+    clash = _benchmark_clash((o.name for o in brief.spec.operations), _ctx(runtime))
+    if clash:
+        return {"failure": f"design: the spec mirrors public evaluation benchmarks ({clash}); "
                            f"training on it would contaminate their scores: rename the operations or model another service"}
     try:
         skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
@@ -234,9 +240,9 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
         return {"attempt_error": ""}
     n = state.get("attempt", 0) + 1
     tools = [t.get("name", "") for t in json.loads(state["files"]["env.json"]).get("tools", [])]
-    overlap = benchmark_overlap(tools)
-    if overlap and not ctx.allow_benchmark_overlap:  # a model may rename tools after design checked the spec
-        why = f"tools are named like public evaluation benchmarks' ({describe_overlap(overlap)}): rename them"
+    clash = _benchmark_clash(tools, ctx)
+    if clash:  # a model may rename tools after design checked the spec
+        why = f"tools are named like public evaluation benchmarks' ({clash}): rename them"
         failed = _attempt_failed(state, why, sandbox=None, code_tier=state.get("tiers", {}).get("code"))
         return {**failed, "best": state.get("best") or failed["attempts"][0], "repair_brief": why}
     folder = Path(ctx.workspace_dir) / state["run_id"] / f"attempt-{n}"

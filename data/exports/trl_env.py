@@ -32,10 +32,10 @@ from typing import Any, Callable, Literal, Sequence, Union
 from envfactory.envs.lru import BoundedCache
 
 from ..records import TrajectoryRecord
-from ..reward import (Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_calls, replay_gold,
-                      score_episodes)
+from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
 from .env_cache import load_env
 from .turns import cut_turns
+from .verl_task import replay_prefix
 
 RESERVED = {"reset", "get_reward"}   # TRL treats these names specially; they can never be tools
 _JSON_TYPES: dict[str, Any] = {"integer": int, "number": float, "string": str, "boolean": bool, "object": dict}
@@ -183,7 +183,7 @@ class TRLEnvironment:
         if not calls:
             return None
         env = self._environment
-        episodes = replay_calls({env.name: env}, calls, what="earlier-turn gold call")
+        episodes = replay_prefix({env.name: env}, calls)
         try:
             return episodes[env.name].conn.serialize()
         finally:
@@ -302,9 +302,8 @@ def _wire_message(m) -> dict[str, Any]:
     return out
 
 
-def _calls_json(calls) -> str:
-    return json.dumps([{"name": c.name, "arguments": c.arguments, "masked": c.masked_arguments, "env": c.env}
-                       for c in calls], ensure_ascii=False)
+def _calls_json(calls: list[Call]) -> str:
+    return json.dumps([c.model_dump() for c in calls], ensure_ascii=False)
 
 
 def to_trl(record: TrajectoryRecord) -> list[dict[str, Any]]:
@@ -325,8 +324,8 @@ def to_trl(record: TrajectoryRecord) -> list[dict[str, Any]]:
             "task_id": f"{record.key}:{turn.index}",
             "turn": turn.index,
             "query": m.content,
-            "gold_calls": _calls_json(record.turns[turn.index].gold_calls),
-            "prefix_calls": _calls_json([c for earlier in record.turns[:turn.index] for c in earlier.gold_calls]),
+            "gold_calls": _calls_json(turn.calls),      # as cut_turns checked them
+            "prefix_calls": _calls_json(turn.prefix),
             "initial_state_hash": env.initial_state_hash,
         })
     return rows

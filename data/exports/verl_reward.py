@@ -27,7 +27,7 @@ from typing import Any
 from envfactory.data.reward import GoldReplayError, RewardConfig, RewardResult, score_episodes
 
 # absolute imports: verl loads this file by path, outside its package
-from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, gold_calls  # noqa: F401  (gold_calls: public here too)
+from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, gold_calls
 from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, turn_gold, turn_states
 
 log = logging.getLogger(__name__)

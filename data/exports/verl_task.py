@@ -16,7 +16,7 @@ from envfactory.data.reward import Call, GoldReference, GoldReplayError, replay_
 from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Environment, Episode
 
-from envfactory.data.exports.env_cache import load_env  # noqa: F401  (the exports' one environment cache)
+from envfactory.data.exports.env_cache import load_env  # the exports' one environment cache
 
 TASK_CACHE_SIZE = 4096  # rows whose starting state and gold reference are kept (GRPO opens n rollouts per row)
 
@@ -70,8 +70,6 @@ def replay_prefix(envs: dict[str, Environment], calls: list[Call]) -> dict[str, 
     """Fresh episodes with ``calls`` replayed in order; a failing call is drift, not the policy's fault."""
     try:
         return replay_calls(envs, calls, what="earlier-turn gold call")
-    except StateDriftError:
-        raise
     except GoldReplayError as exc:
         raise StateDriftError(str(exc)) from exc
 
