@@ -468,11 +468,9 @@ class Episode:
         self._lock = threading.RLock()  # MCP servers may reach one episode from several threads
         self.ctx = ToolContext(self.conn, env.manifest.clock, env.name, env.primary_keys)
         if not (clean and state is None):  # a clean connection already holds the initial state, log empty
-            self._load(env.initial_state if state is None else _bytes(state), base=True)
             # Change tracking is installed at the first write: read-only episodes never pay for it,
             # and until then nothing has changed, so an empty change log is the truth.
-            if reused is not None:
-                st.clear_dirty(self.conn)
+            self._load(env.initial_state if state is None else _bytes(state), base=True)
         self._tracking_valid = True
 
     # -- state management
@@ -481,7 +479,9 @@ class Episode:
         self.conn.execute("PRAGMA foreign_keys = ON")
         if self._tracking_installed:
             st.relink_change_tracking(self.conn)
-        if base:
+        if base:  # a new base: the change log starts empty (a reused connection keeps its old rows)
+            if self._tracking_installed:
+                st.clear_dirty(self.conn)
             self._base = data
             if self._base_attached:
                 self.conn.execute("DETACH base")
@@ -492,8 +492,6 @@ class Episode:
         with self._lock:
             data = self.env.initial_state if state is None else _bytes(state)
             self._load(data, base=True)
-            if self._tracking_installed:
-                st.clear_dirty(self.conn)
             self._tracking_valid = True
             self.calls.clear()
 
