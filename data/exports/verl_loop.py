@@ -28,7 +28,8 @@ from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Episode
 
 from envfactory.data.reward import Call, GoldReplayError
-from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, open_turn_episodes, route, turn_gold
+from envfactory.data.exports.verl_task import (StateDriftError, VerlTask, load_env, open_turn_episodes, replay_rollout,
+                                               route, turn_gold)
 
 AGENT_NAME = "envfactory_agent"
 EXTRA_FIELDS_KEY = "envfactory_rollout"
@@ -147,10 +148,8 @@ class EpisodeRollout:
     def _check_reproducible(self) -> None:
         """The rollout's calls, replayed on fresh episodes at the turn's starting state, must end where the
         rollout did: compute_score rebuilds the rollout that way, and cannot score one that ends elsewhere."""
-        fresh = open_turn_episodes(self.task)
+        fresh = replay_rollout(self.task, self.calls)
         try:
-            for c in self.calls:
-                fresh[c["env"]].call(c["name"], c["arguments"])
             for name, ep in self.episodes.items():
                 if fresh[name].state_hash() != ep.state_hash():
                     self._fail("not_reproducible", f"replaying the rollout's calls on {name} does not reach the state "

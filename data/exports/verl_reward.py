@@ -28,7 +28,7 @@ from envfactory.data.reward import GoldReplayError, RewardConfig, RewardResult, 
 
 # absolute imports: verl loads this file by path, outside its package
 from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, gold_calls
-from envfactory.data.exports.verl_task import StateDriftError, VerlTask, load_env, turn_gold, turn_states
+from envfactory.data.exports.verl_task import StateDriftError, VerlTask, replay_rollout, turn_gold
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,15 @@ def score_rollout(ground_truth: Any, extra_info: dict[str, Any], rollout: dict[s
         if kind not in FAILURES:  # a record from an older loop: only the text says which failure
             kind = "state_drift" if "drift" in rollout["failure"] or "failed to load" in rollout["failure"] else "env_crash"
         return RewardResult(score=None, failure=rollout["failure"]), kind
+    calls = json.loads(rollout.get("calls") or "[]")
     try:
-        states = turn_states(task)
-        envs = {name: load_env(name) for name in states}
         reference = turn_gold(task, gold)
+        episodes = replay_rollout(task, calls)
     except StateDriftError as exc:
         return RewardResult(score=None, failure=f"state drift: {exc}"), "state_drift"
     except GoldReplayError as exc:
         return RewardResult(score=None, failure=str(exc)), "gold_replay"
-    episodes = {name: env.episode(state=states[name]) for name, env in envs.items()}
     try:
-        calls = json.loads(rollout.get("calls") or "[]")
-        for c in calls:
-            if c.get("env") in episodes:
-                episodes[c["env"]].call(c["name"], c.get("arguments") or {})
         seen = rollout.get("final_hashes") or {}
         for name, ep in episodes.items():
             if name in seen and seen[name] != ep.state_hash():

@@ -118,6 +118,21 @@ def open_turn_episodes(task: VerlTask) -> dict[str, Episode]:
     return {name: load_env(name).episode(state=data) for name, data in turn_states(task).items()}
 
 
+def replay_rollout(task: VerlTask, calls: list[dict[str, Any]]) -> dict[str, Episode]:
+    """Fresh episodes at the turn's starting state with a rollout's recorded calls (``env``, ``name``,
+    ``arguments``) replayed: how the reward rebuilds a rollout, and how the agent loop checks it can."""
+    episodes = open_turn_episodes(task)
+    try:
+        for c in calls:
+            if c.get("env") in episodes:
+                episodes[c["env"]].call(c["name"], c.get("arguments") or {})
+    except BaseException:
+        for ep in episodes.values():
+            ep.close()
+        raise
+    return episodes
+
+
 def _replay_turn_gold(task: VerlTask, gold: list[Call]) -> GoldReference:
     states = turn_states(task)
     reference = replay_gold({name: load_env(name) for name in states}, gold, states)
