@@ -99,7 +99,7 @@ STOP = "###STOP###"
 
 async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], model, system_prompt: str,
                         max_steps: int = 16, max_tokens: int = 20_000, simulator=None, config: dict | None = None,
-                        sessions: dict | None = None) -> RolloutResult:
+                        sessions: dict | None = None, inline_episodes: bool = False) -> RolloutResult:
     """A tool-calling agent over each environment's MCP tools, every environment on its own fresh
     episode (served by a fresh in-memory server and one held session per environment, or, with
     ``sessions`` (env name -> ``mcp_bridge.EpisodeSessionPool`` on this event loop), by a pooled
@@ -115,8 +115,13 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
     from envfactory.envs.mcp_bridge import build_server, episode_tools
 
     import asyncio
-    # New episodes load SQLite state: off the event loop, like every tool call (see mcp_bridge).
-    episodes = await asyncio.to_thread(lambda: {name: env.episode() for name, env in envs.items()})
+
+    def new_episodes() -> dict[str, Any]:
+        return {name: env.episode() for name, env in envs.items()}
+
+    # New episodes load SQLite state: off the event loop, like every tool call (see mcp_bridge),
+    # unless the loop is a worker's private one (``inline_episodes``), where a thread hop costs more.
+    episodes = new_episodes() if inline_episodes else await asyncio.to_thread(new_episodes)
     async with contextlib.AsyncExitStack() as stack:
         tools = {}
         for name, env in envs.items():

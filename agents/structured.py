@@ -70,17 +70,44 @@ def _parse(reply: AIMessage, schema: type[T]) -> T:
 def invoke_structured(model, messages: list[BaseMessage], schema: type[T], max_retries: int = 2,
                       use_tool_calling: bool = True, config: dict | None = None) -> StructuredResult[T]:
     """Ask ``model`` for a ``schema`` instance; retries with the error shown to the model."""
+    bound, attempts = _attempts(model, messages, schema, max_retries, use_tool_calling)
+    history = next(attempts)
+    while True:
+        try:
+            history = attempts.send(bound.invoke(history, config=config))
+        except StopIteration as done:
+            return done.value
+
+
+async def ainvoke_structured(model, messages: list[BaseMessage], schema: type[T], max_retries: int = 2,
+                             use_tool_calling: bool = True, config: dict | None = None) -> StructuredResult[T]:
+    """``invoke_structured`` for an event loop: the model is awaited, the retries are the same."""
+    bound, attempts = _attempts(model, messages, schema, max_retries, use_tool_calling)
+    history = next(attempts)
+    while True:
+        try:
+            history = attempts.send(await bound.ainvoke(history, config=config))
+        except StopIteration as done:
+            return done.value
+
+
+def _attempts(model, messages: list[BaseMessage], schema: type[T], max_retries: int, use_tool_calling: bool):
+    """The bound model, and the retry loop as a generator: it yields the history to send and is sent
+    each reply, so the sync and async callers share one loop."""
     bound = model
     if use_tool_calling:
         try:
             bound = model.bind_tools([schema], tool_choice=schema.__name__)
         except (NotImplementedError, TypeError):
             bound = model
-    history = list(messages)
+    return bound, _retry_loop(list(messages), schema, max_retries)
+
+
+def _retry_loop(history: list[BaseMessage], schema: type[T], max_retries: int):
     attempts: list[dict[str, Any]] = []
     replies: list[AIMessage] = []
     for _ in range(max_retries + 1):
-        reply = bound.invoke(history, config=config)
+        reply = yield history
         replies.append(reply)
         try:
             return StructuredResult(_parse(reply, schema), len(attempts) + 1, replies)
@@ -90,10 +117,10 @@ def invoke_structured(model, messages: list[BaseMessage], schema: type[T], max_r
             feedback = (f"Your reply did not match the required {schema.__name__} format: {error}\n"
                         f"Reply again with the corrected {schema.__name__}.")
             if reply.tool_calls:  # a tool call must be answered by tool messages before anything else
-                history += [reply] + [ToolMessage(feedback, tool_call_id=c["id"] or f"call_{i}")
-                                      for i, c in enumerate(reply.tool_calls)]
+                history = history + [reply] + [ToolMessage(feedback, tool_call_id=c["id"] or f"call_{i}")
+                                               for i, c in enumerate(reply.tool_calls)]
             else:
-                history += [reply, HumanMessage(feedback)]
+                history = history + [reply, HumanMessage(feedback)]
     spent = StructuredResult(None, len(attempts), replies).usage  # type: ignore[arg-type]
     raise StructuredOutputError(schema.__name__, attempts, spent["input_tokens"] + spent["output_tokens"])
 

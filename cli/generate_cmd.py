@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("--max-envs", type=int, default=1, help="environments per chain")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--workers", type=int, default=0,
-                   help="worker processes running chains, one each (0: threads in this process; use the concurrency to use every core)")
+                   help="worker processes running chains, each many at once (0: threads in this process; one per core uses every core)")
     p.add_argument("--store", default="out/records.sqlite")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_generate)

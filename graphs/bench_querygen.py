@@ -125,8 +125,8 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
                    env: str = "library", models: tuple[str, ...] = ("text", "gold_replay"), seed: int = 0,
                    workers: tuple[str, ...] = ("threads", "processes")) -> dict[str, Any]:
     """Efficiency per model kind, concurrency and worker kind; keys like ``gold_replay@32`` (chains
-    on threads of this process) and ``gold_replay@32/processes`` (one worker process per chain in
-    flight, ``QueryGenContext.workers``)."""
+    on threads of this process) and ``gold_replay@32/processes`` (one worker process per core, each
+    running its share of the chains in flight on its event loop, ``QueryGenContext.workers``)."""
     from .querygen_workers import shutdown_workers
     graph = make_graph()
     levels = (concurrency,) if isinstance(concurrency, int) else tuple(concurrency)
@@ -145,10 +145,10 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
             if how not in ("threads", "processes"):
                 raise ValueError(f"unknown worker kind {how!r}; known: threads, processes")
             for c in levels:
-                n_workers = c if how == "processes" else 0
+                n_workers = min(c, os.cpu_count() or 1) if how == "processes" else 0
                 # Warm up: imports, environments, sampler, pooled sessions. Worker processes each build
-                # their own (~1 s of CPU once per process); a slow model keeps every worker busy with one
-                # warm-up slot, so none of them starts cold inside the measured run.
+                # their own (~1 s of CPU once per process); a slow model keeps the slots in flight long
+                # enough that every worker gets its share, so none of them starts cold inside the run.
                 graph.invoke({"envs": [env], "n": warm_n if n_workers else 2, "seed": warm_seed},
                              context=QueryGenContext(rollouts=1, chat_models={"rollout": make(0.25 if n_workers else 0.0)},
                                                      workers=n_workers),

@@ -17,6 +17,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
+from collections.abc import Awaitable, Callable, Generator
 from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -55,7 +56,7 @@ class QueryGenContext:
     models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings, e.g. {'query': {'model': 'qwen3-8b', 'base_url': 'http://127.0.0.1:8000/v1'}}"})
     persona: str = field(default="a regular customer of the service, polite and brief", metadata={"description": "who the simulated user is"})
     chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
-    workers: int = field(default=0, metadata={"description": "worker processes that run chains, one chain at a time each (0: threads in this process); set it to the concurrency to use every core"})
+    workers: int = field(default=0, metadata={"description": "worker processes that run chains, each many at once on its event loop (0: threads in this process); one per core uses every core"})
 
 
 class QueryGenInput(TypedDict, total=False):
@@ -210,8 +211,12 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- per-chain subgraph
 
+def _chain(state: ChainState) -> GoldTrajectory:
+    return GoldTrajectory.model_validate(state["chain"])
+
+
 def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    chain = GoldTrajectory.model_validate(state["chain"])
+    chain = _chain(state)
     return {"turns": query_agent.split_turns(chain, chain.seed), "key": task_key(chain, _ctx(runtime)),
             "tiers": {}}
 
@@ -289,15 +294,66 @@ def _gold_calls(chain: GoldTrajectory) -> list[Call]:
 
 
 
+@dataclass
+class _Ask:
+    """A structured model call a step waits on (``_drive`` or ``_adrive`` makes it)."""
+    model: Any
+    messages: list[Any]
+    schema: type
+
+
+@dataclass
+class _Await:
+    """A coroutine a step waits on (a rollout): on the rollout loop, or awaited where the step runs."""
+    make: Callable[[], Awaitable[Any]]
+
+
+def _drive(steps: Generator[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a step in this thread: its model calls directly, its coroutines on the rollout loop."""
+    from envfactory.agents.structured import invoke_structured
+    reply, error = None, None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply, error = None, None
+        try:
+            reply = (invoke_structured(effect.model, effect.messages, effect.schema) if isinstance(effect, _Ask)
+                     else _run_async(effect.make()))
+        except Exception as exc:  # handed back to the step, which turns it into a rejection reason
+            error = exc
+
+
+async def _adrive(steps: Generator[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a step on the running event loop: while it waits on a model, other slots run."""
+    from envfactory.agents.structured import ainvoke_structured
+    reply, error = None, None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply, error = None, None
+        try:
+            reply = await (ainvoke_structured(effect.model, effect.messages, effect.schema) if isinstance(effect, _Ask)
+                           else effect.make())
+        except Exception as exc:
+            error = exc
+
+
 def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    ctx = _ctx(runtime)
-    chain = GoldTrajectory.model_validate(state["chain"])
+    return _drive(_generate_queries(state, _ctx(runtime)))
+
+
+def _generate_queries(state: ChainState, ctx: QueryGenContext):
+    chain = _chain(state)
     descriptions = {t.name: t.description for n in chain.envs for t in load_env(n).tool_specs}
     model = _model(ctx, "query")
     if model is None:
         queries = query_agent.template_queries(chain, state["turns"], descriptions)
         return {"queries": queries, "tiers": {**state.get("tiers", {}), "query": query_agent.OFFLINE_TIER}}
-    from envfactory.agents.structured import StructuredOutputError, invoke_structured
+    from envfactory.agents.structured import StructuredOutputError
     from envfactory.prompts.registry import default_registry
     turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
               "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()}}
@@ -308,7 +364,7 @@ def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> di
               "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
               "models": {**state.get("models", {}), "query": model_name(model)}}
     try:
-        out = invoke_structured(model, rendered.messages(), query_agent.GeneratedQueries)
+        out = yield _Ask(model, rendered.messages(), query_agent.GeneratedQueries)
     except StructuredOutputError as exc:
         return {**update, "queries": [], "failure": f"query generation failed: {exc}"}
     except Exception as exc:  # the endpoint failed: reject this task, keep the run going
@@ -320,15 +376,17 @@ def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> di
 
 
 def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    ctx = _ctx(runtime)
+    return _drive(_calibrate(state, _ctx(runtime)))
+
+
+def _calibrate(state: ChainState, ctx: QueryGenContext):
     if state.get("failure"):
         return {}
-    chain = GoldTrajectory.model_validate(state["chain"])
+    chain = _chain(state)
     queries = state["queries"]
     update: dict[str, Any] = {"tiers": {**state["tiers"], "refine": refine_agent.OFFLINE_TIER}}
     model = _model(ctx, "refine")
     if model is not None:
-        from envfactory.agents.structured import StructuredOutputError, invoke_structured
         from envfactory.prompts.registry import default_registry
         known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
         rendered = default_registry().render("refine_agent/calibrate", ctx.prompt_versions.get("refine_agent/calibrate", "latest"),
@@ -337,7 +395,7 @@ def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str,
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
         try:
-            out = invoke_structured(model, rendered.messages(), refine_agent.RefinedQueries)
+            out = yield _Ask(model, rendered.messages(), refine_agent.RefinedQueries)
         except Exception as exc:
             return {**update, "failure": f"refinement failed: {exc}"}
         if len(out.value.queries) != len(queries):
@@ -349,10 +407,13 @@ def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str,
 
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    ctx = _ctx(runtime)
+    return _drive(_roll_out(state, _ctx(runtime)))
+
+
+def _roll_out(state: ChainState, ctx: QueryGenContext):
     if state.get("failure") or state.get("leaks"):
         return {"rollouts": []}
-    chain = GoldTrajectory.model_validate(state["chain"])
+    chain = _chain(state)
     envs = {n: load_env(n) for n in chain.envs}
     turns = _user_turns(chain, state)
     try:
@@ -386,8 +447,10 @@ def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, 
                     user_model = _model(ctx, "user_simulator")
                     simulator = (user_simulator.ModelUser(user_model, turns, ctx.prompt_versions) if user_model is not None
                                  else user_simulator.ScriptedUser(turns))
-                run = _run_async(rollout_agent.model_rollout(envs, turns, model, system_prompt, ctx.max_steps,
-                                                              ctx.max_tokens, simulator, sessions=_session_pools(envs)))
+                in_worker = _worker_flag["in_worker"]
+                run = yield _Await(lambda: rollout_agent.model_rollout(
+                    envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
+                    sessions=_session_pools(envs), inline_episodes=in_worker))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}"})
             continue
@@ -402,8 +465,11 @@ def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, 
 
 
 def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
-    ctx = _ctx(runtime)
-    chain = GoldTrajectory.model_validate(state["chain"])
+    return _drive(_verify(state, _ctx(runtime)))
+
+
+def _verify(state: ChainState, ctx: QueryGenContext):
+    chain = _chain(state)
     rollouts = state.get("rollouts", [])
     reason = None
     if state.get("failure"):
@@ -424,7 +490,7 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
     for r in rollouts:
         if "error" in r and reason is None and not passed:
             reason = "infrastructure: " + r["error"]
-    judge = _judge(ctx, kept.get("messages", [])) if reason is None else None
+    judge = (yield from _judge(ctx, kept.get("messages", []))) if reason is None else None
     record = TrajectoryRecord(
         key=state["key"], mode=ctx.mode,
         envs=[EnvRef(name=n, version=load_env(n).manifest.version, initial_state_hash=chain.initial_hashes[n],
@@ -442,13 +508,12 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
     return {"records": [record.model_dump()]}
 
 
-def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]):
     """A secondary opinion on an accepted trajectory; recorded, never deciding acceptance."""
     model = _model(ctx, "judge")
     if model is None or not messages:
         return None
     from envfactory.agents.judge import Verdict
-    from envfactory.agents.structured import invoke_structured
     from envfactory.prompts.registry import default_registry
     lines = []
     for m in messages:
@@ -457,7 +522,7 @@ def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]) -> dict[str, An
     rendered = default_registry().render("judge/trajectory", ctx.prompt_versions.get("judge/trajectory", "latest"),
                                          conversation="\n".join(lines))
     try:
-        verdict = invoke_structured(model, rendered.messages(), Verdict).value
+        verdict = (yield _Ask(model, rendered.messages(), Verdict)).value
     except Exception as exc:  # a judge failure costs the signal, never the trajectory
         return {"error": f"{type(exc).__name__}: {exc}", "prompt": rendered.ref.model_dump()}
     return {**verdict.model_dump(), "model": model_name(model), "prompt": rendered.ref.model_dump()}
@@ -539,24 +604,50 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext]) -> dict[s
 
 
 def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
+    """One slot in this thread (threads mode): model calls block it, rollouts wait on the rollout loop."""
     ctx = _ctx(runtime)
+    update, chain_state = _start_slot(state, ctx)
+    if chain_state is None:
+        return update
+    chain_state.update(split_turns(chain_state, runtime))
+    for step in (_generate_queries, _calibrate, _roll_out, _verify):
+        _apply(chain_state, _drive(step(chain_state, ctx)))
+    return {**update, "records": chain_state.get("records", [])}
+
+
+async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
+    """One slot as a coroutine (worker processes): many slots share one thread and one event loop,
+    so a process is busy with some slot's CPU work while the others wait on their models."""
+    update, chain_state = _start_slot(state, ctx)
+    if chain_state is None:
+        return update
+    chain_state.update(split_turns(chain_state, ContextRuntime(ctx)))
+    for step in (_generate_queries, _calibrate, _roll_out, _verify):
+        _apply(chain_state, await _adrive(step(chain_state, ctx)))
+    return {**update, "records": chain_state.get("records", [])}
+
+
+def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The slot's update so far, and its chain's state (None: no chain to process)."""
     if "chain" in state:
         chain, discarded, done = GoldTrajectory.model_validate(state["chain"]), [], False
     else:
         chain, discarded, done = sample_slot(state, ctx)
     update: dict[str, Any] = {"discarded": discarded} if discarded else {}
     if chain is None:
-        return {**update, "empty_slots": 1}
+        return {**update, "empty_slots": 1}, None
     if done:
-        return {**update, "skipped": 1}
-    chain_state: dict[str, Any] = {"chain": chain.model_dump()}
-    for step in (split_turns, generate_queries, calibrate, roll_out, verify):  # looked up at call time
-        step_update = dict(step(chain_state, runtime))
-        records = step_update.pop("records", None)
-        chain_state.update(step_update)
-        if records:
-            chain_state["records"] = chain_state.get("records", []) + records
-    return {**update, "records": chain_state.get("records", [])}
+        return {**update, "skipped": 1}, None
+    return update, {"chain": chain.model_dump()}
+
+
+def _apply(chain_state: dict[str, Any], step_update: dict[str, Any]) -> None:
+    """A step's update, with ``records`` appended (the reducer the per-step graph declares)."""
+    step_update = dict(step_update)
+    records = step_update.pop("records", None)
+    chain_state.update(step_update)
+    if records:
+        chain_state["records"] = chain_state.get("records", []) + records
 
 
 _worker_flag = {"in_worker": False}
@@ -570,10 +661,11 @@ class ContextRuntime:
         self.context = context
 
 
-def _run_slot_in_worker(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
-    """A slot in a worker process; records are stored by the parent (one writer per store)."""
+def _run_slot_in_worker(state: SlotState, ctx: QueryGenContext) -> Awaitable[dict[str, Any]]:
+    """A slot in a worker process, on its rollout loop; records are stored by the parent (one
+    writer per store)."""
     _worker_flag["in_worker"] = True
-    return run_slot(state, ContextRuntime(ctx))
+    return arun_slot(state, ctx)
 
 
 def make_graph():

@@ -2,49 +2,202 @@
 
 One Python process runs one thread of Python at a time, and a slot's own work (sampling, tool
 calls over MCP, scoring) is CPU: past a few concurrent chains, one process is busy, not waiting on
-the model. Worker processes run slots side by side on every core. Each worker runs one slot at a
-time, so the number of workers is also the number of chains in flight.
+the model. Worker processes run slots side by side on every core.
+
+Each worker runs many slots at once, as coroutines on one event loop (``querygen.arun_slot``): a
+worker is busy with one slot's CPU work while its other slots wait on their models. One process
+per core is enough; the run's ``max_concurrency`` caps the slots in flight over all workers, and
+each new slot goes to the worker with the fewest. (``concurrent.futures.ProcessPoolExecutor``
+runs one call per worker at a time: it would need a process per slot in flight, and 32 processes
+on 2 cores spent ~1.5x the CPU per slot, with cold caches and context switches.)
 
 Workers fork from a forkserver that imported the pipeline once (a fresh process, never a fork of
 a parent with threads running), and live for the process's lifetime (pool reused across runs
 with the same size). Everything a slot needs travels by pickle: the slot and the run's context
 (injected chat models are copied, so a model's state such as a call counter stays in the worker).
-A context object is pickled once: pass a new context (not a mutated one) to change a setting.
+A context object is pickled once, and sent to each worker once: pass a new context (not a mutated
+one) to change a setting.
 """
 from __future__ import annotations
 
+import asyncio
+import collections
 import hashlib
+import inspect
+import itertools
 import multiprocessing
 import os
 import pickle
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from envfactory.envs.lru import BoundedCache
 
 PRELOAD = ["envfactory.graphs.querygen", "envfactory.envs.mcp_bridge", "envfactory.agents.rollout_agent",
            "envfactory.data.reward", "langchain_core.language_models"]
+CONTEXTS_PER_WORKER = 8  # run contexts a worker keeps (a new run sends its context once per worker)
 
 _lock = threading.Lock()
-_pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
+_pools: dict[tuple[int, int], "WorkerPool"] = {}
 _cpu = {"seconds": 0.0}
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+class WorkerDied(RuntimeError):
+    pass
+
+
+class _Worker:
+    """One worker process, its pipe, and the parent's thread that reads its replies."""
+
+    def __init__(self, mp: Any, on_broken: Callable[["_Worker"], None]):
+        self.conn, child = mp.Pipe()
+        self.process = mp.Process(target=_serve, args=(child,), name="querygen-worker", daemon=True)
+        self.process.start()
+        child.close()
+        self.send_lock = threading.Lock()      # one message at a time on the pipe, in decision order
+        self.pending: dict[int, Future] = {}   # guarded by the pool's lock
+        self.sent_contexts: collections.deque[str] = collections.deque(maxlen=CONTEXTS_PER_WORKER)
+        self.cpu = 0.0                         # the worker's own process CPU, as last reported
+        self._on_broken = on_broken
+        threading.Thread(target=self._read, name="querygen-worker-reader", daemon=True).start()
+
+    def send(self, job_id: int, fn: Callable, state: Any, blob: bytes, digest: str) -> None:
+        with self.send_lock:
+            # The worker keeps the same last CONTEXTS_PER_WORKER contexts, in the order sent here.
+            fresh = digest not in self.sent_contexts
+            if fresh:
+                self.sent_contexts.append(digest)
+            self.conn.send((job_id, fn, state, digest, blob if fresh else None))
+
+    def _read(self) -> None:
+        while True:
+            try:
+                job_id, ok, payload, cpu = self.conn.recv()
+            except (EOFError, OSError):
+                self._on_broken(self)
+                return
+            with _lock:
+                _cpu["seconds"] += max(0.0, cpu - self.cpu)
+                self.cpu = max(self.cpu, cpu)
+                future = self.pending.pop(job_id, None)
+            if future is not None:
+                future.set_result(payload) if ok else future.set_exception(payload)
+
+
+class WorkerPool:
+    """``workers`` processes; each runs any number of slots at once on its event loop."""
+
+    def __init__(self, workers: int):
+        mp = multiprocessing.get_context("forkserver")
+        mp.set_forkserver_preload(PRELOAD)
+        self.broken = False
+        self._ids = itertools.count()
+        self._workers = [_Worker(mp, self._worker_died) for _ in range(workers)]
+
+    def submit(self, fn: Callable, state: Any, blob: bytes, digest: str) -> Future:
+        future: Future = Future()
+        with _lock:
+            if self.broken:
+                raise WorkerDied("a QueryGen worker process died; finished tasks are stored, run again to resume")
+            worker = min(self._workers, key=lambda w: len(w.pending))  # the least busy takes the slot
+            job_id = next(self._ids)
+            worker.pending[job_id] = future
+        try:
+            worker.send(job_id, fn, state, blob, digest)
+        except OSError:  # the worker died while idle: fail this slot like the ones it was running
+            self._worker_died(worker)
+        return future
+
+    def _worker_died(self, worker: _Worker) -> None:
+        """A worker's pipe closed (killed, out of memory, shut down): its slots fail, and the next slot
+        gets a new pool."""
+        with _lock:
+            lost, worker.pending = worker.pending, {}
+            if lost:
+                self.broken = True
+                for key in [k for k, p in _pools.items() if p is self]:
+                    del _pools[key]
+        code = worker.process.exitcode
+        for future in lost.values():
+            future.set_exception(WorkerDied(f"a QueryGen worker process died (exit code {code}); "
+                                            "finished tasks are stored, run again to resume"))
+
+    def shutdown(self) -> None:
+        """Ask every worker to finish its slots and exit, and wait for them."""
+        for w in self._workers:
+            with w.send_lock:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        for w in self._workers:
+            w.process.join()
+
+
+def _serve(conn: Any) -> None:
+    """A worker's main thread: takes slots from the pipe and starts each on the process's rollout loop
+    (the one the pooled MCP sessions live on); the loop's thread sends each result when it is done."""
+    from envfactory.graphs import querygen
+    loop: asyncio.AbstractEventLoop = querygen._loop_state()["loop"]
+    contexts: collections.OrderedDict[str, Any] = collections.OrderedDict()
+    send_lock = threading.Lock()
+    idle = threading.Condition()
+    running = [0]
+
+    def reply(job_id: int, ok: bool, payload: Any) -> None:
+        try:
+            message = pickle.dumps((job_id, ok, payload, time.process_time()))
+        except Exception as exc:  # say what could not travel back, instead of losing the slot
+            message = pickle.dumps((job_id, False, RuntimeError(f"a slot's result could not be sent back: "
+                                                                f"{type(exc).__name__}: {exc}"), time.process_time()))
+        with send_lock:
+            conn.send_bytes(message)
+        with idle:
+            running[0] -= 1
+            idle.notify_all()
+
+    def finished(job_id: int, future: Future) -> None:
+        exc = future.exception()
+        reply(job_id, exc is None, future.result() if exc is None else exc)
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if message is None:  # shut down once the slots in flight are done
+            with idle:
+                idle.wait_for(lambda: running[0] == 0)
+            return
+        job_id, fn, state, digest, blob = message
+        with idle:
+            running[0] += 1
+        try:
+            if blob is not None:
+                contexts[digest] = pickle.loads(blob)
+                while len(contexts) > CONTEXTS_PER_WORKER:
+                    contexts.popitem(last=False)
+            out = fn(state, contexts[digest])
+        except Exception as exc:
+            reply(job_id, False, exc)
+            continue
+        if inspect.isawaitable(out):
+            asyncio.run_coroutine_threadsafe(out, loop).add_done_callback(lambda f, j=job_id: finished(j, f))
+        else:
+            reply(job_id, True, out)
+
+
+def _pool(workers: int) -> WorkerPool:
     key = (os.getpid(), workers)
     with _lock:
         if key not in _pools:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(PRELOAD)
-            _pools[key] = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            _pools[key] = WorkerPool(workers)
         return _pools[key]
 
 
 _sent = BoundedCache(16)      # id(context) -> (context, pickled, digest): parent side
-_received = BoundedCache(1)   # digest -> context: worker side (one run at a time per worker, in practice)
 
 
 def _pickled(context: Any) -> tuple[bytes, str]:
@@ -62,33 +215,20 @@ def _pickled(context: Any) -> tuple[bytes, str]:
     return blob, digest
 
 
-def _timed(fn: Callable[..., dict[str, Any]], state: Any, blob: bytes, digest: str) -> tuple[dict[str, Any], float]:
-    start = time.process_time()  # the worker runs one slot at a time: its process CPU is this slot's
-    context = _received.get_or_make(digest, lambda: pickle.loads(blob))
-    out = fn(state, context)
-    return out, time.process_time() - start
-
-
-def run_in_worker(workers: int, fn: Callable[..., dict[str, Any]], state: Any, context: Any) -> dict[str, Any]:
-    """``fn(state, context)`` in the pool of ``workers`` processes; blocks the calling thread until
-    done. The context is unpickled once per worker and run, not once per slot."""
+def run_in_worker(workers: int, fn: Callable[..., Any], state: Any, context: Any) -> Any:
+    """``fn(state, context)`` in a worker of the pool of ``workers`` processes; blocks the calling
+    thread until done. ``fn`` may return an awaitable: the worker awaits it on its event loop,
+    beside its other slots. The context is unpickled once per worker and run, not once per slot."""
     blob, digest = _pickled(context)
-    pool = _pool(workers)
     try:
-        out, cpu = pool.submit(_timed, fn, state, blob, digest).result()
-    except BrokenProcessPool as exc:  # a worker died (killed, out of memory): the next slot gets a new pool
-        with _lock:
-            for key in [k for k, p in _pools.items() if p is pool]:
-                del _pools[key]
-        raise RuntimeError(f"a QueryGen worker process died ({exc}); finished tasks are stored, "
-                           "run again to resume") from exc
-    with _lock:
-        _cpu["seconds"] += cpu
-    return out
+        return _pool(workers).submit(fn, state, blob, digest).result()
+    except WorkerDied as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def worker_cpu_seconds() -> float:
-    """CPU the workers of this process spent on slots so far (benchmarks add it to their own)."""
+    """CPU the workers of this process spent so far, as they last reported it (benchmarks add it
+    to their own)."""
     with _lock:
         return _cpu["seconds"]
 
@@ -96,6 +236,7 @@ def worker_cpu_seconds() -> float:
 def shutdown_workers() -> None:
     with _lock:
         pools = [p for (pid, _), p in _pools.items() if pid == os.getpid()]
-        _pools.clear()
+        for key in [k for k in _pools if k[0] == os.getpid()]:
+            del _pools[key]
     for p in pools:
-        p.shutdown(wait=True, cancel_futures=True)
+        p.shutdown()

@@ -1,8 +1,12 @@
 """QueryGen slots: each slot samples its own chain from its own seeds, and worker processes give the
-same records as threads, with the parent process as the store's one writer."""
+same records as threads, run many slots at once each, and leave the parent process as the store's
+one writer."""
 from __future__ import annotations
 
+import asyncio
 import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -87,3 +91,51 @@ def test_a_dead_worker_fails_its_slot_clearly_and_the_next_slot_gets_a_new_pool(
     with pytest.raises(RuntimeError, match="worker process died"):
         querygen_workers.run_in_worker(1, _die, {"slot": 0}, {"setting": 1})
     assert querygen_workers.run_in_worker(1, _echo, {"slot": 1}, {"setting": 2}) == {"state": {"slot": 1}, "context": {"setting": 2}}
+
+
+_arrived: dict[str, int] = {}
+
+
+async def _meet(state, context):
+    """Waits (in the worker) until ``state["expect"]`` slots of its room have arrived, or gives up."""
+    _arrived[state["room"]] = _arrived.get(state["room"], 0) + 1
+    for _ in range(500):
+        if _arrived[state["room"]] >= state["expect"]:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+def _fail(state, context):
+    raise KeyError(f"no such thing: {state['what']}")
+
+
+def test_one_worker_runs_many_slots_at_once_and_passes_errors_back():
+    from envfactory.graphs import querygen_workers
+    room = uuid.uuid4().hex
+    with ThreadPoolExecutor(6) as threads:  # six slots, one worker: they only all arrive if they overlap
+        met = list(threads.map(lambda _: querygen_workers.run_in_worker(1, _meet, {"room": room, "expect": 6}, {}),
+                               range(6)))
+    assert met == [True] * 6
+    with pytest.raises(KeyError, match="no such thing: cake"):
+        querygen_workers.run_in_worker(1, _fail, {"what": "cake"}, {})
+
+
+def test_model_steps_run_in_workers_with_their_retries():
+    from tests.doubles import ScriptedChatModel, malformed, tool_call_message
+    chain = slot_chains(["library"], 1, seed=3)[0]
+    from envfactory.agents.query_agent import split_turns
+    turns = split_turns(chain, chain.seed)
+    queries = [f"request {chr(65 + i)}" for i in range(len(turns))]
+    solver = []
+    for idx in turns:
+        solver += [tool_call_message(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + ["Done."]
+    query = ScriptedChatModel(script=[malformed("json"), tool_call_message("GeneratedQueries", {"queries": queries})])
+    ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": query, "rollout": ScriptedChatModel(script=solver)})
+    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
+    assert rec["verification"]["accepted"], rec["verification"]
+    assert rec["provenance"]["tiers"]["query"] == "model" and [t["query"] for t in rec["turns"]] == queries
+    broken = ScriptedChatModel(script=[malformed("json"), malformed("shape"), malformed("unknown_tool")])
+    ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": broken})
+    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
+    assert not rec["verification"]["accepted"] and "after 3 attempt(s)" in rec["verification"]["reason"]

@@ -48,3 +48,16 @@ def test_extract_json_from_fences_and_prose():
     assert extract_json('The answer is {"a": [1, 2]} as asked.') == {"a": [1, 2]}
     with pytest.raises(ValueError):
         extract_json("nothing")
+
+
+def test_the_async_form_retries_the_same_way():
+    import asyncio
+
+    from envfactory.agents.structured import ainvoke_structured
+    model = ScriptedChatModel(script=[malformed("json"), '{"queries": ["fixed"]}'])
+    out = asyncio.run(ainvoke_structured(model, [HumanMessage("go")], GeneratedQueries, use_tool_calling=False))
+    assert out.value.queries == ["fixed"] and out.attempts == 2
+    assert "did not match the required GeneratedQueries format" in model.requests[1][-1].content
+    broken = ScriptedChatModel(script=[malformed("json"), malformed("shape")])
+    with pytest.raises(StructuredOutputError, match="after 2 attempt"):
+        asyncio.run(ainvoke_structured(broken, [HumanMessage("go")], GeneratedQueries, max_retries=1))
