@@ -69,7 +69,7 @@ class _Worker:
             fresh = digest not in self.sent_contexts
             if fresh:
                 self.sent_contexts.append(digest)
-            self.conn.send((job_id, fn, state, digest, blob if fresh else None))
+            self.conn.send((job_id, fn, state, digest, blob if fresh else None, _settings()))
 
     def _read(self) -> None:
         while True:
@@ -171,10 +171,11 @@ def _serve(conn: Any) -> None:
             with idle:
                 idle.wait_for(lambda: running[0] == 0)
             return
-        job_id, fn, state, digest, blob = message
+        job_id, fn, state, digest, blob, settings = message
         with idle:
             running[0] += 1
         try:
+            _apply_settings(settings)
             if blob is not None:
                 contexts[digest] = pickle.loads(blob)
                 while len(contexts) > CONTEXTS_PER_WORKER:
@@ -187,6 +188,19 @@ def _serve(conn: Any) -> None:
             asyncio.run_coroutine_threadsafe(out, loop).add_done_callback(lambda f, j=job_id: finished(j, f))
         else:
             reply(job_id, True, out)
+
+
+def _settings() -> dict[str, str]:
+    """The parent's environment variables as they are now (catalog path, model endpoints and their
+    keys...): a worker forks from the forkserver, whose environment may be older."""
+    return dict(os.environ)
+
+
+def _apply_settings(settings: dict[str, str]) -> None:
+    if settings != os.environ:
+        for key in [k for k in os.environ if k not in settings]:
+            del os.environ[key]
+        os.environ.update(settings)
 
 
 def _pool(workers: int) -> WorkerPool:

@@ -169,3 +169,10 @@ def test_model_rollouts_do_no_blocking_io_on_the_event_loop():
         bb.deactivate()
     reasons = [r["verification"]["reason"] for r in out["records"]]
     assert out["summary"]["accepted"] == 3, reasons
+
+
+def test_zero_cpu_ceiling_counts_the_tail_of_a_run():
+    from envfactory.graphs.bench_querygen import zero_cpu_makespan
+    assert zero_cpu_makespan([3.0, 1.0, 1.0, 1.0], 2) == 3.0      # the long task holds one slot to the end
+    assert zero_cpu_makespan([1.0, 1.0, 1.0, 3.0], 2) == 4.0      # taken last, it runs alone at the end
+    assert zero_cpu_makespan([1.0] * 6, 3) == 2.0 and zero_cpu_makespan([], 4) == 0.0

@@ -139,3 +139,36 @@ def test_model_steps_run_in_workers_with_their_retries():
     ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": broken})
     rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
     assert not rec["verification"]["accepted"] and "after 3 attempt(s)" in rec["verification"]["reason"]
+
+
+def _read_setting(state, context):
+    import os
+    return os.environ.get(state["name"])
+
+
+def test_workers_see_the_parents_environment_as_it_is_now(monkeypatch):
+    from envfactory.graphs import querygen_workers
+    name = "ENVFACTORY_TEST_" + uuid.uuid4().hex[:8]
+    assert querygen_workers.run_in_worker(1, _read_setting, {"name": name}, {}) is None
+    monkeypatch.setenv(name, "set after the workers started")  # e.g. a catalog path or an API key
+    assert querygen_workers.run_in_worker(1, _read_setting, {"name": name}, {}) == "set after the workers started"
+    monkeypatch.delenv(name)
+    assert querygen_workers.run_in_worker(1, _read_setting, {"name": name}, {}) is None
+
+
+def test_generate_uses_one_worker_per_core_by_default(tmp_path, capsys, monkeypatch):
+    import json
+
+    from envfactory.cli.generate_cmd import auto_workers
+    from envfactory.cli.main import main
+    from envfactory.graphs import querygen_workers
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert auto_workers(8) == 2 and auto_workers(1) == 0 and auto_workers(2) == 2
+    before = worker_cpu_seconds()
+    store = tmp_path / "r.sqlite"
+    assert main(["generate", "library", "--n", "3", "--rollouts", "1", "--concurrency", "4", "--store", str(store),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["accepted"] == 3 and len(list(RecordStore(store).query())) == 3
+    assert worker_cpu_seconds() > before  # the slots ran in worker processes
+    assert any(size == 2 for _, size in querygen_workers._pools)
