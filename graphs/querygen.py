@@ -3,10 +3,14 @@ roll out k times -> verify -> accept or reject, fanned out over chains with ``Se
 
 The per-chain work is five steps (``make_chain_graph`` is them as a graph of their own, one node
 per step, for Studio) which the outer graph's ``process_chain`` node runs for each sampled chain;
-``config["max_concurrency"]`` caps parallel chains. Models,
-prompt versions, limits and the record store come through the Context, so Studio, notebooks,
-the CLI and tests share this graph. With no model configured every step runs its offline tier
-and says so in the record's provenance.
+``config["max_concurrency"]`` caps parallel chains. Models, prompt versions, limits and the
+record store come through the Context, so Studio, notebooks, the CLI and tests share this graph.
+With no model configured every step runs its offline tier and says so in the record's provenance.
+
+A step that waits on a model is a generator: it yields what it waits for (``_Ask``, a structured
+model call; ``_Await``, a rollout coroutine) and gets the answer back. ``_drive`` answers in the
+calling thread (the graph's nodes, threads mode); ``_adrive`` awaits on an event loop (worker
+processes, many slots per loop). One body per step serves both.
 """
 from __future__ import annotations
 
@@ -584,7 +588,8 @@ def make_chain_graph():
 
 def process_chain(state: SlotState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     """One task slot: sample its chain, then every step of ``make_chain_graph`` (same functions,
-    same state updates) inside this one node; with ``workers`` set, in a worker process.
+    same state updates) inside this one node; with ``workers`` set, as a coroutine in a worker
+    process (``arun_slot``), beside that worker's other slots.
 
     A nested graph per chain made LangGraph's own bookkeeping (a loop, channels, checkpoints and a
     thread pool per chain) cost ~4.5 ms of CPU per task, more than all five steps together; with the
