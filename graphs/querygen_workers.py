@@ -38,6 +38,7 @@ from envfactory.envs.lru import BoundedCache
 PRELOAD = ["envfactory.graphs.querygen", "envfactory.envs.mcp_bridge", "envfactory.agents.rollout_agent",
            "envfactory.data.reward", "langchain_core.language_models"]
 CONTEXTS_PER_WORKER = 8  # run contexts a worker keeps (a new run sends its context once per worker)
+SHUTDOWN_GRACE_SECONDS = 60  # for the slots in flight when the workers are asked to stop
 
 _lock = threading.Lock()
 _pools: dict[tuple[int, int], "WorkerPool"] = {}
@@ -67,9 +68,9 @@ class _Worker:
         with self.send_lock:
             # The worker keeps the same last CONTEXTS_PER_WORKER contexts, in the order sent here.
             fresh = digest not in self.sent_contexts
-            if fresh:
-                self.sent_contexts.append(digest)
             self.conn.send((job_id, fn, state, digest, blob if fresh else None, _settings()))
+            if fresh:  # only once it went out (a slot that cannot be pickled sends nothing)
+                self.sent_contexts.append(digest)
 
     def _read(self) -> None:
         while True:
@@ -108,6 +109,10 @@ class WorkerPool:
             worker.send(job_id, fn, state, blob, digest)
         except OSError:  # the worker died while idle: fail this slot like the ones it was running
             self._worker_died(worker)
+        except BaseException:  # nothing was sent (a slot that cannot be pickled): forget the slot
+            with _lock:
+                worker.pending.pop(job_id, None)
+            raise
         return future
 
     def _worker_died(self, worker: _Worker) -> None:
@@ -133,7 +138,10 @@ class WorkerPool:
                 except OSError:
                     pass
         for w in self._workers:
-            w.process.join()
+            w.process.join(timeout=SHUTDOWN_GRACE_SECONDS)
+            if w.process.is_alive():  # a slot that never ends must not hang the caller
+                w.process.terminate()
+                w.process.join()
 
 
 def _serve(conn: Any) -> None:

@@ -172,3 +172,12 @@ def test_generate_uses_one_worker_per_core_by_default(tmp_path, capsys, monkeypa
     assert summary["accepted"] == 3 and len(list(RecordStore(store).query())) == 3
     assert worker_cpu_seconds() > before  # the slots ran in worker processes
     assert any(size == 2 for _, size in querygen_workers._pools)
+
+
+def test_a_slot_that_cannot_be_sent_is_refused_and_forgotten():
+    from envfactory.graphs import querygen_workers
+    with pytest.raises(Exception, match="pickle"):
+        querygen_workers.run_in_worker(1, _echo, {"lock": threading.Lock()}, {"setting": 3})
+    pool = querygen_workers._pool(1)
+    assert all(not w.pending for w in pool._workers)  # not counted as running: the pool stays balanced
+    assert querygen_workers.run_in_worker(1, _echo, {"slot": 2}, {"setting": 3}) == {"state": {"slot": 2}, "context": {"setting": 3}}
