@@ -19,9 +19,9 @@ import json
 import operator
 import os
 import threading
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from collections.abc import Awaitable, Callable, Generator
 from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -295,7 +295,6 @@ def _gold_reference(chain: GoldTrajectory, envs: dict[str, Environment]) -> Gold
 
 def _gold_calls(chain: GoldTrajectory) -> list[Call]:
     return [Call(name=c.tool, arguments=c.arguments, masked=c.masked_arguments, env=c.env) for c in chain.calls]
-
 
 
 @dataclass

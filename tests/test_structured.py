@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 
 from envfactory.agents.query_agent import GeneratedQueries
 from envfactory.agents.structured import StructuredOutputError, extract_json, invoke_structured
