@@ -29,8 +29,7 @@ def dev_server(tmp_path_factory):
         pytest.fail("langgraph-cli[inmem] is not installed (it is a dev dependency)")
     port = _free_port()
     workdir = tmp_path_factory.mktemp("lgdev")
-    shutil.copy(ROOT / "langgraph.json", workdir / "langgraph.json")
-    shutil.copytree(ROOT / "graphs", workdir / "graphs")
+    shutil.copy(ROOT / "langgraph.json", workdir / "langgraph.json")  # graphs by module: the installed package
     env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([str(exe), "dev", "--no-browser", "--port", str(port), "--host", "127.0.0.1",
                              "--config", "langgraph.json", "--no-reload"], cwd=workdir, env=env,
@@ -64,6 +63,12 @@ def test_querygen_runs_over_http(dev_server):
     assert result["summary"]["accepted"] == 2
     assert all(r["verification"]["accepted"] and r["provenance"]["tiers"]["rollout"].startswith("offline")
                for r in result["records"])
+    # the same run with worker processes started from inside the server: the same records
+    thread = client.threads.create()
+    by_workers = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
+                                  context={"rollouts": 1, "workers": 2})
+    assert by_workers["summary"]["accepted"] == 2, by_workers
+    assert sorted(r["key"] for r in by_workers["records"]) == sorted(r["key"] for r in result["records"])
 
 
 def test_envgen_synthesizes_over_http(dev_server, tmp_path):
