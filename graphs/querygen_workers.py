@@ -185,7 +185,7 @@ def _serve(conn: Any) -> None:
         try:
             _apply_settings(settings)
             if blob is not None:
-                contexts[digest] = pickle.loads(blob)
+                contexts[digest] = _load_context(blob)
                 while len(contexts) > CONTEXTS_PER_WORKER:
                     contexts.popitem(last=False)
             out = fn(state, contexts[digest])
@@ -196,6 +196,15 @@ def _serve(conn: Any) -> None:
             asyncio.run_coroutine_threadsafe(out, loop).add_done_callback(lambda f, j=job_id: finished(j, f))
         else:
             reply(job_id, True, out)
+
+
+def _load_context(blob: bytes) -> Any:
+    try:
+        return pickle.loads(blob)
+    except Exception as exc:  # typically a class defined in a notebook or a script's __main__
+        raise RuntimeError(f"a QueryGen worker process could not load the run's context: {type(exc).__name__}: {exc}; "
+                           "classes it holds (e.g. a chat model) must be importable from a module, not defined in "
+                           "a notebook or __main__; or set workers=0 to run in this process") from None
 
 
 def _settings() -> dict[str, str]:

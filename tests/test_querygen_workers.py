@@ -181,3 +181,17 @@ def test_a_slot_that_cannot_be_sent_is_refused_and_forgotten():
     pool = querygen_workers._pool(1)
     assert all(not w.pending for w in pool._workers)  # not counted as running: the pool stays balanced
     assert querygen_workers.run_in_worker(1, _echo, {"slot": 2}, {"setting": 3}) == {"state": {"slot": 2}, "context": {"setting": 3}}
+
+
+class _Vanishing:
+    """Pickled by reference to a class the worker cannot import (like a class defined in a notebook)."""
+
+
+def test_a_context_a_worker_cannot_load_gets_a_clear_error(monkeypatch):
+    from envfactory.graphs import querygen_workers
+    import sys
+    monkeypatch.setattr(_Vanishing, "__module__", "__main__")  # what a class defined in a notebook cell looks like
+    monkeypatch.setattr(_Vanishing, "__qualname__", "NotebookChatModel")
+    monkeypatch.setitem(sys.modules["__main__"].__dict__, "NotebookChatModel", _Vanishing)
+    with pytest.raises(RuntimeError, match="could not load the run's context.*notebook or __main__"):
+        querygen_workers.run_in_worker(1, _echo, {"slot": 0}, {"model": _Vanishing()})
