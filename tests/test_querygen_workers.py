@@ -183,15 +183,11 @@ def test_a_slot_that_cannot_be_sent_is_refused_and_forgotten():
     assert querygen_workers.run_in_worker(1, _echo, {"slot": 2}, {"setting": 3}) == {"state": {"slot": 2}, "context": {"setting": 3}}
 
 
-class _Vanishing:
-    """Pickled by reference to a class the worker cannot import (like a class defined in a notebook)."""
-
-
 def test_a_context_a_worker_cannot_load_gets_a_clear_error(monkeypatch):
-    from envfactory.graphs import querygen_workers
     import sys
-    monkeypatch.setattr(_Vanishing, "__module__", "__main__")  # what a class defined in a notebook cell looks like
-    monkeypatch.setattr(_Vanishing, "__qualname__", "NotebookChatModel")
-    monkeypatch.setitem(sys.modules["__main__"].__dict__, "NotebookChatModel", _Vanishing)
+
+    from envfactory.graphs import querygen_workers
+    notebook_class = type("NotebookChatModel", (), {"__module__": "__main__"})  # as if defined in a notebook cell
+    monkeypatch.setitem(sys.modules["__main__"].__dict__, "NotebookChatModel", notebook_class)
     with pytest.raises(RuntimeError, match="could not load the run's context.*notebook or __main__"):
-        querygen_workers.run_in_worker(1, _echo, {"slot": 0}, {"model": _Vanishing()})
+        querygen_workers.run_in_worker(1, _echo, {"slot": 0}, {"model": notebook_class()})
