@@ -117,7 +117,7 @@ def resolve_model(role: str, settings: ModelSettings | None = None, injected: di
     return getattr(module, class_name)(**kwargs)
 
 
-_run_models: dict[tuple[str, str], Any] = {}
+_run_models: dict[tuple[str, str], Any] = {}  # one client per role and settings
 
 
 def model_for(role: str, *, offline: bool = False, injected: dict[str, Any] | None = None,
@@ -128,7 +128,10 @@ def model_for(role: str, *, offline: bool = False, injected: dict[str, Any] | No
         return None
     if injected and injected.get(role) is not None:
         return injected[role]
-    key = (role, json.dumps(overrides or {}, sort_keys=True, default=str))
+    # The environment is part of the key: a notebook or server process that changes ENVFACTORY_MODEL (or
+    # the models file) between runs gets the model it now names, not the one it built first.
+    environ = sorted((k, v) for k, v in os.environ.items() if k.startswith("ENVFACTORY_"))
+    key = (role, json.dumps([overrides or {}, environ], sort_keys=True, default=str))
     if key not in _run_models:
         _run_models[key] = resolve_model(role, ModelSettings.load(overrides=overrides))
     return _run_models[key]

@@ -239,8 +239,10 @@ def _pickled(context: Any) -> tuple[bytes, str]:
     try:
         blob = pickle.dumps(context)
     except Exception as exc:  # say what cannot travel, instead of a pool error later
-        raise ValueError(f"QueryGen workers need a picklable context and chat models: {type(exc).__name__}: {exc}; "
-                         "set workers=0 to run in this process") from exc
+        raise ValueError(f"QueryGen workers need a picklable context and chat models: {type(exc).__name__}: {exc}. "
+                         "A client such as ChatOpenAI holds connections that cannot travel: give its settings in "
+                         "QueryGenContext.models instead (e.g. {'rollout': {'model': ..., 'base_url': ...}}; each "
+                         "worker builds its own client), or set workers=0 to run in this process") from exc
     digest = hashlib.sha256(blob).hexdigest()
     _sent.put(id(context), (context, blob, digest))
     return blob, digest

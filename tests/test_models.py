@@ -66,3 +66,17 @@ def test_usage_and_cost_accumulate_per_role_and_model():
     rows = {r["role"]: r for r in report["by_role_and_model"]}
     assert rows["query"]["input"] == 4 and rows["query"]["output"] == 3 and rows["judge"]["calls"] == 1
     assert report["cost_usd"] == pytest.approx((6 * 1.0 + 4 * 10.0) / 1_000_000)
+
+
+def test_a_run_after_the_settings_changed_gets_the_new_model(monkeypatch):
+    from envfactory.agents.models import model_for, model_name
+    monkeypatch.setenv("ENVFACTORY_MODEL", "first-model")
+    monkeypatch.setenv("ENVFACTORY_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    first = model_for("query")
+    assert model_name(first) == "first-model" and model_for("query") is first  # one client per settings
+    monkeypatch.setenv("ENVFACTORY_MODEL", "second-model")
+    assert model_name(model_for("query")) == "second-model"
+    monkeypatch.delenv("ENVFACTORY_MODEL")
+    monkeypatch.delenv("ENVFACTORY_BASE_URL")
+    assert model_for("query") is None

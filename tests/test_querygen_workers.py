@@ -191,3 +191,30 @@ def test_a_context_a_worker_cannot_load_gets_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules["__main__"].__dict__, "NotebookChatModel", notebook_class)
     with pytest.raises(RuntimeError, match="could not load the run's context.*notebook or __main__"):
         querygen_workers.run_in_worker(1, _echo, {"slot": 0}, {"model": notebook_class()})
+
+
+def test_configured_endpoints_are_called_from_the_workers(monkeypatch):
+    from langchain_openai import ChatOpenAI
+
+    from envfactory.agents.query_agent import split_turns
+    from tests.doubles import OpenAIStubServer
+    from tests.doubles.openai_stub import text_reply, tool_reply
+    chain = slot_chains(["library"], 1, seed=3)[0]
+    turns = split_turns(chain, chain.seed)
+    script = [tool_reply("GeneratedQueries", {"queries": [f"please help {chr(65 + i)}" for i in range(len(turns))]})]
+    for idx in turns:
+        script += [tool_reply(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + [text_reply("Done.")]
+    with OpenAIStubServer(script) as stub:
+        client = ChatOpenAI(base_url=stub.url, api_key="test", model="stub-model")
+        with pytest.raises(ValueError, match="give its settings in QueryGenContext.models"):  # a client cannot travel
+            make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
+                                context=QueryGenContext(rollouts=1, workers=1, chat_models={"rollout": client}))
+        monkeypatch.setenv("STUB_KEY", "test")  # set after the workers started: they must see it
+        models = {role: {"model": "stub-model", "base_url": stub.url, "api_key_env": "STUB_KEY", "max_retries": 0}
+                  for role in ("query", "rollout")}
+        out = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
+                                  context=QueryGenContext(rollouts=1, workers=1, models=models))
+        assert len(stub.requests) == len(script)  # every call reached the endpoint, from the worker
+    rec = out["records"][0]
+    assert rec["verification"]["accepted"], rec["verification"]
+    assert rec["provenance"]["models"] == {"query": "stub-model", "rollout": "stub-model"}
