@@ -378,7 +378,7 @@ def test_export_command_says_when_there_is_nothing_to_export(export, tmp_path, c
 
 
 def test_records_of_an_environment_that_no_longer_loads_are_skipped_not_fatal(export, tmp_path):
-    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports import export_jsonl
     from envfactory.data.exports.verl import write_verl
     from envfactory.data.records import TrajectoryRecord
     from envfactory.data.store import RecordStore
@@ -405,7 +405,7 @@ def _with_clarification(record):
 
 
 def test_verl_and_trl_cut_a_record_into_the_same_turns(export, tmp_path):
-    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports import export_jsonl
     record = max(RecordStore(export[2]).query(status="accepted", env="library"), key=lambda r: len(r.turns))
     assert len(record.turns) >= 2
     verl_rows, trl_rows = to_verl(record), to_trl(record)
