@@ -98,3 +98,26 @@ def test_training_smoke_exports_report_a_record_they_cannot_export_and_keep_the_
     assert len(trl_rows) == sum(len(to_trl(r)) for r in good) > 0 and all(not r["task_id"].startswith(key) for r in trl_rows)
     openai_train = paths["train"].read_text(encoding="utf-8").splitlines()
     assert len(openai_train) == len(good) + 1 and paths["held_out"].exists()
+
+
+def test_export_jsonl_reports_a_record_once_however_many_of_its_rows_fail(store, tmp_path):
+    """trl rows are per turn: a record all of whose turns break the format is one skipped entry with each
+    distinct reason once (it used to be listed once per row, with the same reasons repeated)."""
+    from envfactory.data.exports import export_jsonl, to_trl
+    from envfactory.data.records import EnvRef
+    from envfactory.envs import Environment
+    records = list(RecordStore(store).query(status="accepted"))
+    record = max((r for r in records if r.envs[0].name == "library"), key=lambda r: len(r.turns))
+    assert len(record.turns) >= 2
+    commerce = Environment.load("commerce")
+    # a record that also names a second (untouched) environment: TRL routes a row to exactly one
+    two_envs = record.model_copy(deep=True, update={"key": "two-envs"})
+    two_envs.envs.append(EnvRef(name="commerce", version=commerce.manifest.version,
+                                initial_state_hash=commerce.initial_hash, final_state_hash=commerce.initial_hash))
+    assert len(to_trl(two_envs)) == len(record.turns)         # it converts; every row then fails the checker
+    summary = export_jsonl([record, two_envs], "trl", tmp_path, "x")
+    assert summary["rows"] == len(to_trl(record))
+    [entry] = summary["skipped"]
+    assert entry["key"] == "two-envs" and entry["rows_skipped"] == len(record.turns) and entry["rows_written"] == 0
+    assert len(entry["problems"]) == len(set(entry["problems"])) >= 1
+    assert any("exactly one environment" in p for p in entry["problems"])

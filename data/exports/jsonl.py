@@ -22,7 +22,11 @@ FORMATS = {"openai": (to_openai, check_openai), "sharegpt": (to_sharegpt, check_
 def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str) -> dict[str, Any]:
     """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
     format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
-    the script that wires our environments into GRPOTrainer."""
+    the script that wires our environments into GRPOTrainer.
+
+    ``skipped`` lists each record that lost rows once: its key, its distinct problems, and, when rows failed
+    the checker, how many of its rows were left out and how many were written (a record that cannot be
+    converted at all has only key and problems)."""
     convert, check = FORMATS[fmt]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,15 +40,21 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                 # e.g. a synthesized environment not on ENVFACTORY_CATALOG_PATH: its records are skipped, with why
                 skipped.append({"key": record.key, "problems": [str(exc)]})
                 continue
+            problems: list[str] = []   # of this record's rows (trl has one per turn): reported once, each reason once
+            left_out = 0
             for row in converted:
-                problems = check(row)
-                if problems:  # a trainer would drop it silently; say why here instead
-                    skipped.append({"key": record.key, "problems": problems[:3]})
+                found = check(row)
+                if found:  # a trainer would drop it silently; say why here instead
+                    problems += [p for p in found[:3] if p not in problems]
+                    left_out += 1
                     continue
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows += 1
                 if fmt == "trl":
                     environments.add(row["environment"])
+            if left_out:
+                skipped.append({"key": record.key, "problems": problems, "rows_skipped": left_out,
+                                "rows_written": len(converted) - left_out})
     info = None
     if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
         info = out / f"{name}.trl_train.py"
