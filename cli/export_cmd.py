@@ -3,53 +3,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-
-
-def export_jsonl(records, fmt: str, out: str | Path, name: str) -> dict:
-    """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
-    format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
-    the script that wires our environments into GRPOTrainer."""
-    from envfactory.data.exports import FORMATS, dataset_info_entry
-    from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
-    convert, check = FORMATS[fmt]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"{name}.{fmt}.jsonl"
-    rows, skipped, environments = 0, [], set()
-    with target.open("w", encoding="utf-8") as fh:
-        for record in records:
-            try:
-                converted = convert(record)
-            except (EnvironmentPackageError, UntrustedCodeError, ValueError) as exc:
-                # e.g. a synthesized environment not on ENVFACTORY_CATALOG_PATH: its records are skipped, with why
-                skipped.append({"key": record.key, "problems": [str(exc)]})
-                continue
-            for row in converted:
-                problems = check(row)
-                if problems:  # a trainer would drop it silently; say why here instead
-                    skipped.append({"key": record.key, "problems": problems[:3]})
-                    continue
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                rows += 1
-                if fmt == "trl":
-                    environments.add(row["environment"])
-    info = None
-    if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
-        from envfactory.data.exports.trl_env import FACTORY_SNIPPET
-        info = out / f"{name}.trl_train.py"
-        info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
-                        encoding="utf-8")
-    if fmt in ("sharegpt", "alpaca"):
-        info = out / "dataset_info.json"
-        existing = json.loads(info.read_text()) if info.exists() else {}
-        existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
-        info.write_text(json.dumps(existing, indent=2))
-    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
-            "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
 
 
 def cmd_export(args) -> int:
+    from envfactory.data.exports import export_jsonl
     from envfactory.data.store import RecordStore
     store = RecordStore(args.store)
     if args.format == "verl":

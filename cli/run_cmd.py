@@ -38,7 +38,7 @@ def _synthesize_corpus(out: Path, show: bool, concurrency: int) -> list[dict]:
 
 def _export_all(store, out: Path) -> dict[str, int]:
     """Every accepted record in every trainer format (rows per format; each row checked)."""
-    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports import export_jsonl
     from envfactory.data.exports.verl import write_verl
     records = list(store.query(status="accepted"))
     counts = {fmt: export_jsonl(records, fmt, out, "envfactory")["rows"] for fmt in ("openai", "sharegpt", "alpaca", "trl")}

@@ -16,11 +16,10 @@ Infrastructure failures (the environment crashed, the gold replay failed) give *
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import networkx as nx
 from pydantic import BaseModel

@@ -70,3 +70,54 @@ def test_export_command_writes_files_and_dataset_info(store, tmp_path, capsys):
     assert info["envfactory_sharegpt"]["formatting"] == "sharegpt"
     assert info["envfactory_sharegpt"]["columns"] == {"messages": "conversations", "system": "system", "tools": "tools"}
     assert info["envfactory_alpaca"]["file_name"] == "envfactory.alpaca.jsonl"
+
+
+def test_training_smoke_exports_report_a_record_they_cannot_export_and_keep_the_rest(store, tmp_path):
+    """The smoke run writes its rows with export_jsonl: a record that cannot become trl rows is logged with
+    its key and reason and listed under skipped (it used to vanish without a word)."""
+    from envfactory.data.exports import to_trl
+    from envfactory.data.training.smoke import SmokeConfig, _held_out, write_exports
+    cfg = SmokeConfig(out=str(tmp_path / "smoke"), envs=["library", "commerce"])
+    records = list(RecordStore(store).query(status="accepted"))
+    good = [r for r in records if not _held_out(r.key, cfg.held_out)]
+    key = next(k for k in (f"drifted-{i}" for i in range(100)) if not _held_out(k, cfg.held_out))  # a train record
+    drifted = records[0].model_copy(deep=True, update={"key": key})
+    drifted.envs[0].initial_state_hash = "0" * 64    # the environment changed since the record was made
+    copy = RecordStore(tmp_path / "records.sqlite")
+    for rec in [*records, drifted]:
+        copy.put(rec)
+    copy.close()
+    lines: list[str] = []
+    paths, skipped = write_exports(tmp_path / "records.sqlite", cfg, lines.append)
+    assert [(s["key"], len(s["problems"])) for s in skipped["trl"]] == [(key, 1)]
+    assert "changed since the record was made" in skipped["trl"][0]["problems"][0]
+    assert skipped["train"] == skipped["held_out"] == []          # its conversation is still fine for SFT
+    assert [line for line in lines if "skipped" in line] == [
+        f"exports  skipped record {key} (trl rows): {skipped['trl'][0]['problems'][0]}"]
+    trl_rows = [json.loads(line) for line in paths["trl"].read_text(encoding="utf-8").splitlines()]
+    assert len(trl_rows) == sum(len(to_trl(r)) for r in good) > 0 and all(not r["task_id"].startswith(key) for r in trl_rows)
+    openai_train = paths["train"].read_text(encoding="utf-8").splitlines()
+    assert len(openai_train) == len(good) + 1 and paths["held_out"].exists()
+
+
+def test_export_jsonl_reports_a_record_once_however_many_of_its_rows_fail(store, tmp_path):
+    """trl rows are per turn: a record all of whose turns break the format is one skipped entry with each
+    distinct reason once (it used to be listed once per row, with the same reasons repeated)."""
+    from envfactory.data.exports import export_jsonl, to_trl
+    from envfactory.data.records import EnvRef
+    from envfactory.envs import Environment
+    records = list(RecordStore(store).query(status="accepted"))
+    record = max((r for r in records if r.envs[0].name == "library"), key=lambda r: len(r.turns))
+    assert len(record.turns) >= 2
+    commerce = Environment.load("commerce")
+    # a record that also names a second (untouched) environment: TRL routes a row to exactly one
+    two_envs = record.model_copy(deep=True, update={"key": "two-envs"})
+    two_envs.envs.append(EnvRef(name="commerce", version=commerce.manifest.version,
+                                initial_state_hash=commerce.initial_hash, final_state_hash=commerce.initial_hash))
+    assert len(to_trl(two_envs)) == len(record.turns)         # it converts; every row then fails the checker
+    summary = export_jsonl([record, two_envs], "trl", tmp_path, "x")
+    assert summary["rows"] == len(to_trl(record))
+    [entry] = summary["skipped"]
+    assert entry["key"] == "two-envs" and entry["rows_skipped"] == len(record.turns) and entry["rows_written"] == 0
+    assert len(entry["problems"]) == len(set(entry["problems"])) >= 1
+    assert any("exactly one environment" in p for p in entry["problems"])

@@ -378,7 +378,7 @@ def test_export_command_says_when_there_is_nothing_to_export(export, tmp_path, c
 
 
 def test_records_of_an_environment_that_no_longer_loads_are_skipped_not_fatal(export, tmp_path):
-    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports import export_jsonl
     from envfactory.data.exports.verl import write_verl
     from envfactory.data.records import TrajectoryRecord
     from envfactory.data.store import RecordStore
@@ -405,7 +405,7 @@ def _with_clarification(record):
 
 
 def test_verl_and_trl_cut_a_record_into_the_same_turns(export, tmp_path):
-    from envfactory.cli.export_cmd import export_jsonl
+    from envfactory.data.exports import export_jsonl
     record = max(RecordStore(export[2]).query(status="accepted", env="library"), key=lambda r: len(r.turns))
     assert len(record.turns) >= 2
     verl_rows, trl_rows = to_verl(record), to_trl(record)
@@ -516,3 +516,38 @@ def test_a_rollout_that_does_not_reproduce_is_masked(export):
     assert fields["failure_kind"] == "not_reproducible" and fields["final_hashes"] == {}
     score = compute_score(row["data_source"], "", row["reward_model"]["ground_truth"], {**row["extra_info"], EXTRA_FIELDS_KEY: fields})
     assert score["scored"] == 0.0 and score["failure_code"] == FAILURES["not_reproducible"]
+
+
+def test_trl_and_verl_readers_refuse_a_bad_call_list_with_the_same_words(export, library_cls_for_export):
+    """One parser behind check_trl, the TRL environment's reset, verl's agent loop and compute_score."""
+    from envfactory.data.exports.trl_env import check_trl
+    from envfactory.data.exports.verl_reward import score_rollout
+    row = _writing_row(export)
+    record = RecordStore(export[2]).get(row["extra_info"]["record_key"])
+    trl_row = to_trl(record)[row["extra_info"]["turn"]]
+    bad = '[{"name": "get_book", "arguments": [1]}]'
+    reason = "must be a JSON list of calls: call 1 (get_book): arguments: Input should be a valid dictionary"
+    assert f"gold_calls {reason}" in check_trl({**trl_row, "gold_calls": bad})
+    env = library_cls_for_export()
+    env.reset(**{**trl_row, "gold_calls": bad})
+    assert env._score().failure == f"gold_calls {reason}"
+    rollout = EpisodeRollout(VerlTask.from_extra_info(row["extra_info"]), gold=bad)
+    assert (rollout.failure_kind, rollout.failure) == ("bad_row", f"reward_model.ground_truth {reason}")
+    result, kind = score_rollout(bad, row["extra_info"], {"calls": "[]"})
+    assert (kind, result.failure) == ("bad_row", f"reward_model.ground_truth {reason}")
+    score = compute_score(row["data_source"], "", bad, {**row["extra_info"], EXTRA_FIELDS_KEY: {"calls": "[]"}})
+    assert score["scored"] == 0.0 and score["failure_code"] == FAILURES["bad_row"]
+    # a trl row without gold_calls is not scored against no calls at all: the checker and reset both refuse it
+    no_gold = {k: v for k, v in trl_row.items() if k != "gold_calls"}
+    assert "gold_calls must be a JSON list of calls: got null" in check_trl(no_gold)
+    env.reset(**no_gold)
+    assert env._score().failure == "gold_calls must be a JSON list of calls: got null"
+    # prefix_calls may be absent (a first turn): reset starts from the initial state, and the checker agrees
+    first = to_trl(record)[0]
+    assert check_trl({k: v for k, v in first.items() if k != "prefix_calls"}) == []
+
+
+@pytest.fixture(scope="module")
+def library_cls_for_export():
+    from envfactory.data.exports.trl_env import environment_class
+    return environment_class("library")

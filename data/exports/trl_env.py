@@ -33,6 +33,7 @@ from envfactory.envs.lru import BoundedCache
 
 from ..records import TrajectoryRecord
 from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
+from .calls import parse_calls
 from .env_cache import load_env
 from .turns import cut_turns
 from .verl_task import replay_prefix
@@ -133,14 +134,6 @@ def _tool_method(spec) -> Callable[..., str]:
 # prompt ``num_generations`` times, and the gold replay is deterministic.
 TASK_CACHE_SIZE = 256
 
-def _parse_calls(text: Any, what: str) -> list[Call]:
-    data = json.loads(text) if isinstance(text, str) else (text or [])
-    if not isinstance(data, list):
-        raise ValueError(f"{what} must be a JSON list of calls, got {type(data).__name__}")
-    return [Call(name=c["name"], arguments=c.get("arguments") or {}, masked=c.get("masked") or [], env=c.get("env"))
-            for c in data]
-
-
 class TRLEnvironment:
     """Base of the generated classes: one instance per rollout, one isolated episode per reset."""
 
@@ -154,9 +147,11 @@ class TRLEnvironment:
         self._failure: str | None = None     # why this rollout cannot be scored (infrastructure, not the policy)
         self._task_id: str | None = None
 
-    # TRL calls this with every column of the row (``environment`` excepted in dict mode).
+    # TRL calls this with every column of the row (``environment`` excepted in dict mode). A row without
+    # ``gold_calls`` cannot be scored (an empty default would score it against no calls at all); one without
+    # ``prefix_calls`` starts from the initial state, as a first turn does.
     def reset(self, prompt: Any = None, query: str | None = None, task_id: str | None = None,
-              gold_calls: Any = "[]", prefix_calls: Any = "[]", initial_state_hash: str | None = None,
+              gold_calls: Any = None, prefix_calls: Any = "[]", initial_state_hash: str | None = None,
               **_other_columns) -> str | None:
         env = self._environment
         if self._episode is not None:
@@ -171,15 +166,15 @@ class TRLEnvironment:
             gold_text = gold_calls if isinstance(gold_calls, str) else json.dumps(gold_calls)
             state = self._cache.get_or_make(("state", prefix_text), lambda: self._replay_prefix(prefix_text))
             self._gold = self._cache.get_or_make(("gold", prefix_text, gold_text), lambda: replay_gold(
-                {env.name: env}, _parse_calls(gold_text, "gold_calls"), {env.name: state} if state else None))
-        except (GoldReplayError, ValueError, KeyError, json.JSONDecodeError) as exc:
+                {env.name: env}, parse_calls(gold_text, "gold_calls"), {env.name: state} if state else None))
+        except (GoldReplayError, ValueError, KeyError) as exc:
             self._failure = str(exc)
         self._episode = env.episode(state=state)
         return None if prompt else query
 
     def _replay_prefix(self, prefix_text: str) -> bytes | None:
         """The state a later user turn starts from: the seed state plus the earlier turns' gold calls."""
-        calls = _parse_calls(prefix_text, "prefix_calls")
+        calls = parse_calls(prefix_text, "prefix_calls")
         if not calls:
             return None
         env = self._environment
@@ -348,11 +343,11 @@ def check_trl(row: dict[str, Any]) -> list[str]:
     env = row.get("environment")
     if not env or "+" in str(env):
         problems.append(f"environment {env!r}: TRL routes a row to exactly one environment")
-    for column in ("gold_calls", "prefix_calls"):
+    for column, missing in (("gold_calls", None), ("prefix_calls", "[]")):   # the defaults reset() applies
         try:
-            calls = _parse_calls(row.get(column), column)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            problems.append(f"{column}: {exc}")
+            calls = parse_calls(row.get(column, missing), column)
+        except ValueError as exc:
+            problems.append(str(exc))
             continue
         if any(c.env and c.env != env for c in calls):
             problems.append(f"{column}: a call names another environment than {env!r}")

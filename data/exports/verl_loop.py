@@ -27,12 +27,14 @@ from typing import Any, Awaitable, Callable
 from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Episode
 
-from envfactory.data.reward import Call, GoldReplayError
+from envfactory.data.exports.calls import parse_calls
+from envfactory.data.reward import GoldReplayError
 from envfactory.data.exports.verl_task import (StateDriftError, VerlTask, load_env, open_turn_episodes, replay_rollout,
                                                route, turn_gold)
 
 AGENT_NAME = "envfactory_agent"
 EXTRA_FIELDS_KEY = "envfactory_rollout"
+GROUND_TRUTH = "reward_model.ground_truth"   # the column holding a row's gold calls, as errors name it
 _BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
@@ -67,17 +69,6 @@ def parse_tool_calls(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     return calls, bad
 
 
-def gold_calls(ground_truth: Any) -> list[Call]:
-    """A row's ``reward_model.ground_truth`` (JSON text, or the decoded list) as calls; ValueError otherwise."""
-    try:
-        value = json.loads(ground_truth) if isinstance(ground_truth, (str, bytes)) else ground_truth
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list of calls, got {type(value).__name__}")
-        return [Call.model_validate(c) for c in value]
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-
-
 class EpisodeRollout:
     """One rollout of one row: its own episodes, the calls it made, what went wrong.
 
@@ -97,10 +88,10 @@ class EpisodeRollout:
         self.episodes: dict[str, Episode] = {}
         self.envs = {}
         try:
-            calls = gold_calls(gold) if gold is not None else None
+            calls = parse_calls(gold, GROUND_TRUTH) if gold is not None else None   # None: no up-front gold check
         except ValueError as exc:
             calls = None
-            self._fail("bad_row", f"the row's ground truth is not a list of calls: {exc}")
+            self._fail("bad_row", str(exc))
         try:
             self.envs = {name: load_env(name) for name in task.env_names}
             self.episodes = open_turn_episodes(task)

@@ -27,7 +27,8 @@ from typing import Any
 from envfactory.data.reward import GoldReplayError, RewardConfig, RewardResult, score_episodes
 
 # absolute imports: verl loads this file by path, outside its package
-from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, gold_calls
+from envfactory.data.exports.calls import parse_calls
+from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, GROUND_TRUTH
 from envfactory.data.exports.verl_task import StateDriftError, VerlTask, replay_rollout, turn_gold
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def score_rollout(ground_truth: Any, extra_info: dict[str, Any], rollout: dict[s
     """The full result and, when there is no score, which failure (a key of FAILURES)."""
     try:
         task = VerlTask.from_extra_info(extra_info)
-        gold = gold_calls(ground_truth)
+        gold = parse_calls(ground_truth, GROUND_TRUTH)
     except ValueError as exc:
         return RewardResult(score=None, failure=str(exc)), "bad_row"
     if rollout is None:

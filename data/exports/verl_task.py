@@ -16,6 +16,7 @@ from envfactory.data.reward import Call, GoldReference, GoldReplayError, replay_
 from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Environment, Episode
 
+from envfactory.data.exports.calls import parse_calls
 from envfactory.data.exports.env_cache import load_env  # the exports' one environment cache
 
 TASK_CACHE_SIZE = 4096  # rows whose starting state and gold reference are kept (GRPO opens n rollouts per row)
@@ -48,7 +49,7 @@ class VerlTask(BaseModel):
         try:
             return cls(record_key=extra_info["record_key"], turn=int(extra_info["turn"]),
                        envs=[EnvPin.model_validate(dict(e)) for e in extra_info["envs"]],
-                       prefix_calls=[Call.model_validate(c) for c in json.loads(extra_info["prefix_calls"])])
+                       prefix_calls=parse_calls(extra_info["prefix_calls"], "extra_info.prefix_calls"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"extra_info is not an envfactory verl row ({type(exc).__name__}: {exc}); "
                              "export it with `envfactory export --format verl`") from exc

@@ -2,8 +2,9 @@
 
 1. records: QueryGen over bundled environments (offline tier unless models are configured) into a
    resumable record store;
-2. exports: ``openai`` rows (held-out records kept apart) and ``trl`` rows, written and read back
-   from JSONL the way a trainer user would (``datasets.load_dataset("json")``);
+2. exports: ``openai`` rows (held-out records kept apart) and ``trl`` rows, written by the same
+   ``export_jsonl`` as ``envfactory export`` (records that cannot be exported are logged and skipped)
+   and read back from JSONL the way a trainer user would (``datasets.load_dataset("json")``);
 3. model: a tiny randomly initialised Qwen3 with a tokenizer trained here on that text, or a real
    base model given by path;
 4. SFT with TRL's ``SFTTrainer`` (assistant-only loss), then sampled completions for held-out
@@ -82,37 +83,29 @@ def generate_records(cfg: SmokeConfig, log: Callable[[str], None]) -> Path:
     return path
 
 
-def write_exports(store_path: Path, cfg: SmokeConfig) -> dict[str, Path]:
-    """openai rows (train / held-out) and trl rows, each checked by its format's checker."""
-    from envfactory.data.exports import check_openai, check_trl, to_openai, to_trl
-    from envfactory.data.exports.turns import NotExportable
+def write_exports(store_path: Path, cfg: SmokeConfig,
+                  log: Callable[[str], None] = print) -> tuple[dict[str, Path], dict[str, list[dict[str, Any]]]]:
+    """openai rows (train / held-out records) and trl rows (train records), written by ``export_jsonl``, as
+    ``envfactory export`` writes them: each row checked by its format's checker, and each record that cannot
+    be exported skipped and logged with its key and reason. Returns the three row files and the skipped records."""
+    from envfactory.data.exports import export_jsonl
     from envfactory.data.store import RecordStore
     out = Path(cfg.out) / "export"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"train": out / "train.openai.jsonl", "held_out": out / "held_out.openai.jsonl", "trl": out / "train.trl.jsonl"}
-    files = {k: p.open("w", encoding="utf-8") for k, p in paths.items()}
     store = RecordStore(store_path)
     try:
-        for record in store.query(status="accepted"):
-            if len(record.envs) != 1 or record.envs[0].name not in cfg.envs:
-                continue
-            split = "held_out" if _held_out(record.key, cfg.held_out) else "train"
-            for row in to_openai(record):
-                if not check_openai(row):
-                    files[split].write(json.dumps(row, ensure_ascii=False) + "\n")
-            if split == "train":
-                try:
-                    trl_rows = to_trl(record)
-                except NotExportable:  # its turns do not cut into rows (see exports/turns.py): no GRPO rows
-                    trl_rows = []
-                for row in trl_rows:
-                    if not check_trl(row):
-                        files["trl"].write(json.dumps(row, ensure_ascii=False) + "\n")
+        records = [r for r in store.query(status="accepted") if len(r.envs) == 1 and r.envs[0].name in cfg.envs]
     finally:
-        for fh in files.values():
-            fh.close()
         store.close()
-    return paths
+    train = [r for r in records if not _held_out(r.key, cfg.held_out)]
+    held_out = [r for r in records if _held_out(r.key, cfg.held_out)]
+    summaries = {"train": export_jsonl(train, "openai", out, "train"),
+                 "held_out": export_jsonl(held_out, "openai", out, "held_out"),
+                 "trl": export_jsonl(train, "trl", out, "train")}   # also writes train.trl_train.py (not run here)
+    skipped = {split: summary["skipped"] for split, summary in summaries.items()}
+    for split, entries in skipped.items():
+        for entry in entries:
+            log(f"exports  skipped record {entry['key']} ({split} rows): {'; '.join(entry['problems'])}")
+    return {split: Path(summary["file"]) for split, summary in summaries.items()}, skipped
 
 
 def build_model(cfg: SmokeConfig, paths: dict[str, Path], factories: dict[str, type]):
@@ -288,7 +281,7 @@ def run_smoke(cfg: SmokeConfig, log: Callable[[str], None] = print) -> dict[str,
 
     t = time.perf_counter()
     store = generate_records(cfg, log)
-    paths = write_exports(store, cfg)
+    paths, skipped = write_exports(store, cfg, log)
     counts = {k: sum(1 for _ in p.open(encoding="utf-8")) for k, p in paths.items()}
     log(f"exports  {counts['train']} train and {counts['held_out']} held-out openai rows, {counts['trl']} trl rows")
     if not counts["train"] or not counts["held_out"] or not counts["trl"]:
@@ -319,7 +312,8 @@ def run_smoke(cfg: SmokeConfig, log: Callable[[str], None] = print) -> dict[str,
     stds = [s for step in steps for s in step["group_reward_std"]]
     rewards = [step["mean_reward"] for step in steps if step["mean_reward"] is not None]
     summary = {
-        "config": asdict(cfg), "exports": {k: str(p) for k, p in paths.items()}, "rows": counts, "seconds": timings,
+        "config": asdict(cfg), "exports": {k: str(p) for k, p in paths.items()}, "rows": counts,
+        "skipped": skipped, "seconds": timings,
         "sft": {"losses": losses, "first": losses[0], "last": losses[-1]}, "eval": evaluation, "grpo": steps,
         "grpo_summary": {"steps": len(steps), "tool_calls": sum(s["tool_calls_per_rollout"] * s["rollouts"] for s in steps),
                          "mean_reward": statistics.fmean(rewards) if rewards else None,

@@ -1,0 +1,69 @@
+"""The JSON-lines exports (openai, sharegpt, alpaca, trl): every row checked against its format's rules
+before it is written, and every record that cannot be exported reported with its key and the reason."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from envfactory.data.records import TrajectoryRecord
+from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
+
+from .chat import check_openai, to_openai
+from .llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
+from .trl_env import FACTORY_SNIPPET, check_trl, to_trl
+
+# format -> (converter: record -> rows, checker: row -> problems). verl is not here: it writes parquet
+# splits and config files, not one JSONL (see verl.write_verl)
+FORMATS = {"openai": (to_openai, check_openai), "sharegpt": (to_sharegpt, check_sharegpt), "alpaca": (to_alpaca, check_alpaca),
+           "trl": (to_trl, check_trl)}
+
+
+def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str) -> dict[str, Any]:
+    """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
+    format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
+    the script that wires our environments into GRPOTrainer.
+
+    ``skipped`` lists each record that lost rows once: its key, its distinct problems, and, when rows failed
+    the checker, how many of its rows were left out and how many were written (a record that cannot be
+    converted at all has only key and problems)."""
+    convert, check = FORMATS[fmt]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{name}.{fmt}.jsonl"
+    rows, skipped, environments = 0, [], set()
+    with target.open("w", encoding="utf-8") as fh:
+        for record in records:
+            try:
+                converted = convert(record)
+            except (EnvironmentPackageError, UntrustedCodeError, ValueError) as exc:
+                # e.g. a synthesized environment not on ENVFACTORY_CATALOG_PATH: its records are skipped, with why
+                skipped.append({"key": record.key, "problems": [str(exc)]})
+                continue
+            problems: list[str] = []   # of this record's rows (trl has one per turn): reported once, each reason once
+            left_out = 0
+            for row in converted:
+                found = check(row)
+                if found:  # a trainer would drop it silently; say why here instead
+                    problems += [p for p in found[:3] if p not in problems]
+                    left_out += 1
+                    continue
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                rows += 1
+                if fmt == "trl":
+                    environments.add(row["environment"])
+            if left_out:
+                skipped.append({"key": record.key, "problems": problems, "rows_skipped": left_out,
+                                "rows_written": len(converted) - left_out})
+    info = None
+    if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
+        info = out / f"{name}.trl_train.py"
+        info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
+                        encoding="utf-8")
+    if fmt in ("sharegpt", "alpaca"):
+        info = out / "dataset_info.json"
+        existing = json.loads(info.read_text()) if info.exists() else {}
+        existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
+        info.write_text(json.dumps(existing, indent=2))
+    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
+            "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
