@@ -107,7 +107,6 @@ def to_alpaca(record: TrajectoryRecord) -> list[dict[str, Any]]:
     system = _system_with_tools(record)
     steps: list[tuple[str, str, bool]] = []   # (input text, output text, is a training target)
     pending_input: list[str] = []
-    results_failed = set()
     msgs = [m for m in record.messages if m.role != "system"]
     for i, m in enumerate(msgs):
         if m.role == "user":
