@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from envfactory.envs.runtime import Environment
-from envfactory.envs.toolgraph import ToolGraph, build_tool_graph, confirm_edges, output_fields
+from envfactory.envs.toolgraph import ToolGraph, build_tool_graph, output_fields
 from envfactory.prompts.registry import PromptRef, default_registry
 
 from .structured import invoke_structured

@@ -7,7 +7,6 @@ same process, because absolute times on shared machines are noise.
 """
 from __future__ import annotations
 
-import gc
 import json
 import random
 import shutil
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-import psutil
+import psutil  # noqa: F401  (the measuring child imports it: fail here, before spawning, if missing)
 
 from .runtime import Environment
 

@@ -92,7 +92,7 @@ def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
     kind, extra = undeclared_tools(env)
     if extra:
         out["warnings"].append(f"public {kind} not declared as tools: {', '.join(extra)}")
-    stages.append({"name": "tools", "status": "ok", "messages": [f"every declared tool is implemented"]})
+    stages.append({"name": "tools", "status": "ok", "messages": ["every declared tool is implemented"]})
 
     if not env.manifest.tests:
         stages.append({"name": "tests", "status": "fail", "messages": ["the manifest declares no tests file"]})

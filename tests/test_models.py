@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-from langchain_core.messages import AIMessage
 
 from envfactory.agents.models import ModelSettings, generated_by, resolve_model
 from envfactory.agents.usage import UsageTracker

@@ -94,7 +94,6 @@ def test_unknown_tool_calls_count_as_format_errors(chain):
 def test_user_simulator_ends_the_conversation(chain):
     turns = _turns(chain)
     solver = ScriptedChatModel(script=_solver_script(chain, turns))
-    user_replies = [tool_call_message("noop", {})]  # placeholder replaced below
     user = ScriptedChatModel(script=[f"Next: request {chr(65 + i)}" for i in range(1, len(turns))] + ["Thanks! ###STOP###"])
     rec = _run(chain, QueryGenContext(mode="conv", rollouts=1, chat_models={"rollout": solver, "user_simulator": user}))
     assert rec["verification"]["accepted"] and rec["provenance"]["tiers"]["user_simulator"] == "model"

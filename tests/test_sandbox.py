@@ -83,8 +83,6 @@ def test_tool_returning_non_json_fails(tmp_path):
 
 
 def test_nondeterministic_tool_fails_the_determinism_check(tmp_path):
-    body = ("    import random as _r\n"
-            "    ctx.execute('UPDATE books SET title = ? WHERE book_id = 1', (str(_r.random()),))\n")
     report = validate_package(make_package(tmp_path, mutate=lambda p: _make_write_tool_random(p)), limits=FAST)
     assert report.verdict == "FAIL"
     det = next(s for s in report.stages if s.name == "determinism")
@@ -122,7 +120,7 @@ def test_hostile_code_is_stopped_and_reported(tmp_path, case):
     assert time.monotonic() - started < FAST.wall_seconds + 10, "the caller was held too long"
     assert report.verdict == "FAIL"
     assert report.sandbox is not None and report.sandbox.status in spec["status"], (report.sandbox, report.verdict_line)
-    assert report.verdict_line.startswith(f"FAIL ")
+    assert report.verdict_line.startswith("FAIL ")
 
 
 def test_writes_outside_the_workspace_are_refused(tmp_path):

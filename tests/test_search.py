@@ -7,7 +7,6 @@ import sys
 import types
 
 import pytest
-from langchain_core.messages import AIMessage
 
 from envfactory.agents.search_agent import BriefDraft, ResearchError, research
 from envfactory.agents.search_backends import (CachedBackend, CorpusBackend, DdgsBackend, FixtureBackend, NullBackend,

@@ -3,7 +3,6 @@ exports, and topology-aware sampling into gold trajectories."""
 from __future__ import annotations
 
 import json
-import random
 
 import networkx as nx
 import pytest

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
