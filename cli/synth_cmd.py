@@ -36,10 +36,13 @@ def read_batch(path: str) -> list[dict[str, str]]:
     return items
 
 
-def thread_id(item: dict[str, str], ctx=None) -> str:
+def thread_id(item: dict[str, str], ctx=None, fingerprint: dict[str, Any] | None = None) -> str:
     """One thread per target and the settings that decide its outcome: the same target with another
-    model, search backend or budget is a new synthesis, not a finished one."""
-    return "synth-" + hashlib.sha256(json.dumps([item, _fingerprint(ctx)], sort_keys=True).encode()).hexdigest()[:16]
+    model, search backend or budget is a new synthesis, not a finished one. ``fingerprint``: ctx's
+    ``settings_fingerprint`` if the caller has it already (it reads the models file)."""
+    if fingerprint is None:
+        fingerprint = _fingerprint(ctx)
+    return "synth-" + hashlib.sha256(json.dumps([item, fingerprint], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _fingerprint(ctx) -> dict[str, Any]:
@@ -49,7 +52,12 @@ def _fingerprint(ctx) -> dict[str, Any]:
 
 def synthesize(graph, item: dict[str, str], ctx, on_step=None) -> dict[str, Any]:
     """Run (or resume, or just report) one target's thread under these settings."""
-    config = {"configurable": {"thread_id": thread_id(item, ctx)}, "recursion_limit": 200}
+    from envfactory.graphs.envgen import SETTINGS_KEY
+    fingerprint = _fingerprint(ctx)  # once per target: its thread here, its run id in the graph's design step
+    configurable = {"thread_id": thread_id(item, ctx, fingerprint)}
+    if ctx is not None:  # without one, the graph's design step fingerprints its default context, as before
+        configurable[SETTINGS_KEY] = fingerprint
+    config = {"configurable": configurable, "recursion_limit": 200}
     snapshot = graph.get_state(config)
     if snapshot.values.get("status") and not snapshot.next:
         return {**_outcome(item, snapshot.values), "resumed": "done before"}
@@ -76,7 +84,8 @@ def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concur
 
     from envfactory.graphs.envgen import make_graph
     checkpoints.parent.mkdir(parents=True, exist_ok=True)
-    items = list({thread_id(item, ctx): item for item in items}.values())  # a repeated line is one synthesis
+    # a repeated line is one synthesis (one ctx for all: equal items are equal threads)
+    items = list({json.dumps(item, sort_keys=True): item for item in items}.values())
     results = []
     bar = tqdm(total=len(items), desc="synthesizing environments", unit="env", disable=not show, file=sys.stderr)
     with SqliteSaver.from_conn_string(str(checkpoints)) as saver:

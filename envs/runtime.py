@@ -16,7 +16,7 @@ import sqlite3
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -219,13 +219,10 @@ class Environment(EnvironmentBase):
 
     @cached_property
     def initial_rows(self) -> st.RowsByRowid:
-        """The initial state's rows by rowid, the base of episode diffs (read once, on first use,
-        so a diff reads only the rollout's dirty rows and never attaches a copy of the base)."""
-        conn = self._scratch(self.initial_state)
-        try:
-            return st.rows_by_rowid(conn, self.tables)
-        finally:
-            conn.close()
+        """The initial state's rows by rowid, the base of episode diffs (built once, on first use,
+        so a diff reads only the rollout's dirty rows and never attaches a copy of the base).
+        Built from ``_initial_full_rows``: the initial database is scanned once, for both."""
+        return st.rows_by_rowid_from_values(self.tables, self._initial_full_rows[0])
 
     UNDO_MAX_ROWS = 512  # beyond this many written rows, loading the initial bytes is cheaper
 
@@ -263,12 +260,13 @@ class Environment(EnvironmentBase):
 
     @cached_property
     def _initial_full_rows(self) -> tuple[dict[str, dict[int, tuple]], list[tuple]]:
-        """Every column of every initial row by rowid, and the initial ``sqlite_sequence``."""
+        """Every column of every initial row by rowid (tables with rowids: undo and diffs need every
+        table to have them), and the initial ``sqlite_sequence``."""
         conn = self._scratch(self.initial_state)
         try:
             rows = {name: {r[0]: r[1:] for r in conn.execute(
                         f"SELECT rowid, {', '.join(st.quote(c) for c in t.columns)} FROM main.{st.quote(name)}")}
-                    for name, t in self.tables.items()}
+                    for name, t in self.tables.items() if t.has_rowid}
             seq = conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall() if self._has_sequence else []
             return rows, seq
         finally:

@@ -203,9 +203,13 @@ def _row_entries(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) 
         cursor = conn.execute(sql)
     for raw in cursor:
         rowid = raw[0] if t.has_rowid else None
-        values = raw[1:] if t.has_rowid else raw
-        full = dict(zip(t.columns, values))
-        yield rowid, _freeze(_key(full, t, rowid)), {c: full[c] for c in cols} | {c: full[c] for c in t.pk if c in full}
+        yield rowid, *_keyed_row(t, cols, rowid, raw[1:] if t.has_rowid else raw)
+
+
+def _keyed_row(t: TableInfo, cols: tuple[str, ...], rowid: int | None, values: tuple) -> tuple[Any, dict[str, Any]]:
+    """A row's frozen key and its ``cols`` (``t.compared``) plus key columns, from every column's value."""
+    full = dict(zip(t.columns, values))
+    return _freeze(_key(full, t, rowid)), {c: full[c] for c in cols} | {c: full[c] for c in t.pk if c in full}
 
 
 def _rows_by_key(conn, t: TableInfo, schema: str, rowids: Iterable[int] | None) -> dict[Any, dict[str, Any]]:
@@ -219,6 +223,17 @@ def rows_by_rowid(conn: sqlite3.Connection, tables: dict[str, TableInfo], schema
     """Every row of every rowid table as ``diff_from_rows`` reads a base state: rowid -> (key, row)."""
     return {name: {rid: (key, row) for rid, key, row in _row_entries(conn, t, schema, None)}
             for name, t in tables.items() if t.has_rowid}
+
+
+def rows_by_rowid_from_values(tables: dict[str, TableInfo], values: dict[str, dict[int, tuple]]) -> RowsByRowid:
+    """``rows_by_rowid`` of a state already read as every column's value by rowid per table (no
+    second scan of the database)."""
+    rows: RowsByRowid = {}
+    for name, t in tables.items():
+        if t.has_rowid:
+            cols = t.compared
+            rows[name] = {rid: _keyed_row(t, cols, rid, row) for rid, row in values[name].items()}
+    return rows
 
 
 def diff_from_rows(conn: sqlite3.Connection, tables: dict[str, TableInfo], base_rows: RowsByRowid,

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -33,6 +34,7 @@ from envfactory.envs.contamination import benchmark_overlap, describe_overlap
 from envfactory.envs.spec import ResearchBrief, slug
 
 RESULT_FILE = "synthesis.json"
+SETTINGS_KEY = "settings_fingerprint"  # config["configurable"] key: a caller's settings_fingerprint of this run
 
 
 @dataclass(kw_only=True)
@@ -143,7 +145,7 @@ def _benchmark_clash(names, ctx: EnvGenContext) -> str | None:
     return describe_overlap(overlap) if overlap and not ctx.allow_benchmark_overlap else None
 
 
-def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+def design(state: EnvGenState, runtime: Runtime[EnvGenContext], config: RunnableConfig) -> dict[str, Any]:
     """Name the package, re-check the spec (a brief may have been edited in Studio) and build the
     deterministic skeleton, which proves the spec can be generated at all."""
     try:
@@ -160,7 +162,10 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
         skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
     except Exception as exc:  # e.g. a model-written spec the generator cannot build
         return {"failure": f"design: the spec cannot be turned into a package: {exc}"}
-    settings = json.dumps(settings_fingerprint(_ctx(runtime)), sort_keys=True, default=str)
+    fingerprint = (config.get("configurable") or {}).get(SETTINGS_KEY)  # the CLI's, computed once per target
+    if fingerprint is None:
+        fingerprint = settings_fingerprint(_ctx(runtime))
+    settings = json.dumps(fingerprint, sort_keys=True, default=str)
     return {"brief": brief.model_dump(), "files": skeleton, "attempt": 0,
             "run_id": f"{name}-{_digest(state.get('target', ''), name, settings)}"}
 

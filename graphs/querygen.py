@@ -34,6 +34,7 @@ from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, Trajectory
                                      record_key)
 from envfactory.data.reward import (Call, GoldReference, GoldReplayError, RewardConfig, gold_from_execution, replay_gold,
                                     score_episodes)
+from envfactory.envs.cache import load_env  # the one environment cache; querygen.load_env stays importable
 from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Environment
 from envfactory.envs.sampling import ChainSampler, GoldTrajectory, SamplerConfig
@@ -104,11 +105,6 @@ class ChainState(TypedDict, total=False):
     rollouts: list[dict[str, Any]]
     record: dict[str, Any]
     records: Annotated[list[dict[str, Any]], operator.add]
-
-
-@lru_cache(maxsize=64)
-def load_env(name: str) -> Environment:
-    return Environment.load(name)
 
 
 @lru_cache(maxsize=16)

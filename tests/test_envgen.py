@@ -173,19 +173,28 @@ def test_whole_graph_through_the_openai_client(tmp_path, skeleton):
     assert (Path(out["package_path"]) / "tools.py").read_text().endswith("# reviewed: rules unchanged\n")
 
 
-def test_synth_batch_is_resumable_and_idempotent(tmp_path, capsys):
+def test_synth_batch_is_resumable_and_idempotent(tmp_path, capsys, monkeypatch):
     from envfactory.cli.main import main
+    from envfactory.graphs import envgen
+    fingerprints = []  # it reads the models file: once per target, shared by its thread id and run id
+    real_fingerprint = envgen.settings_fingerprint
+    monkeypatch.setattr(envgen, "settings_fingerprint", lambda ctx: fingerprints.append(real_fingerprint(ctx)) or fingerprints[-1])
     batch = tmp_path / "targets.txt"
-    batch.write_text(f"# two services\n{TARGET}\n" + json.dumps({"target": "parcel shipping labels and tracking"}) + "\n")
+    batch.write_text(f"# two services, one twice\n{TARGET}\n" + json.dumps({"target": "parcel shipping labels and tracking"})
+                     + f"\n{TARGET}\n")
     argv = ["synth", "--batch", str(batch), "--out", str(tmp_path / "work"), "--catalog", str(tmp_path / "catalog"), "--json"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert [r["status"] for r in first] == ["accepted", "accepted"] and not any(r["resumed"] for r in first)
+    assert len(fingerprints) == 2
+    settings = json.dumps(fingerprints[0], sort_keys=True, default=str)
+    assert sorted(p.parent.name for p in (tmp_path / "work").glob("*/attempt-1")) == sorted(
+        f"{Path(r['package']).name}-{envgen._digest(r['target'], Path(r['package']).name, settings)}" for r in first)
     attempts = sorted((tmp_path / "work").glob("*/attempt-*"))
     stamps = {p: p.stat().st_mtime_ns for p in attempts}
     assert main(argv) == 0  # the second run redoes nothing
     second = json.loads(capsys.readouterr().out)
-    assert [r["resumed"] for r in second] == ["done before", "done before"]
+    assert [r["resumed"] for r in second] == ["done before", "done before"] and len(fingerprints) == 4
     assert [r["package"] for r in second] == [r["package"] for r in first]
     assert {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "work").glob("*/attempt-*"))} == stamps
 

@@ -9,6 +9,7 @@ import pytest
 
 from envfactory.envs import Environment, EnvironmentPackageError, UntrustedCodeError
 from envfactory.envs.runtime import package_digest
+from envfactory.envs.state import rows_by_rowid
 
 
 def test_episodes_are_isolated(library_env):
@@ -162,6 +163,25 @@ def test_volatile_columns_are_excluded(tmp_path):
     ep = env.episode()
     ep.conn.execute("UPDATE loans SET checked_out_on = '1999-01-01' WHERE loan_id = 1")
     assert ep.state_hash() == env.initial_hash and ep.diff().is_empty
+
+
+def test_diff_and_undo_bases_come_from_one_scan_of_the_initial_state(tmp_path, monkeypatch):
+    pkg = tmp_path / "lib5"
+    shutil.copytree(Environment.load("library").package_dir, pkg)
+    manifest = json.loads((pkg / "env.json").read_text())
+    manifest["volatile_columns"] = {"loans": ["checked_out_on"]}  # the diff base leaves these out, undo keeps them
+    (pkg / "env.json").write_text(json.dumps(manifest))
+    env = Environment.load(pkg, trust=True)
+    scratch, scans = env._scratch, []
+    monkeypatch.setattr(env, "_scratch", lambda data: scans.append(data) or scratch(data))
+    diff_base, (undo_base, _) = env.initial_rows, env._initial_full_rows
+    assert scans == [env.initial_state]
+    conn = scratch(env.initial_state)
+    try:
+        assert diff_base == rows_by_rowid(conn, env.tables)  # what a scan of its own gives
+    finally:
+        conn.close()
+    assert "checked_out_on" not in diff_base["loans"][1][1] and len(undo_base["loans"][1]) == len(env.tables["loans"].columns)
 
 
 def test_hash_is_canonical_across_loads(library_env):

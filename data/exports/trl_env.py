@@ -29,12 +29,12 @@ import json
 import re
 from typing import Any, Callable, Literal, Sequence, Union
 
+from envfactory.envs.cache import load_env
 from envfactory.envs.lru import BoundedCache
 
 from ..records import TrajectoryRecord
 from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
 from .calls import parse_calls
-from .env_cache import load_env
 from .turns import cut_turns
 from .verl_task import replay_prefix
 

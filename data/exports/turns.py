@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call, GoldReplayError, run_calls
+from envfactory.envs.cache import load_env
 from envfactory.envs.runtime import Environment
 
-from .env_cache import load_env
 from .verl_task import route
 
 

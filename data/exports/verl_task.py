@@ -13,11 +13,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from envfactory.data.reward import Call, GoldReference, GoldReplayError, replay_calls, replay_gold
+from envfactory.envs.cache import load_env  # the process's one environment cache
 from envfactory.envs.lru import BoundedCache
 from envfactory.envs.runtime import Environment, Episode
 
 from envfactory.data.exports.calls import parse_calls
-from envfactory.data.exports.env_cache import load_env  # the exports' one environment cache
 
 TASK_CACHE_SIZE = 4096  # rows whose starting state and gold reference are kept (GRPO opens n rollouts per row)
 
