@@ -50,6 +50,7 @@ class RecordStore:
         return TrajectoryRecord.model_validate_json(row[0]) if row else None
 
     def query(self, env: str | None = None, status: str | None = None) -> Iterator[TrajectoryRecord]:
+        """Records (of an environment, of a status) in key order: the same records, the same order."""
         where, params = [], []
         if env:
             where.append("(env = ? OR env LIKE ? OR env LIKE ? OR env LIKE ?)")
@@ -57,7 +58,9 @@ class RecordStore:
         if status:
             where.append("status = ?")
             params.append(status)
-        sql = "SELECT body FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, key"
+        # key order, not creation order: concurrent slots finish in a different order on every run, and
+        # the same records must give the same export files (and the same training data order)
+        sql = "SELECT body FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY key"
         with self._lock:
             rows = self.db.execute(sql, params).fetchall()
         for (body,) in rows:

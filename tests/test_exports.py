@@ -121,3 +121,17 @@ def test_export_jsonl_reports_a_record_once_however_many_of_its_rows_fail(store,
     assert entry["key"] == "two-envs" and entry["rows_skipped"] == len(record.turns) and entry["rows_written"] == 0
     assert len(entry["problems"]) == len(set(entry["problems"])) >= 1
     assert any("exactly one environment" in p for p in entry["problems"])
+
+
+def test_the_same_records_give_the_same_export_files_whatever_order_they_finished_in(store, tmp_path):
+    from envfactory.data.exports import export_jsonl
+    records = list(RecordStore(store).query())
+    assert [r.key for r in records] == sorted(r.key for r in records)
+    reversed_store = RecordStore(tmp_path / "reversed.sqlite")
+    for i, rec in enumerate(reversed(records)):  # finished in the opposite order, at other times
+        reversed_store.put(rec.model_copy(update={"provenance": rec.provenance.model_copy(
+            update={"created_at": f"2030-01-01T00:00:{i:02d}"})}))
+    first = export_jsonl(RecordStore(store).query(), "openai", tmp_path / "a", "x")
+    second = export_jsonl(reversed_store.query(), "openai", tmp_path / "b", "x")
+    assert first["rows"] == second["rows"] > 0
+    assert (tmp_path / "a" / "x.openai.jsonl").read_bytes() == (tmp_path / "b" / "x.openai.jsonl").read_bytes()
