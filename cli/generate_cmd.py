@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,10 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from envfactory.graphs.querygen import QueryGenContext, make_graph
-    workers = args.workers if args.workers >= 0 else auto_workers(args.concurrency)
+    workers = args.workers
+    if workers < 0:
+        print(f"envfactory: --workers must be 0 (threads) or more, got {workers}", file=sys.stderr)
+        return 2
     ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(Path(args.store)), workers=workers)
     graph = make_graph()
     desc = f"trajectories ({workers} worker processes)" if workers else "trajectories"
@@ -40,12 +42,6 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def auto_workers(concurrency: int) -> int:
-    """One worker process per core when chains run side by side (a slot's own work is CPU; one
-    process runs one thread of Python at a time); none for one chain at a time."""
-    return min(os.cpu_count() or 1, concurrency) if concurrency > 1 else 0
-
-
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate verified trajectories (QueryGen) into a record store")
     p.add_argument("env", nargs="+", help="bundled environment names")
@@ -55,9 +51,10 @@ def register(sub) -> None:
     p.add_argument("--rollouts", type=int, default=2)
     p.add_argument("--max-envs", type=int, default=1, help="environments per chain")
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--workers", type=int, default=-1,
-                   help="worker processes running chains, each many at once (default: one per core, up to the "
-                        "concurrency; 0: threads in this process)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes running chains, each many at once; one per core pays off for long runs "
+                        "whose chains wait on a model at high concurrency (starting them costs a few seconds); "
+                        "0: threads in this process")
     p.add_argument("--store", default="out/records.sqlite")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_generate)

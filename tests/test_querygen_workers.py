@@ -156,18 +156,15 @@ def test_workers_see_the_parents_environment_as_it_is_now(monkeypatch):
     assert querygen_workers.run_in_worker(1, _read_setting, {"name": name}, {}) is None
 
 
-def test_generate_uses_one_worker_per_core_by_default(tmp_path, capsys, monkeypatch):
+def test_generate_runs_its_chains_in_workers_when_asked(tmp_path, capsys):
     import json
 
-    from envfactory.cli.generate_cmd import auto_workers
     from envfactory.cli.main import main
     from envfactory.graphs import querygen_workers
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert auto_workers(8) == 2 and auto_workers(1) == 0 and auto_workers(2) == 2
     before = worker_cpu_seconds()
     store = tmp_path / "r.sqlite"
-    assert main(["generate", "library", "--n", "3", "--rollouts", "1", "--concurrency", "4", "--store", str(store),
-                 "--json"]) == 0
+    assert main(["generate", "library", "--n", "3", "--rollouts", "1", "--concurrency", "4", "--workers", "2",
+                 "--store", str(store), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["accepted"] == 3 and len(list(RecordStore(store).query())) == 3
     assert worker_cpu_seconds() > before  # the slots ran in worker processes
