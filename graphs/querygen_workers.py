@@ -83,8 +83,14 @@ class _Worker:
                 _cpu["seconds"] += max(0.0, cpu - self.cpu)
                 self.cpu = max(self.cpu, cpu)
                 future = self.pending.pop(job_id, None)
-            if future is not None:
-                future.set_result(payload) if ok else future.set_exception(payload)
+            if future is None:
+                continue
+            try:  # unpickled here, not in recv(): a result this process cannot load fails its slot, not this thread
+                value = pickle.loads(payload)
+            except Exception as exc:
+                ok, value = False, RuntimeError(f"a QueryGen worker's result could not be loaded here: "
+                                                f"{type(exc).__name__}: {exc}")
+            future.set_result(value) if ok else future.set_exception(value)
 
 
 class WorkerPool:
@@ -120,10 +126,14 @@ class WorkerPool:
         gets a new pool."""
         with _lock:
             lost, worker.pending = worker.pending, {}
+            retire = bool(lost) and not self.broken
             if lost:
                 self.broken = True
                 for key in [k for k, p in _pools.items() if p is self]:
                     del _pools[key]
+        if retire:  # the other workers finish their slots, then exit (not left running until this process ends)
+            threading.Thread(target=self.shutdown, name="querygen-pool-retire", daemon=True).start()
+        worker.process.join(timeout=1)  # reaped, so its exit code can be told
         code = worker.process.exitcode
         for future in lost.values():
             future.set_exception(WorkerDied(f"a QueryGen worker process died (exit code {code}); "
@@ -156,12 +166,12 @@ def _serve(conn: Any) -> None:
 
     def reply(job_id: int, ok: bool, payload: Any) -> None:
         try:
-            message = pickle.dumps((job_id, ok, payload, time.process_time()))
+            blob = pickle.dumps(payload)
         except Exception as exc:  # say what could not travel back, instead of losing the slot
-            message = pickle.dumps((job_id, False, RuntimeError(f"a slot's result could not be sent back: "
-                                                                f"{type(exc).__name__}: {exc}"), time.process_time()))
+            ok, blob = False, pickle.dumps(RuntimeError(f"a slot's result could not be sent back: "
+                                                        f"{type(exc).__name__}: {exc}"))
         with send_lock:
-            conn.send_bytes(message)
+            conn.send((job_id, ok, blob, time.process_time()))
         with idle:
             running[0] -= 1
             idle.notify_all()

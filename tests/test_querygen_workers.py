@@ -215,3 +215,21 @@ def test_configured_endpoints_are_called_from_the_workers(monkeypatch):
     rec = out["records"][0]
     assert rec["verification"]["accepted"], rec["verification"]
     assert rec["provenance"]["models"] == {"query": "stub-model", "rollout": "stub-model"}
+
+
+class _Unloadable(Exception):
+    """An exception the parent cannot rebuild from its pickle (its __init__ needs two arguments)."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+def _raise_unloadable(state, context):
+    raise _Unloadable(1, 2)
+
+
+def test_a_result_the_parent_cannot_load_fails_its_slot_not_the_pool():
+    from envfactory.graphs import querygen_workers
+    with pytest.raises(RuntimeError, match="could not be loaded here"):
+        querygen_workers.run_in_worker(1, _raise_unloadable, {}, {})
+    assert querygen_workers.run_in_worker(1, _echo, {"slot": 9}, {}) == {"state": {"slot": 9}, "context": {}}
