@@ -240,8 +240,16 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
                    confirmed=False, evidence=None)
     tg = ToolGraph(g, by_env)
     if confirm:
-        confirm_edges(tg)
+        from . import toolgraph_cache
+        edges = list(g.edges(data=True))
+        key = toolgraph_cache.cache_key(envs, edges, CONFIRM_SETTINGS)
+        if not toolgraph_cache.load(key, edges):  # confirmed by an earlier process: same packages, edges and code
+            confirm_edges(tg, **CONFIRM_SETTINGS)
+            toolgraph_cache.save(key, edges)
     return tg
+
+
+CONFIRM_SETTINGS = {"attempts": 6, "optional_attempts": 3, "optional_rate": 0.5}  # the catalog's graphs use these
 
 
 def confirm_edges(tg: ToolGraph, attempts: int = 6, optional_attempts: int = 3,

@@ -21,6 +21,14 @@ def _no_network(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """The tool-graph cache of this test session, not the user's (subprocesses inherit it too)."""
+    import os
+    os.environ["ENVFACTORY_CACHE_DIR"] = str(tmp_path_factory.mktemp("envfactory-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def library_env():
     from envfactory.envs import Environment
