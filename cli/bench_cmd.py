@@ -18,7 +18,7 @@ def cmd_bench(args) -> int:
             results["call_paths"] = {"skipped": str(exc)}
     if wanted in ("querygen", "all"):
         from envfactory.graphs.bench_querygen import bench_querygen
-        results["querygen"] = bench_querygen(tasks=args.tasks, concurrency=tuple(args.concurrency))
+        results["querygen"] = bench_querygen(tasks=args.tasks, concurrency=tuple(args.concurrency), repeats=args.repeats)
     if wanted in ("reward", "all"):
         from envfactory.data.bench_reward import bench_reward
         results["reward"] = bench_reward()
@@ -43,5 +43,6 @@ def register(sub) -> None:
     p.add_argument("--episodes", type=int, default=512, help="concurrent episodes")
     p.add_argument("--tasks", type=int, default=64, help="QueryGen tasks per run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="QueryGen concurrency levels")
+    p.add_argument("--repeats", type=int, default=3, help="QueryGen runs per case (the median is reported, with the spread)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)
