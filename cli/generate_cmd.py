@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from .interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
+
 
 def cmd_generate(args) -> int:
     from tqdm import tqdm
@@ -19,17 +21,18 @@ def cmd_generate(args) -> int:
     desc = f"trajectories ({workers} worker processes)" if workers else "trajectories"
     bar = tqdm(total=args.n, desc=desc, unit="task", disable=args.json, file=sys.stderr)
     final, resumed = {}, 0
-    for mode, chunk in graph.stream({"envs": args.env, "n": args.n, "seed": args.seed, "max_envs": args.max_envs},
-                                    context=ctx, config={"max_concurrency": args.concurrency},
-                                    stream_mode=["updates", "values"]):
-        if mode == "values":
-            final = chunk
-        elif chunk.get("process_chain"):
-            slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, or no chain
-            resumed += slot.get("skipped", 0)
-            bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0))
-            if resumed:
-                bar.set_postfix_str(f"resumed {resumed}")
+    with stop_on_ctrl_c("the chains") as stop:
+        for mode, chunk in graph.stream({"envs": args.env, "n": args.n, "seed": args.seed, "max_envs": args.max_envs},
+                                        context=ctx, config={"max_concurrency": args.concurrency, "configurable": {"stop": stop}},
+                                        stream_mode=["updates", "values"]):
+            if mode == "values":
+                final = chunk
+            elif chunk.get("process_chain"):
+                slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, no chain, or not run
+                resumed += slot.get("skipped", 0)
+                bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0))
+                if resumed:
+                    bar.set_postfix_str(f"resumed {resumed}")
     bar.close()
     summary = final.get("summary", {})
     if args.json:
@@ -39,6 +42,10 @@ def cmd_generate(args) -> int:
               f"{summary.get('rejected_by_reason') or ''}, {summary.get('skipped_as_done', 0)} already done, "
               f"{summary.get('discarded_chains', 0)} chains discarded while sampling; mean pass rate "
               f"{summary.get('mean_pass_rate')}; records in {args.store}")
+    if stop.is_set():
+        print(f"envfactory: stopped before {summary.get('slots_not_run', 0)} tasks started; run the same command "
+              "again to resume", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     return 0
 
 

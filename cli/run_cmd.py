@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from .interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
+
 
 def _validate_all(names: list[str], show: bool) -> list[dict]:
     from tqdm import tqdm
@@ -94,10 +96,17 @@ def cmd_run(args) -> int:
     graph = make_graph()
     ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(out / "records.sqlite"))
     per_env = {}
-    for name in tqdm(good, desc="generating verified trajectories", disable=not show, file=sys.stderr):
-        result = graph.invoke({"envs": [name], "n": args.n, "seed": args.seed}, context=ctx,
-                              config={"max_concurrency": args.concurrency})
-        per_env[name] = result["summary"]
+    with stop_on_ctrl_c("the trajectories") as stop:
+        for name in tqdm(good, desc="generating verified trajectories", disable=not show, file=sys.stderr):
+            result = graph.invoke({"envs": [name], "n": args.n, "seed": args.seed}, context=ctx,
+                                  config={"max_concurrency": args.concurrency, "configurable": {"stop": stop}})
+            per_env[name] = result["summary"]
+            if stop.is_set():
+                break
+    if stop.is_set():  # the exports would be partial: the rerun that finishes the trajectories writes them
+        print("envfactory: stopped; finished trajectories are stored, run the same command again to resume",
+              file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     from envfactory.data.store import RecordStore
     store = RecordStore(out / "records.sqlite")
     exports = _export_all(store, out / "export")

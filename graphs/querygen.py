@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -76,6 +77,7 @@ class QueryGenState(QueryGenInput, total=False):
     skipped: Annotated[int, operator.add]                 # finished in an earlier run (resumed)
     discarded: Annotated[list[dict[str, Any]], operator.add]
     empty_slots: Annotated[int, operator.add]             # slots whose seeds all gave discarded chains
+    not_run: Annotated[int, operator.add]                 # slots skipped because the run was asked to stop
     records: Annotated[list[dict[str, Any]], operator.add]
     summary: dict[str, Any]
 
@@ -204,7 +206,8 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
     rates = [r["verification"]["pass_rate"] for r in records if r["verification"]["pass_rate"] is not None]
     return {"summary": {"chains": len(records), "skipped_as_done": state.get("skipped", 0),
                         "discarded_chains": len(state.get("discarded", [])),
-                        "slots_without_chain": state.get("empty_slots", 0), "accepted": len(accepted),
+                        "slots_without_chain": state.get("empty_slots", 0), "slots_not_run": state.get("not_run", 0),
+                        "accepted": len(accepted),
                         "rejected": len(records) - len(accepted), "rejected_by_reason": reasons,
                         "mean_pass_rate": sum(rates) / len(rates) if rates else None}}
 
@@ -581,7 +584,8 @@ def make_chain_graph():
     return g.compile(name="QueryGen chain")
 
 
-def process_chain(state: SlotState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
+def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
+                  config: RunnableConfig = None) -> dict[str, Any]:  # LangGraph injects ``config`` by this annotation
     """One task slot: sample its chain, then every step of ``make_chain_graph`` (same functions,
     same state updates) inside this one node; with ``workers`` set, as a coroutine in a worker
     process (``arun_slot``), beside that worker's other slots.
@@ -590,7 +594,14 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext]) -> dict[s
     thread pool per chain) cost ~4.5 ms of CPU per task, more than all five steps together; with the
     model's latency hidden by concurrency, that CPU was the run's wall time. Studio shows the
     per-step graph as ``querygen_chain``.
+
+    ``config["configurable"]["stop"]`` (a ``threading.Event``, e.g. set on Ctrl-C by the CLI) stops the run
+    soon: chains in flight finish and are stored, slots not started yet are skipped (``slots_not_run``),
+    and a rerun resumes. Without it, an interrupted run would first work through every queued slot.
     """
+    stop = ((config or {}).get("configurable") or {}).get("stop")
+    if stop is not None and stop.is_set():
+        return {"not_run": 1}
     ctx = _ctx(runtime)
     if ctx.workers > 0 and not _worker_flag["in_worker"]:
         from envfactory.graphs import querygen_workers

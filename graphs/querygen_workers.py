@@ -157,6 +157,10 @@ class WorkerPool:
 def _serve(conn: Any) -> None:
     """A worker's main thread: takes slots from the pipe and starts each on the process's rollout loop
     (the one the pooled MCP sessions live on); the loop's thread sends each result when it is done."""
+    import signal
+    # Ctrl-C reaches the whole process group: the parent stops the run and then its workers (a worker that
+    # died of it would fail its slots one by one while the parent started new ones)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from envfactory.graphs import querygen
     loop: asyncio.AbstractEventLoop = querygen._loop_state()["loop"]
     contexts: collections.OrderedDict[str, Any] = collections.OrderedDict()

@@ -2,6 +2,7 @@
 resumes without losing or duplicating, and the leakage check."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -91,3 +92,34 @@ def test_leakage_check_ignores_plain_words_and_dates():
     assert leaked_terms("please unsubscribe me", ["unsubscribe"], [], []) == []
     assert leaked_terms('deliver on "2026-05-11" please', [], [], [11]) == []
     assert leaked_terms("order 11 please", [], ["order_id"], [11]) == ["id 11 that comes from a tool output"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_ctrl_c_stops_generate_soon_and_a_rerun_resumes(tmp_path, workers):
+    store = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "envfactory.cli.main", "generate", "library", "commerce", "--n", "3000",
+           "--rollouts", "4", "--store", str(store), "--workers", workers, "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if store.exists() and sqlite3.connect(store).execute("SELECT COUNT(*) FROM records").fetchone()[0] >= 20:
+                break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, workers included
+    try:
+        code = proc.wait(timeout=60)  # without the stop it works through all 3000 slots first
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = proc.stderr.read().decode()
+    assert code == 130, err[-2000:]
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    done = {r.key for r in RecordStore(store).query()}
+    assert 20 <= len(done) < 3000
+    again = subprocess.run(cmd[:7] + [str(len(done) // 2)] + cmd[8:], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.loads(again.stdout)["accepted"] == 0  # every task already there
