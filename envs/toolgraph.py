@@ -16,6 +16,7 @@ from typing import Any, Iterable, Literal
 
 import networkx as nx
 
+from . import toolgraph_cache
 from .runtime import Environment
 
 ParamOrigin = Literal["user", "tool"]
@@ -194,6 +195,10 @@ def node_id(env: Environment, tool: str, multi: bool) -> str:
     return f"{env.name}.{tool}" if multi else tool
 
 
+# How edges are confirmed (``confirm_edges``'s defaults; part of the tool-graph cache's key)
+CONFIRM_SETTINGS = {"attempts": 6, "optional_attempts": 3, "optional_rate": 0.5}
+
+
 def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = True,
                      proposals: Iterable[dict[str, Any]] = ()) -> ToolGraph:
     """Build the graph by typed matching, add external proposals (LLM/embeddings), then confirm
@@ -240,7 +245,6 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
                    confirmed=False, evidence=None)
     tg = ToolGraph(g, by_env)
     if confirm:
-        from . import toolgraph_cache
         edges = list(g.edges(data=True))
         key = toolgraph_cache.cache_key(envs, edges, CONFIRM_SETTINGS)
         if not toolgraph_cache.load(key, edges):  # confirmed by an earlier process: same packages, edges and code
@@ -249,11 +253,10 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
     return tg
 
 
-CONFIRM_SETTINGS = {"attempts": 6, "optional_attempts": 3, "optional_rate": 0.5}  # the catalog's graphs use these
 
-
-def confirm_edges(tg: ToolGraph, attempts: int = 6, optional_attempts: int = 3,
-                  optional_rate: float = 0.5) -> None:
+def confirm_edges(tg: ToolGraph, attempts: int = CONFIRM_SETTINGS["attempts"],
+                  optional_attempts: int = CONFIRM_SETTINGS["optional_attempts"],
+                  optional_rate: float = CONFIRM_SETTINGS["optional_rate"]) -> None:
     """Confirm each edge A -> B(p) by execution: plan a chain that makes a real call of A (its own
     inputs produced the same way), feed A's output into B's ``p``, and run it on a fresh episode.
     When B succeeds, the edge and every other edge the chain relied on are confirmed.
