@@ -5,7 +5,7 @@ setuptools cannot express "every sub-package of these folders, renamed" declarat
 """
 from setuptools import find_packages, setup
 
-FOLDERS = ["agents", "graphs", "prompts", "envs", "data", "cli"]
+FOLDERS = ["agents", "graphs", "prompts", "envs", "data", "cli", "bench"]
 
 packages, package_dir = [], {}
 for folder in FOLDERS:

@@ -1,6 +1,6 @@
 """The Code agent: writes an environment package (env.json, schema.sql, seed.json, tools.py).
 
-Skeleton first: a deterministic generator (``envfactory.envs.skeleton``) turns the brief's spec
+Skeleton first: a deterministic generator (``envfactory.envs.skeleton.package``) turns the brief's spec
 into a complete package that already validates. That is the offline tier. With a model, the agent
 then rewrites whole files to add business rules, realistic seed data and richer errors
 (prompt ``code_agent/implement``), and repairs a failing package from the Test agent's report
@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from envfactory.agents.models import model_name
-from envfactory.envs.manifest import Manifest
-from envfactory.envs.spec import ResearchBrief
+from envfactory.envs.runtime.manifest import Manifest
+from envfactory.envs.skeleton.spec import ResearchBrief
 
 OFFLINE_TIER = "offline-skeleton"
 ROLE = "code"
@@ -84,14 +84,14 @@ class CodeResult:
 
 def skeleton_files(brief: ResearchBrief, seed: int = 0) -> dict[str, str]:
     """The deterministic package for the brief's spec, without its tests (the Test agent writes those)."""
-    from envfactory.envs.skeleton import generate_package
+    from envfactory.envs.skeleton.package import generate_package
     files = generate_package(brief.spec, seed=seed)
     return {name: text for name, text in files.items() if name in CODE_FILES}
 
 
 def example_package() -> dict[str, str]:
     """A bundled package for the model to imitate (its seed data shortened)."""
-    from envfactory.envs.runtime import CATALOG_DIR
+    from envfactory.envs.runtime.packages import CATALOG_DIR
     root = Path(CATALOG_DIR) / EXAMPLE_ENV
     out = {name: (root / name).read_text(encoding="utf-8") for name in CODE_FILES}
     if len(out["seed.json"]) > _SEED_PREVIEW:

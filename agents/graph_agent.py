@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from envfactory.envs.runtime import Environment
-from envfactory.envs.toolgraph import ToolGraph, build_tool_graph, output_fields
+from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.chains.confirm import build_tool_graph
+from envfactory.envs.chains.toolgraph import ToolGraph, output_fields
 from envfactory.prompts.registry import PromptRef, default_registry
 
-from .structured import invoke_structured
+from envfactory.agents.structured import invoke_structured
 
 
 class EdgeProposal(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from envfactory.envs.sampling import GoldCall, GoldTrajectory
+from envfactory.envs.chains.sampling import GoldCall, GoldTrajectory
 
 OFFLINE_TIER = "offline:template-verbalizer"
 

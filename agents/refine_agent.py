@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from envfactory.envs.sampling import GoldTrajectory
+from envfactory.envs.chains.sampling import GoldTrajectory
 
-from .query_agent import hidden_values, leaked_terms
+from envfactory.agents.query_agent import hidden_values, leaked_terms
 
 OFFLINE_TIER = "offline:no-refinement"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envfactory.data.records import Message, ToolCallOut, UserTurn
-from envfactory.envs.runtime import Environment, Episode
+from envfactory.envs.runtime.environment import Environment, Episode
 
 ORACLE_TIER = "offline:oracle-replay"
 
@@ -102,7 +102,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
                         sessions: dict | None = None, inline_episodes: bool = False) -> RolloutResult:
     """A tool-calling agent over each environment's MCP tools, every environment on its own fresh
     episode (served by a fresh in-memory server and one held session per environment, or, with
-    ``sessions`` (env name -> ``mcp_bridge.EpisodeSessionPool`` on this event loop), by a pooled
+    ``sessions`` (env name -> ``envfactory.envs.mcp.EpisodeSessionPool`` on this event loop), by a pooled
     session lent to this rollout and pointed at its episode).
 
     Without a simulator the user's turns are replayed in order (single-shot requests); with one,
@@ -112,7 +112,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
 
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-    from envfactory.envs.mcp_bridge import build_server, episode_tools
+    from envfactory.envs.mcp import build_server, episode_tools
 
     import asyncio
 

@@ -22,13 +22,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from envfactory.data.corpus import Corpus, default_corpus
-from envfactory.envs.manifest import Source
-from envfactory.envs.spec import ApiSpec, Fact, ResearchBrief
+from envfactory.envs.runtime.manifest import Source
+from envfactory.envs.skeleton.spec import ApiSpec, Fact, ResearchBrief
 from envfactory.prompts.registry import PromptRef, default_registry
 
-from .models import model_name
-from .search_backends import CachedBackend, CorpusBackend, SearchBackend, SearchHit
-from .structured import invoke_structured
+from envfactory.agents.models import model_name
+from envfactory.agents.search_backends import CachedBackend, CorpusBackend, SearchBackend, SearchHit
+from envfactory.agents.structured import invoke_structured
 
 PROMPT_ID = "search_agent/brief"
 OFFLINE_TIER = "offline-corpus"

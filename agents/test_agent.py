@@ -1,7 +1,7 @@
 """The Test agent: writes an environment's tests from the brief and the tool schemas (never from the
 Code agent's reasoning or code), and turns a validation report into a concise repair brief.
 
-Offline tier: tests generated from the spec by ``envfactory.envs.skeleton.generate_tests``. Model
+Offline tier: tests generated from the spec by ``envfactory.envs.skeleton.package.generate_tests``. Model
 tier: prompt ``test_agent/write_tests`` with the brief, the tool schemas, the table layout and a
 few seed rows (data, not code); the suite must parse as ``tests.json`` and call only declared tools,
 or it goes back to the model with the problem (bounded retries).
@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import Field, ValidationError, create_model, field_validator
 
 from envfactory.agents.models import model_name
-from envfactory.envs.spec import ResearchBrief
-from envfactory.envs.testcases import Case, TestSuite
+from envfactory.envs.skeleton.spec import ResearchBrief
+from envfactory.envs.validation.testcases import Case, TestSuite
 
 OFFLINE_TIER = "offline-spec-tests"
 ROLE = "test"
@@ -53,7 +53,7 @@ def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *,
     tools = manifest["tools"]
     seed_rows = json.loads(files["seed.json"])
     if model is None:
-        from envfactory.envs.skeleton import generate_tests
+        from envfactory.envs.skeleton.package import generate_tests
         return TestsResult(suite=generate_tests(brief.spec, manifest, seed_rows), tier=OFFLINE_TIER)
     from envfactory.agents.structured import invoke_structured
     from envfactory.prompts.registry import default_registry

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from envfactory.data.records import Message, UserTurn
 
-from .rollout_agent import STOP
+from envfactory.agents.rollout_agent import STOP
 
 OFFLINE_TIER = "offline:scripted-user"
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import psutil  # noqa: F401  (the measuring child imports it: fail here, before spawning, if missing)
 
-from .runtime import Environment
+from envfactory.envs.runtime.environment import Environment
 
 
 def _timeit(fn: Callable[[], Any], repeat: int) -> float:
@@ -64,7 +64,7 @@ def make_calendar_package(rows: int, dest: Path) -> Path:
 
 
 def bench_reset_snapshot(rows: int = 10_000, repeat: int = 30) -> dict[str, Any]:
-    from .mcp_bridge import reference_style_scenario_server  # MCP imports live in one module
+    from envfactory.bench.mcp_baselines import reference_style_scenario_server
 
     tmp = Path(tempfile.mkdtemp(prefix="ef-bench-"))
     try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .context import ToolContext
-from .mcp_bridge import bare_fastmcp_call_seconds, our_in_memory_call_seconds
-from .runtime import Environment
+from envfactory.envs.runtime.context import ToolContext
+from envfactory.bench.mcp_baselines import bare_fastmcp_call_seconds, our_in_memory_call_seconds
+from envfactory.envs.runtime.environment import Environment
 
 
 def _per_call(fn, n: int) -> float:

@@ -27,8 +27,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from . import querygen
-from .querygen import QueryGenContext, make_graph
+from envfactory.graphs import querygen
+from envfactory.graphs.querygen import QueryGenContext, make_graph
 
 
 class FixedLatencyModel(BaseChatModel):
@@ -114,7 +114,7 @@ def zero_cpu_makespan(task_seconds: list[float], concurrency: int) -> float:
 
 def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concurrency: int, latency: float,
          workers: int = 0) -> dict[str, Any]:
-    from .querygen_workers import worker_cpu_seconds
+    from envfactory.graphs.querygen.workers import worker_cpu_seconds
     ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers)
     model.calls = 0
     cpu, wcpu, start = time.process_time(), worker_cpu_seconds(), time.perf_counter()
@@ -143,7 +143,7 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
     on threads of this process) and ``gold_replay@32/processes`` (one worker process per core, each
     running its share of the chains in flight on its event loop, ``QueryGenContext.workers``). Each
     case runs ``repeats`` times and reports its median run with the lowest and highest efficiency."""
-    from .querygen_workers import shutdown_workers
+    from envfactory.graphs.querygen.workers import shutdown_workers
     graph = make_graph()
     levels = (concurrency,) if isinstance(concurrency, int) else tuple(concurrency)
     warm_seed, warm_n = seed + 100_000, max(levels)

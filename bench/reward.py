@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envfactory.envs.bench import make_calendar_package
-from envfactory.envs.runtime import Environment
+from envfactory.bench.envs import make_calendar_package
+from envfactory.envs.runtime.environment import Environment
 
-from .reward import Call, replay_gold, score_episodes
+from envfactory.data.reward import Call, replay_gold, score_episodes
 
 
 def bench_reward(rows: int = 1000, calls: int = 10, seconds: float = 1.5) -> dict[str, Any]:

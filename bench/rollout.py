@@ -23,10 +23,12 @@ from typing import Any
 from envfactory.agents import rollout_agent
 from envfactory.data.records import UserTurn
 from envfactory.data.reward import GoldReference, RewardConfig, score_episodes
-from envfactory.envs.runtime import Environment
+from envfactory.envs.runtime.environment import Environment
 
-from . import querygen
-from .bench_querygen import GoldReplayModel
+from envfactory.graphs import querygen
+from envfactory.bench.querygen import GoldReplayModel
+from envfactory.graphs.querygen.resources import _gold_reference
+from envfactory.graphs.querygen.steps import _user_turns
 
 
 @dataclass
@@ -47,7 +49,7 @@ def sample_tasks(env: str, n: int, seed: int) -> list[Task]:
         state.update(querygen.generate_queries(state, runtime))
         scripts = {tuple(state["queries"][:k + 1]): [(chain.calls[i].tool, chain.calls[i].arguments) for i in idx]
                    for k, idx in enumerate(state["turns"])}
-        tasks.append(Task(querygen._user_turns(chain, state), querygen._gold_reference(chain, envs), scripts))
+        tasks.append(Task(_user_turns(chain, state), _gold_reference(chain, envs), scripts))
     return tasks
 
 
@@ -136,7 +138,7 @@ async def _micro(env: Environment, pool, model, n: int) -> dict[str, float]:
 def bench_rollout(n: int = 48, env: str = "library", seed: int = 0, repeat: int = 3) -> dict[str, Any]:
     """CPU ms per task for each phase (median of ``repeat`` passes over ``n`` tasks), the oracle
     baseline, micro figures, and the ratio of the whole MCP path to the oracle."""
-    from envfactory.envs.mcp_bridge import EpisodeSessionPool
+    from envfactory.envs.mcp import EpisodeSessionPool
 
     tasks = sample_tasks(env, n, seed)
     envs = {env: querygen.load_env(env)}

@@ -7,7 +7,7 @@ plans never re-planned and no backtracking (``call_retries=0, plan_retries=0, ba
 gives exactly the chains the sampler gave before retries existed. Absolute times on a shared machine
 are noise; read the ratios.
 
-    python -m envfactory.envs.bench_sampling [--seeds 200] [--repeat 3] [--envs library,travel]
+    python -m envfactory.bench.sampling [--seeds 200] [--repeat 3] [--envs library,travel]
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import time
 from dataclasses import replace
 from typing import Any, Iterable
 
-from .runtime import Environment
-from .sampling import ChainSampler, GoldTrajectory, SamplerConfig, chain_statistics
-from .toolgraph import build_tool_graph
+from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.chains.sampling import ChainSampler, GoldTrajectory, SamplerConfig, chain_statistics
+from envfactory.envs.chains.confirm import build_tool_graph
 
 CATALOG = ("commerce", "communication", "devtools", "finance", "health", "library", "productivity", "travel")
 

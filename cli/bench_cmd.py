@@ -8,19 +8,19 @@ def cmd_bench(args) -> int:
     results = {}
     wanted = args.which
     if wanted in ("envs", "all"):
-        from envfactory.envs import bench
+        from envfactory.bench import envs as bench
         results["reset_snapshot"] = bench.bench_reset_snapshot(rows=args.rows)
         results["concurrent_episodes"] = bench.bench_concurrent_episodes(n=args.episodes)
         try:
-            from envfactory.envs.bench_mcp import bench_mcp
+            from envfactory.bench.mcp import bench_mcp
             results["call_paths"] = bench_mcp()
         except ImportError as exc:
             results["call_paths"] = {"skipped": str(exc)}
     if wanted in ("querygen", "all"):
-        from envfactory.graphs.bench_querygen import bench_querygen
+        from envfactory.bench.querygen import bench_querygen
         results["querygen"] = bench_querygen(tasks=args.tasks, concurrency=tuple(args.concurrency), repeats=args.repeats)
     if wanted in ("reward", "all"):
-        from envfactory.data.bench_reward import bench_reward
+        from envfactory.bench.reward import bench_reward
         results["reward"] = bench_reward()
     if args.json:
         print(json.dumps(results, indent=2, default=str))

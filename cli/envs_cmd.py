@@ -49,17 +49,17 @@ def cmd_call(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from envfactory.envs.validate import run_validate_command
+    from envfactory.envs.validation.validate import run_validate_command
     return run_validate_command(args)
 
 
 def cmd_import(args) -> int:
-    from envfactory.envs.importer import run_import_command
+    from envfactory.envs.imports.importer import run_import_command
     return run_import_command(args)
 
 
 def cmd_serve(args) -> int:
-    from envfactory.envs.mcp_bridge import run_serve_command
+    from envfactory.envs.mcp import run_serve_command
     return run_serve_command(args)
 
 

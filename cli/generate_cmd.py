@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
+from envfactory.cli.interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
 
 
 def cmd_generate(args) -> int:

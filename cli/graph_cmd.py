@@ -11,7 +11,7 @@ def _load(names, trust):
 
 
 def cmd_graph(args) -> int:
-    from envfactory.envs.toolgraph import build_tool_graph
+    from envfactory.envs.chains.confirm import build_tool_graph
     envs = _load(args.env, args.trust)
     if args.model_proposals:
         from envfactory.agents.graph_agent import build_with_model
@@ -45,8 +45,8 @@ def cmd_graph(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from envfactory.envs.sampling import ChainSampler, SamplerConfig, chain_statistics, sample_many
-    from envfactory.envs.toolgraph import build_tool_graph
+    from envfactory.envs.chains.sampling import ChainSampler, SamplerConfig, chain_statistics, sample_many
+    from envfactory.envs.chains.confirm import build_tool_graph
     envs = _load(args.env, args.trust)
     tg = build_tool_graph(envs)
     config = SamplerConfig(min_length=args.min_length, max_length=args.max_length, max_envs=args.max_envs,

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
+    from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
     try:
         return int(args.handler(args) or 0)
     except (EnvironmentPackageError, UntrustedCodeError, FileNotFoundError) as exc:

@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from .interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
+from envfactory.cli.interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
 
 
 def _validate_all(names: list[str], show: bool) -> list[dict]:
     from tqdm import tqdm
 
-    from envfactory.envs.validate import validate_package
+    from envfactory.envs.validation.validate import validate_package
     rows = []
     for name in tqdm(names, desc="validating environments (sandboxed)", disable=not show, file=sys.stderr):
         report = validate_package(name)
@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from envfactory.envs import catalog_names
-    from envfactory.envs.runtime import CATALOG_PATH_VAR
+    from envfactory.envs.runtime.packages import CATALOG_PATH_VAR
     from envfactory.graphs.querygen import QueryGenContext, make_graph
     show = not args.json
     started = time.perf_counter()
@@ -80,7 +80,7 @@ def cmd_run(args) -> int:
     if (out / "catalog").is_dir():  # QueryGen and the exports resolve synthesized packages (this run's or earlier) by name
         os.environ[CATALOG_PATH_VAR] = os.pathsep.join(filter(None, [str((out / "catalog").resolve()),
                                                                       os.environ.get(CATALOG_PATH_VAR)]))
-    from envfactory.envs.runtime import is_trusted, untrusted_reason
+    from envfactory.envs.runtime.trust import is_trusted, untrusted_reason
     for r in synthesized:
         if r["status"] == "accepted" and not is_trusted(Path(r["package"])):
             made.remove(Path(r["package"]).name)  # model-written code runs in-process only on the user's opt-in

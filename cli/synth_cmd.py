@@ -46,7 +46,7 @@ def thread_id(item: dict[str, str], ctx=None, fingerprint: dict[str, Any] | None
 
 
 def _fingerprint(ctx) -> dict[str, Any]:
-    from envfactory.graphs.envgen import settings_fingerprint
+    from envfactory.graphs.envgen.nodes import settings_fingerprint
     return {} if ctx is None else settings_fingerprint(ctx)
 
 

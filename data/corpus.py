@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from envfactory.envs.spec import ApiSpec
+from envfactory.envs.skeleton.spec import ApiSpec
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 import networkx as nx
 from pydantic import BaseModel
 
-from envfactory.envs.runtime import Environment, Episode
-from envfactory.envs.state import Snapshot, StateDiff
+from envfactory.envs.runtime.environment import Environment, Episode
+from envfactory.envs.runtime.state import Snapshot, StateDiff
 
 
 class Call(BaseModel):

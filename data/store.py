@@ -13,7 +13,7 @@ from typing import Iterator
 
 import sqlite_utils
 
-from .records import TrajectoryRecord
+from envfactory.data.records import TrajectoryRecord
 
 
 class RecordStore:

@@ -2,8 +2,8 @@
 whose chains the sampler keeps (what a run with ``n`` and ``seed`` sampled before runs used slots)."""
 from __future__ import annotations
 
-from envfactory.envs.sampling import GoldTrajectory
-from envfactory.graphs.querygen import _sampler
+from envfactory.envs.chains.sampling import GoldTrajectory
+from envfactory.graphs.querygen.resources import _sampler
 
 
 def kept_seeds(env: str, start: int, n: int) -> list[int]:

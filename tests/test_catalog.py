@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from envfactory.envs import Environment, catalog_names
-from envfactory.envs.quality import quality_problems
-from envfactory.envs.testcases import run_suite
+from envfactory.envs.validation.quality import quality_problems
+from envfactory.envs.validation.testcases import run_suite
 
 CATALOG = catalog_names()
 
@@ -38,7 +38,7 @@ def test_meets_quality_bar(name):
 
 
 def test_contamination_guard_flags_mirrored_tool_sets_not_common_verbs():
-    from envfactory.envs.contamination import benchmark_overlap
+    from envfactory.envs.validation.contamination import benchmark_overlap
     assert benchmark_overlap(["cancel_reservation", "place_order", "cancel_order", "get_listing"]) == {}
     assert benchmark_overlap(["modify_pending_order_items", "search"]) == {"modify_pending_order_items": "tau2-bench retail"}
     assert benchmark_overlap(["startEngine"]) == {"startEngine": "BFCL multi-turn VehicleControlAPI"}

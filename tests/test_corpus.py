@@ -8,8 +8,8 @@ import pytest
 
 from envfactory.data.corpus import (CORPUS_DIR, Corpus, CorpusError, default_corpus, fts_query, search, services,
                                     spec_for)
-from envfactory.envs.contamination import benchmark_overlap
-from envfactory.envs.spec import ApiSpec
+from envfactory.envs.validation.contamination import benchmark_overlap
+from envfactory.envs.skeleton.spec import ApiSpec
 
 SERVICES = sorted(p.name for p in CORPUS_DIR.iterdir() if (p / "spec.json").is_file())
 HEADINGS = ["Overview", "Entities", "Operations", "Constraints", "Errors"]

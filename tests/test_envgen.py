@@ -63,7 +63,7 @@ def test_offline_synthesis_lands_a_verified_package(tmp_path, brief, monkeypatch
     best = out["best"]
     assert best["tests_passed"] == best["tests_total"] > 0 and best["paths_covered"] == best["paths_total"]
     # synthesized catalogs resolve by name once they are on ENVFACTORY_CATALOG_PATH
-    from envfactory.envs.errors import EnvironmentPackageError
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
     with pytest.raises(EnvironmentPackageError, match="neither a folder nor a bundled environment"):
         Environment.load(dest.name)
     monkeypatch.setenv("ENVFACTORY_CATALOG_PATH", str(tmp_path / "catalog"))
@@ -84,7 +84,7 @@ def test_failing_first_attempt_is_repaired(tmp_path, skeleton):
     assert [p["id"] for p in out["prompts"]] == ["code_agent/implement", "code_agent/repair"]
     assert out["tiers"]["code"] == "model" and out["tokens"] > 0
     # code a model wrote passed the sandbox, but runs in-process only on the user's explicit opt-in
-    from envfactory.envs.errors import UntrustedCodeError
+    from envfactory.envs.runtime.errors import UntrustedCodeError
     with pytest.raises(UntrustedCodeError, match="written by a model.*ENVFACTORY_TRUST_MODEL_CODE=1"):
         Environment.load(out["package_path"])
     import os
@@ -175,7 +175,7 @@ def test_whole_graph_through_the_openai_client(tmp_path, skeleton):
 
 def test_synth_batch_is_resumable_and_idempotent(tmp_path, capsys, monkeypatch):
     from envfactory.cli.main import main
-    from envfactory.graphs import envgen
+    from envfactory.graphs.envgen import nodes as envgen
     fingerprints = []  # it reads the models file: once per target, shared by its thread id and run id
     real_fingerprint = envgen.settings_fingerprint
     monkeypatch.setattr(envgen, "settings_fingerprint", lambda ctx: fingerprints.append(real_fingerprint(ctx)) or fingerprints[-1])
@@ -223,7 +223,7 @@ def test_every_agent_on_a_model(tmp_path, brief, skeleton):
     spec = brief.spec.model_dump()
     search = ScriptedChatModel(script=[_draft(spec)], model_name="searcher")
     code = ScriptedChatModel(script=[_files(**{"tools.py": skeleton["tools.py"]})], model_name="coder")
-    from envfactory.envs.skeleton import generate_package
+    from envfactory.envs.skeleton.package import generate_package
     suite = json.loads(generate_package(brief.spec)["tests.json"])
     wrong = {"cases": [{"name": "x", "steps": [{"call": "teleport_book", "args": {}, "expect": {"ok": True}}]}]}
     tester = ScriptedChatModel(script=[tool_call_message("TestSuite", wrong), tool_call_message("TestSuite", suite)],
@@ -256,7 +256,7 @@ def test_a_spec_the_generator_cannot_build_is_rejected_at_design(tmp_path, brief
 
 
 def test_disputed_test_cases_go_back_to_the_test_agent(tmp_path, brief, skeleton):
-    from envfactory.envs.skeleton import generate_package
+    from envfactory.envs.skeleton.package import generate_package
     suite = json.loads(generate_package(brief.spec)["tests.json"])
     bogus = json.loads(json.dumps(suite["cases"][0]))
     bogus["name"] = "a rule the brief never states"

@@ -12,9 +12,9 @@ from envfactory.data.exports import trl_env, turns, verl_task
 from envfactory.data.exports.trl_env import environment_class
 from envfactory.data.exports.verl_task import StateDriftError
 from envfactory.data.reward import Call, GoldReplayError, replay_calls, replay_gold
-from envfactory.envs import cache as env_cache
-from envfactory.envs.errors import EnvironmentPackageError
-from envfactory.envs.runtime import Environment
+from envfactory.envs.runtime import cache as env_cache
+from envfactory.envs.runtime.errors import EnvironmentPackageError
+from envfactory.envs.runtime.environment import Environment
 from envfactory.graphs import querygen
 
 

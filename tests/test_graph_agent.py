@@ -6,7 +6,7 @@ import json
 
 from envfactory.agents.graph_agent import build_with_model, refine_classes
 from envfactory.envs import Environment
-from envfactory.envs.toolgraph import build_tool_graph
+from envfactory.envs.chains.confirm import build_tool_graph
 from tests.doubles import ScriptedChatModel, tool_call_message
 
 

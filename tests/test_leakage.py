@@ -7,7 +7,7 @@ import pytest
 
 from envfactory.agents.query_agent import leaked_terms
 from envfactory.agents.refine_agent import check_leakage
-from envfactory.envs.sampling import Binding, GoldCall, GoldTrajectory
+from envfactory.envs.chains.sampling import Binding, GoldCall, GoldTrajectory
 
 PARAMS = ["task_id", "depends_on_id", "assignee_id", "order_id", "title", "due_date"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from envfactory.envs.lru import BoundedCache
+from envfactory.envs.runtime.lru import BoundedCache
 
 
 def test_least_recently_used_goes_first_and_is_released():

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from envfactory.envs import Environment
-from envfactory.envs.mcp_bridge import EpisodeControl, build_server, episode_tools, in_memory_session
+from envfactory.envs.mcp import EpisodeControl, build_server, episode_tools, in_memory_session
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_concurrent_calls_of_one_session_share_one_episode(env):
     """Tool calls run in worker threads: a session's first calls may arrive together."""
     import threading
 
-    from envfactory.envs.mcp_bridge import EpisodeRegistry
+    from envfactory.envs.mcp.server import EpisodeRegistry
 
     class Session:  # stands in for an MCP server session (weak-referenceable)
         pass

@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 
 from envfactory.envs import Environment
-from envfactory.envs.mcp_bridge import EpisodeControl, episode_tools, http_app, http_session, stdio_session
+from envfactory.envs.mcp import EpisodeControl, episode_tools, http_app, http_session, stdio_session
 
 SERVE = [sys.executable, "-m", "envfactory.cli.main", "envs", "serve", "library", "--transport", "stdio"]
 

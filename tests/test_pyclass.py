@@ -14,10 +14,10 @@ import pytest
 
 from envfactory.cli.main import main
 from envfactory.envs import Environment, load_manifest
-from envfactory.envs.importer import import_class, import_class_file
-from envfactory.envs.mcp_bridge import EpisodeControl, in_memory_session
-from envfactory.envs.testcases import run_suite
-from envfactory.envs.validate import validate_package
+from envfactory.envs.imports.importer import import_class, import_class_file
+from envfactory.envs.mcp import EpisodeControl, in_memory_session
+from envfactory.envs.validation.testcases import run_suite
+from envfactory.envs.validation.validate import validate_package
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pyclass"
 

@@ -8,8 +8,9 @@ import json
 import pytest
 from langchain_openai import ChatOpenAI
 
-from envfactory.envs.sampling import GoldTrajectory
-from envfactory.graphs.querygen import QueryGenContext, _sampler, make_graph
+from envfactory.envs.chains.sampling import GoldTrajectory
+from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen.resources import _sampler
 from tests.doubles import OpenAIStubServer, ScriptedChatModel, malformed, tool_call_message
 from tests.doubles.openai_stub import text_reply, tool_reply
 

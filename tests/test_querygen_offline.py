@@ -14,8 +14,9 @@ import pytest
 
 from envfactory.agents.query_agent import leaked_terms, split_turns
 from envfactory.data.store import RecordStore
-from envfactory.envs.sampling import GoldTrajectory
-from envfactory.graphs.querygen import QueryGenContext, make_graph, _sampler
+from envfactory.envs.chains.sampling import GoldTrajectory
+from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen.resources import _sampler
 
 
 def test_offline_run_produces_verified_labelled_trajectories(tmp_path):

@@ -13,11 +13,14 @@ import pytest
 from envfactory.agents.query_agent import split_turns, template_queries
 from envfactory.agents.rollout_agent import model_rollout
 from envfactory.data.reward import Call, replay_gold, score_episodes
-from envfactory.envs.mcp_bridge import EpisodeSessionPool, ValidatingClientSession, in_memory_session
-from envfactory.envs.runtime import Environment
-from envfactory.envs.sampling import GoldTrajectory
+from envfactory.envs.mcp import EpisodeSessionPool, ValidatingClientSession, in_memory_session
+from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.chains.sampling import GoldTrajectory
 from envfactory.graphs import querygen
-from envfactory.graphs.querygen import QueryGenContext, _sampler, _user_turns, make_chain_graph, make_graph
+from envfactory.graphs.querygen import QueryGenContext, make_chain_graph, make_graph
+from envfactory.graphs.querygen.resources import _sampler
+from envfactory.graphs.querygen.nodes import process_chain
+from envfactory.graphs.querygen.steps import _user_turns
 from tests.doubles import ScriptedChatModel, tool_call_message
 
 
@@ -146,17 +149,40 @@ def test_one_node_chain_step_gives_the_same_record_as_the_per_step_graph(chain):
 
     ctx = QueryGenContext(rollouts=2)
     via_graph = make_chain_graph().invoke({"chain": chain.model_dump()}, context=ctx)["records"]
-    via_node = querygen.process_chain({"chain": chain.model_dump()}, querygen.ContextRuntime(ctx))["records"]
+    via_node = process_chain({"chain": chain.model_dump()}, querygen.ContextRuntime(ctx))["records"]
     assert timeless(via_graph) == timeless(via_node) and via_node[0]["verification"]["accepted"]
     out = make_graph().invoke({"envs": ["library"], "n": 1, "seed": chain.seed}, context=ctx)
     assert timeless(out["records"]) == timeless(via_node)
+
+
+def test_step_graph_runs_each_chain_as_a_subgraph_with_the_same_records():
+    def timeless(records):
+        return [{k: v for k, v in r.items() if k != "created_at"} for r in records]
+
+    graph = make_graph()
+    drawn = list(graph.get_graph(xray=True).nodes)  # what Studio draws: the five steps inside process_chain
+    assert [n for n in drawn if n.startswith("process_chain:")] == [
+        f"process_chain:{s}" for s in ("split_turns", "generate_queries", "calibrate", "roll_out", "verify")]
+    inputs = {"envs": ["library"], "n": 2}
+    inline = graph.invoke(inputs, context=QueryGenContext(rollouts=1))
+    stepped, namespaces = None, set()
+    for ns, chunk in graph.stream(inputs, context=QueryGenContext(rollouts=1, step_graph=True),
+                                  stream_mode="updates", subgraphs=True):
+        namespaces.update(f"{n.split(':')[0]}/{node}" for n in ns for node in chunk)
+        if not ns and "summarize" in chunk:
+            stepped = chunk["summarize"]["summary"]
+    # with step_graph, every step streams as a node of the chain's subgraph; inline, none does
+    assert {"process_chain/split_turns", "process_chain/roll_out", "process_chain/verify"} <= namespaces
+    assert stepped == inline["summary"]
+    again = graph.invoke(inputs, context=QueryGenContext(rollouts=1, step_graph=True))
+    assert timeless(again["records"]) == timeless(inline["records"]) and len(inline["records"]) == 2
 
 
 def test_model_rollouts_do_no_blocking_io_on_the_event_loop():
     """`langgraph dev` rejects blocking calls made on an event loop (blockbuster); model rollouts run
     on one, so their SQLite work (new episodes, tool calls) must happen in worker threads."""
     blockbuster = pytest.importorskip("blockbuster")
-    from envfactory.graphs.bench_querygen import GoldReplayModel, gold_scripts
+    from envfactory.bench.querygen import GoldReplayModel, gold_scripts
     scripts = gold_scripts("library", 3, 0, QueryGenContext(rollouts=1))
     graph = make_graph()
     bb = blockbuster.BlockBuster()
@@ -172,7 +198,7 @@ def test_model_rollouts_do_no_blocking_io_on_the_event_loop():
 
 
 def test_zero_cpu_ceiling_counts_the_tail_of_a_run():
-    from envfactory.graphs.bench_querygen import zero_cpu_makespan
+    from envfactory.bench.querygen import zero_cpu_makespan
     assert zero_cpu_makespan([3.0, 1.0, 1.0, 1.0], 2) == 3.0      # the long task holds one slot to the end
     assert zero_cpu_makespan([1.0, 1.0, 1.0, 3.0], 2) == 4.0      # taken last, it runs alone at the end
     assert zero_cpu_makespan([1.0] * 6, 3) == 2.0 and zero_cpu_makespan([], 4) == 0.0

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from envfactory.data.store import RecordStore
-from envfactory.graphs.bench_querygen import GoldReplayModel, gold_scripts
+from envfactory.bench.querygen import GoldReplayModel, gold_scripts
 from envfactory.graphs.querygen import SEEDS_PER_SLOT, QueryGenContext, make_graph, slot_chains, slot_seeds
-from envfactory.graphs.querygen_workers import worker_cpu_seconds
+from envfactory.graphs.querygen.workers import worker_cpu_seconds
 
 
 def _timeless(records):  # created_at is the wall clock; everything else must match
@@ -65,8 +65,8 @@ def test_workers_refuse_a_context_that_cannot_travel():
 
 
 def test_named_seeds_reproduce_exactly_those_tasks():
-    from envfactory.envs.sampling import GoldTrajectory
-    from envfactory.graphs.querygen import _sampler
+    from envfactory.envs.chains.sampling import GoldTrajectory
+    from envfactory.graphs.querygen.resources import _sampler
     sampler = _sampler(("library",), 1)
     kept = [s for s in range(20) if isinstance(sampler.sample(s), GoldTrajectory)][:2]
     dropped = next(s for s in range(20) if not isinstance(sampler.sample(s), GoldTrajectory))
@@ -87,7 +87,7 @@ def _echo(state, context):
 
 
 def test_a_dead_worker_fails_its_slot_clearly_and_the_next_slot_gets_a_new_pool():
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     with pytest.raises(RuntimeError, match="worker process died"):
         querygen_workers.run_in_worker(1, _die, {"slot": 0}, {"setting": 1})
     assert querygen_workers.run_in_worker(1, _echo, {"slot": 1}, {"setting": 2}) == {"state": {"slot": 1}, "context": {"setting": 2}}
@@ -111,7 +111,7 @@ def _fail(state, context):
 
 
 def test_one_worker_runs_many_slots_at_once_and_passes_errors_back():
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     room = uuid.uuid4().hex
     with ThreadPoolExecutor(6) as threads:  # six slots, one worker: they only all arrive if they overlap
         met = list(threads.map(lambda _: querygen_workers.run_in_worker(1, _meet, {"room": room, "expect": 6}, {}),
@@ -147,7 +147,7 @@ def _read_setting(state, context):
 
 
 def test_workers_see_the_parents_environment_as_it_is_now(monkeypatch):
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     name = "ENVFACTORY_TEST_" + uuid.uuid4().hex[:8]
     assert querygen_workers.run_in_worker(1, _read_setting, {"name": name}, {}) is None
     monkeypatch.setenv(name, "set after the workers started")  # e.g. a catalog path or an API key
@@ -160,7 +160,7 @@ def test_generate_runs_its_chains_in_workers_when_asked(tmp_path, capsys):
     import json
 
     from envfactory.cli.main import main
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     before = worker_cpu_seconds()
     store = tmp_path / "r.sqlite"
     assert main(["generate", "library", "--n", "3", "--rollouts", "1", "--concurrency", "4", "--workers", "2",
@@ -172,7 +172,7 @@ def test_generate_runs_its_chains_in_workers_when_asked(tmp_path, capsys):
 
 
 def test_a_slot_that_cannot_be_sent_is_refused_and_forgotten():
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     with pytest.raises(Exception, match="pickle"):
         querygen_workers.run_in_worker(1, _echo, {"lock": threading.Lock()}, {"setting": 3})
     pool = querygen_workers._pool(1)
@@ -183,7 +183,7 @@ def test_a_slot_that_cannot_be_sent_is_refused_and_forgotten():
 def test_a_context_a_worker_cannot_load_gets_a_clear_error(monkeypatch):
     import sys
 
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     notebook_class = type("NotebookChatModel", (), {"__module__": "__main__"})  # as if defined in a notebook cell
     monkeypatch.setitem(sys.modules["__main__"].__dict__, "NotebookChatModel", notebook_class)
     with pytest.raises(RuntimeError, match="could not load the run's context.*notebook or __main__"):
@@ -229,7 +229,7 @@ def _raise_unloadable(state, context):
 
 
 def test_a_result_the_parent_cannot_load_fails_its_slot_not_the_pool():
-    from envfactory.graphs import querygen_workers
+    from envfactory.graphs.querygen import workers as querygen_workers
     with pytest.raises(RuntimeError, match="could not be loaded here"):
         querygen_workers.run_in_worker(1, _raise_unloadable, {}, {})
     assert querygen_workers.run_in_worker(1, _echo, {"slot": 9}, {}) == {"state": {"slot": 9}, "context": {}}

@@ -10,8 +10,8 @@ import pytest
 from envfactory.data.reward import (Call, GoldReplayError, RewardConfig, composite_reward, gold_calls_from_trajectory,
                                     replay_gold, reward_for_rollout, score_episodes, state_score, trajectory_score)
 from envfactory.envs import Environment, catalog_names
-from envfactory.envs.sampling import ChainSampler, GoldTrajectory
-from envfactory.envs.toolgraph import build_tool_graph
+from envfactory.envs.chains.sampling import ChainSampler, GoldTrajectory
+from envfactory.envs.chains.confirm import build_tool_graph
 
 
 def C(name, masked=(), **args):
@@ -153,7 +153,7 @@ def test_verifier_on_catalog_environment(name):
 
 def _extra_write(env, ep, exclude):
     """Make one more successful write that the gold did not make (a wrong action)."""
-    from envfactory.envs.grounding import Grounder
+    from envfactory.envs.chains.grounding import Grounder
     grounder = Grounder(env)
     for spec in env.tool_specs:
         if spec.read_only:

@@ -10,9 +10,10 @@ import shutil
 
 import pytest
 
-from envfactory.envs import mcp_bridge
-from envfactory.envs import state as st
-from envfactory.envs.runtime import Environment
+from envfactory.envs import mcp as ef_mcp
+from envfactory.envs.mcp import sessions as mcp_sessions
+from envfactory.envs.runtime import state as st
+from envfactory.envs.runtime.environment import Environment
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +116,9 @@ def test_pooled_mcp_tools_answer_like_the_adapters_without_per_call_introspectio
 
     async def go():
         ep = library.episode()
-        async with mcp_bridge.in_memory_session(mcp_bridge.build_server(library, episode=ep)) as session:
+        async with ef_mcp.in_memory_session(ef_mcp.build_server(library, episode=ep)) as session:
             plain = {t.name: t for t in await load_mcp_tools(session, handle_tool_errors=True)}
-            fast = {t.name: t for t in await mcp_bridge.load_tools(session)}
+            fast = {t.name: t for t in await ef_mcp.load_tools(session)}
             assert set(plain) == set(fast) and all(type(t).__name__ == "McpStructuredTool" for t in fast.values())
             # injected arguments (worked out once per coroutine code, not per tool) as the adapter's
             assert all(fast[n]._injected_args_keys == plain[n]._injected_args_keys == {"runtime"} for n in plain)
@@ -151,7 +152,7 @@ def test_pooled_mcp_tools_answer_like_the_adapters_without_per_call_introspectio
     ({"type": "object", "properties": {"a": {"type": "array", "prefixItems": [{"type": "string"}]}}}, False),
 ])
 def test_fast_output_check_only_for_schemas_read_alike(schema, portable):
-    assert (mcp_bridge._fast_output_check(json.dumps(schema, sort_keys=True)) is not None) is portable
+    assert (mcp_sessions._fast_output_check(json.dumps(schema, sort_keys=True)) is not None) is portable
 
 
 def test_fast_output_check_never_accepts_what_jsonschema_rejects():
@@ -160,7 +161,7 @@ def test_fast_output_check_never_accepts_what_jsonschema_rejects():
               "properties": {"id": {"type": "integer", "minimum": 1}, "when": {"type": "string", "format": "date"},
                              "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
                              "state": {"anyOf": [{"type": "null"}, {"type": "string", "enum": ["open", "closed"]}]}}}
-    fast = mcp_bridge._fast_output_check(json.dumps(schema, sort_keys=True))
+    fast = mcp_sessions._fast_output_check(json.dumps(schema, sort_keys=True))
     slow = Draft202012Validator(schema)
     samples = [{"id": 1, "tags": []}, {"id": True, "tags": []}, {"id": 1.0, "tags": ["a"]}, {"id": 0, "tags": []},
                {"id": 1, "tags": ["a", "a"]}, {"id": 1, "tags": [1]}, {"id": 1, "tags": [], "x": 1},

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from envfactory.envs import Environment, EnvironmentPackageError, UntrustedCodeError
-from envfactory.envs.runtime import package_digest
-from envfactory.envs.state import rows_by_rowid
+from envfactory.envs.runtime.trust import package_digest
+from envfactory.envs.runtime.state import rows_by_rowid
 
 
 def test_episodes_are_isolated(library_env):
@@ -242,6 +242,6 @@ def test_validation_does_not_rewrite_arguments(library_env):
 
 
 def test_excludes_matcher():
-    from envfactory.envs.testcases import match
+    from envfactory.envs.validation.testcases import match
     assert match({"$excludes": {"id": 3}}, [{"id": 1}, {"id": 2}]) == []
     assert match({"$excludes": {"id": 2}}, [{"id": 1}, {"id": 2}]) != []

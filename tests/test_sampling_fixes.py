@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from envfactory.envs import Environment
-from envfactory.envs.toolgraph import build_tool_graph
+from envfactory.envs.chains.confirm import build_tool_graph
 
 NOTES = Path(__file__).parent / "fixtures" / "notes"
 
@@ -35,7 +35,7 @@ def test_edits_that_need_an_optional_value_get_confirmed(notes_graph):
 
 
 def test_plain_confirmation_alone_cannot_confirm_such_edits():
-    from envfactory.envs.toolgraph import confirm_edges
+    from envfactory.envs.chains.confirm import confirm_edges
 
     tg = build_tool_graph(Environment.load(NOTES, trust=True), confirm=False)
     confirm_edges(tg, optional_attempts=0)
@@ -50,7 +50,7 @@ def test_two_ids_of_one_kind_get_distinct_values(notes_graph):
         for param in ("note_id", "other_id"):
             edge = _edge(notes_graph, producer, "link_notes", param)
             assert edge["confirmed"], edge["evidence"]
-    from envfactory.envs.sampling import ChainSampler, GoldTrajectory, SamplerConfig
+    from envfactory.envs.chains.sampling import ChainSampler, GoldTrajectory, SamplerConfig
 
     sampler = ChainSampler(notes_graph, SamplerConfig(min_length=2, max_length=4))
     links = [c for seed in range(40) if isinstance(t := sampler.sample(seed), GoldTrajectory)
@@ -62,7 +62,7 @@ def test_two_ids_of_one_kind_get_distinct_values(notes_graph):
 def test_pick_avoids_values_already_given_but_keeps_rows_together():
     import random
 
-    from envfactory.envs.sampling import _pick
+    from envfactory.envs.chains.sampling import _pick
 
     out = {"notes": [{"note_id": 1, "title": "a"}, {"note_id": 2, "title": "b"}, {"note_id": 3, "title": "c"}]}
     for seed in range(20):

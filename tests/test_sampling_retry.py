@@ -8,10 +8,10 @@ import pytest
 
 from envfactory.data.reward import gold_calls_from_trajectory, replay_gold
 from envfactory.envs import Environment
-from envfactory.envs.errors import ToolError
-from envfactory.envs.grounding import Grounder
-from envfactory.envs.sampling import ChainSampler, Discarded, GoldTrajectory, SamplerConfig
-from envfactory.envs.toolgraph import build_tool_graph
+from envfactory.envs.runtime.errors import ToolError
+from envfactory.envs.chains.grounding import Grounder
+from envfactory.envs.chains.sampling import ChainSampler, Discarded, GoldTrajectory, SamplerConfig
+from envfactory.envs.chains.confirm import build_tool_graph
 
 SEEDS = range(80)
 
@@ -113,7 +113,7 @@ def test_grounding_cache_gives_the_values_sql_gives(library_graph):
 
 
 def test_benchmark_reports_both_samplers_on_the_same_seeds(capsys):
-    from envfactory.envs.bench_sampling import bench_sampling
+    from envfactory.bench.sampling import bench_sampling
 
     results = bench_sampling(["library"], seeds=12, progress=False, repeat=1)
     baseline, current = results["library"]["baseline"], results["library"]["current"]

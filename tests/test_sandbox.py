@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from envfactory.envs import Environment, UntrustedCodeError
-from envfactory.envs.sandbox import SandboxLimits
-from envfactory.envs.validate import validate_package
+from envfactory.envs.sandbox.runner import SandboxLimits
+from envfactory.envs.validation.validate import validate_package
 
 LIBRARY = Environment.load("library").package_dir
 FAST = SandboxLimits(wall_seconds=8, cpu_seconds=5, memory_mb=512)
@@ -139,7 +139,7 @@ def test_swallowed_refusal_is_still_reported(tmp_path):
 
 
 def test_a_child_error_is_in_the_detail(tmp_path):
-    from envfactory.envs.sandbox import run_sandboxed
+    from envfactory.envs.sandbox.runner import run_sandboxed
 
     # a request without a task makes the child fail with its own message: the detail carries it
     result = run_sandboxed({"package": "nowhere"}, tmp_path)

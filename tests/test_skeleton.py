@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from envfactory.envs.skeleton import (PACKAGE_FILES, SkeletonError, generate_package, generate_tests, quality_gaps,
+from envfactory.envs.skeleton.package import (PACKAGE_FILES, SkeletonError, generate_package, generate_tests, quality_gaps,
                                      write_package)
-from envfactory.envs.spec import ApiSpec
-from envfactory.envs.validate import validate_package
+from envfactory.envs.skeleton.spec import ApiSpec
+from envfactory.envs.validation.validate import validate_package
 
 SPECS_DIR = Path(__file__).parent / "fixtures" / "specs"
 SPEC_FILES = sorted(SPECS_DIR.glob("*.json"))

@@ -8,8 +8,9 @@ import networkx as nx
 import pytest
 
 from envfactory.envs import Environment, catalog_names
-from envfactory.envs.sampling import ChainSampler, Discarded, GoldTrajectory, SamplerConfig, chain_statistics, field_values, sample_many
-from envfactory.envs.toolgraph import build_tool_graph, classify_parameter, output_fields
+from envfactory.envs.chains.sampling import ChainSampler, Discarded, GoldTrajectory, SamplerConfig, chain_statistics, field_values, sample_many
+from envfactory.envs.chains.confirm import build_tool_graph
+from envfactory.envs.chains.toolgraph import classify_parameter, output_fields
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,11 @@ import shutil
 
 import pytest
 
-from envfactory.envs import toolgraph, toolgraph_cache
-from envfactory.envs.runtime import CATALOG_DIR, Environment
-from envfactory.envs.toolgraph import build_tool_graph
+from envfactory.envs.chains import confirm
+from envfactory.envs.chains import graph_cache as toolgraph_cache
+from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.runtime.packages import CATALOG_DIR
+from envfactory.envs.chains.confirm import build_tool_graph
 
 
 def _graph_json(tg) -> str:
@@ -29,7 +31,7 @@ def cache(tmp_path, monkeypatch):
 def test_a_second_build_reads_the_confirmed_edges_and_gets_the_same_graph(cache, library_env, monkeypatch):
     first = build_tool_graph([library_env])
     assert len(list(cache.glob("*.json"))) == 1 and first.edges(confirmed=True)
-    monkeypatch.setattr(toolgraph, "confirm_edges", _no_confirmation)
+    monkeypatch.setattr(confirm, "confirm_edges", _no_confirmation)
     second = build_tool_graph([library_env])
     assert _graph_json(second) == _graph_json(first)
 
@@ -41,8 +43,8 @@ def test_a_changed_package_is_confirmed_again(cache, tmp_path, monkeypatch):
     tools = package / "tools.py"
     tools.write_text(tools.read_text() + "\n# edited\n")  # same behaviour, other code: another key
     calls = []
-    real = toolgraph.confirm_edges
-    monkeypatch.setattr(toolgraph, "confirm_edges", lambda tg, **kw: calls.append(1) or real(tg, **kw))
+    real = confirm.confirm_edges
+    monkeypatch.setattr(confirm, "confirm_edges", lambda tg, **kw: calls.append(1) or real(tg, **kw))
     build_tool_graph([Environment.load(package, trust=True)])
     assert calls == [1] and len(list(cache.glob("*.json"))) == 2
 

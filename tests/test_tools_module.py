@@ -84,9 +84,9 @@ def test_packages_and_versions_never_share_a_module(tmp_path):
 
 
 def test_a_module_that_fails_to_import_is_not_left_registered(tmp_path):
-    from envfactory.envs.errors import EnvironmentPackageError
-    from envfactory.envs.manifest import load_manifest
-    from envfactory.envs.runtime import tools_module_name
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
+    from envfactory.envs.runtime.manifest import load_manifest
+    from envfactory.envs.runtime.environment import tools_module_name
 
     pkg = _package(tmp_path, "broken", "x")
     (pkg / "tools.py").write_text("raise ImportError('no such lib')\n")

@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from envfactory.envs.importer import import_class
-from envfactory.envs.validate import child_validate
+from envfactory.envs.imports.importer import import_class
+from envfactory.envs.validation.validate import child_validate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from ..records import TrajectoryRecord
+from envfactory.data.records import TrajectoryRecord
 
 
 def to_openai(record: TrajectoryRecord, arguments_as: Literal["dict", "string"] = "dict") -> list[dict[str, Any]]:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from envfactory.data.records import TrajectoryRecord
-from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
+from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
-from .chat import check_openai, to_openai
-from .llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
-from .trl_env import FACTORY_SNIPPET, check_trl, to_trl
+from envfactory.data.exports.chat import check_openai, to_openai
+from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
+from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
 # format -> (converter: record -> rows, checker: row -> problems). verl is not here: it writes parquet
 # splits and config files, not one JSONL (see verl.write_verl)

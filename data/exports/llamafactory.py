@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..records import Message, TrajectoryRecord
+from envfactory.data.records import Message, TrajectoryRecord
 
 JOIN_RESULTS = "\n</tool_response>\n<tool_response>\n"
 

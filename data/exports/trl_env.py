@@ -29,14 +29,14 @@ import json
 import re
 from typing import Any, Callable, Literal, Sequence, Union
 
-from envfactory.envs.cache import load_env
-from envfactory.envs.lru import BoundedCache
+from envfactory.envs.runtime.cache import load_env
+from envfactory.envs.runtime.lru import BoundedCache
 
-from ..records import TrajectoryRecord
-from ..reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
-from .calls import parse_calls
-from .turns import cut_turns
-from .verl_task import replay_prefix
+from envfactory.data.records import TrajectoryRecord
+from envfactory.data.reward import Call, GoldReference, GoldReplayError, RewardConfig, RewardResult, replay_gold, score_episodes
+from envfactory.data.exports.calls import parse_calls
+from envfactory.data.exports.turns import cut_turns
+from envfactory.data.exports.verl_task import replay_prefix
 
 RESERVED = {"reset", "get_reward"}   # TRL treats these names specially; they can never be tools
 _JSON_TYPES: dict[str, Any] = {"integer": int, "number": float, "string": str, "boolean": bool, "object": dict}

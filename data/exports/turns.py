@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call, GoldReplayError, run_calls
-from envfactory.envs.cache import load_env
-from envfactory.envs.runtime import Environment
+from envfactory.envs.runtime.cache import load_env
+from envfactory.envs.runtime.environment import Environment
 
-from .verl_task import route
+from envfactory.data.exports.verl_task import route
 
 
 class NotExportable(ValueError):

@@ -22,11 +22,11 @@ import yaml
 
 from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
-from envfactory.envs.errors import EnvironmentPackageError, UntrustedCodeError
+from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
-from .turns import NotExportable, cut_turns
-from .verl_loop import AGENT_NAME
-from .verl_task import EnvPin, VerlTask, load_env
+from envfactory.data.exports.turns import NotExportable, cut_turns
+from envfactory.data.exports.verl_loop import AGENT_NAME
+from envfactory.data.exports.verl_task import EnvPin, VerlTask, load_env
 
 ABILITY = "tool_use"
 

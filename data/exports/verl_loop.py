@@ -24,8 +24,8 @@ import re
 import uuid
 from typing import Any, Awaitable, Callable
 
-from envfactory.envs.lru import BoundedCache
-from envfactory.envs.runtime import Episode
+from envfactory.envs.runtime.lru import BoundedCache
+from envfactory.envs.runtime.environment import Episode
 
 from envfactory.data.exports.calls import parse_calls
 from envfactory.data.reward import GoldReplayError

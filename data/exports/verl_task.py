@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from envfactory.data.reward import Call, GoldReference, GoldReplayError, replay_calls, replay_gold
-from envfactory.envs.cache import load_env  # the process's one environment cache
-from envfactory.envs.lru import BoundedCache
-from envfactory.envs.runtime import Environment, Episode
+from envfactory.envs.runtime.cache import load_env  # the process's one environment cache
+from envfactory.envs.runtime.lru import BoundedCache
+from envfactory.envs.runtime.environment import Environment, Episode
 
 from envfactory.data.exports.calls import parse_calls
 

@@ -112,7 +112,7 @@ def build_model(cfg: SmokeConfig, paths: dict[str, Path], factories: dict[str, t
     """The tiny model and a tokenizer trained on our text, or the real model at ``cfg.model``."""
     from trl.chat_template_utils import add_response_schema
 
-    from .tiny import render_conversations, tiny_qwen3, train_tokenizer
+    from envfactory.data.training.tiny import render_conversations, tiny_qwen3, train_tokenizer
     if cfg.model:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(cfg.model, local_files_only=True, padding_side="left")

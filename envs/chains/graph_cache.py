@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .runtime import package_digest
+from envfactory.envs.runtime.trust import package_digest
 
 log = logging.getLogger(__name__)
 CACHE_DIR_VAR = "ENVFACTORY_CACHE_DIR"
-_DECIDING_CODE = ("toolgraph.py", "sampling.py", "grounding.py")
+_DECIDING_CODE = ("toolgraph.py", "confirm.py", "sampling.py", "grounding.py")
 
 
 def cache_dir() -> Path | None:

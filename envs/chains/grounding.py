@@ -11,7 +11,7 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-from .runtime import Environment, Episode
+from envfactory.envs.runtime.environment import Environment, Episode
 
 _SEARCH_NAMES = {"query", "q", "search", "keyword", "keywords", "text", "term"}
 _START_WORDS = ("start", "from", "check_in", "checkin", "begin", "after", "since")

@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, PrivateAttr
 
-from .grounding import Grounder
-from .runtime import Environment, Episode
-from .toolgraph import ToolGraph
+from envfactory.envs.chains.grounding import Grounder
+from envfactory.envs.runtime.environment import Environment, Episode
+from envfactory.envs.chains.toolgraph import ToolGraph
 
 
 def field_values(output: Any, path: str) -> list[Any]:

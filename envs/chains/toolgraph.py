@@ -4,7 +4,8 @@ An edge ``A -> B`` says an output field of tool A can supply parameter ``p`` of 
 proposed by typed matching (same name and compatible type, or a foreign key of the environment's
 schema that names the producer's field), optionally by an LLM or embeddings, and every edge records
 its source. Edges are then *confirmed by execution*: a real output of A, fed into B on an episode,
-must make B succeed. Sampling uses confirmed edges unless told otherwise.
+must make B succeed (``confirm.py``; this module only proposes). Sampling uses confirmed edges
+unless told otherwise.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from typing import Any, Iterable, Literal
 
 import networkx as nx
 
-from . import toolgraph_cache
-from .runtime import Environment
+from envfactory.envs.runtime.environment import Environment
 
 ParamOrigin = Literal["user", "tool"]
 _ID_NAME = re.compile(r"(^id$|_id$|_ids$)")
@@ -195,14 +195,10 @@ def node_id(env: Environment, tool: str, multi: bool) -> str:
     return f"{env.name}.{tool}" if multi else tool
 
 
-# How edges are confirmed (``confirm_edges``'s defaults; part of the tool-graph cache's key)
-CONFIRM_SETTINGS = {"attempts": 6, "optional_attempts": 3, "optional_rate": 0.5}
-
-
-def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = True,
-                     proposals: Iterable[dict[str, Any]] = ()) -> ToolGraph:
-    """Build the graph by typed matching, add external proposals (LLM/embeddings), then confirm
-    edges by execution.
+def propose_tool_graph(envs: Environment | Iterable[Environment],
+                       proposals: Iterable[dict[str, Any]] = ()) -> ToolGraph:
+    """The graph of proposed edges: typed matching, plus external proposals (LLM/embeddings).
+    Nothing is confirmed yet (``envfactory.envs.chains.confirm.build_tool_graph`` does that).
 
     ``proposals`` items: ``{"producer", "consumer", "param", "field", "source"}`` with tool node ids.
     """
@@ -243,66 +239,4 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
     for p in proposals:
         g.add_edge(p["producer"], p["consumer"], param=p["param"], field=p["field"], source=p.get("source", "llm"),
                    confirmed=False, evidence=None)
-    tg = ToolGraph(g, by_env)
-    if confirm:
-        edges = list(g.edges(data=True))
-        key = toolgraph_cache.cache_key(envs, edges, CONFIRM_SETTINGS)
-        if not toolgraph_cache.load(key, edges):  # confirmed by an earlier process: same packages, edges and code
-            confirm_edges(tg, **CONFIRM_SETTINGS)
-            toolgraph_cache.save(key, edges)
-    return tg
-
-
-
-def confirm_edges(tg: ToolGraph, attempts: int = CONFIRM_SETTINGS["attempts"],
-                  optional_attempts: int = CONFIRM_SETTINGS["optional_attempts"],
-                  optional_rate: float = CONFIRM_SETTINGS["optional_rate"]) -> None:
-    """Confirm each edge A -> B(p) by execution: plan a chain that makes a real call of A (its own
-    inputs produced the same way), feed A's output into B's ``p``, and run it on a fresh episode.
-    When B succeeds, the edge and every other edge the chain relied on are confirmed.
-
-    The first ``attempts`` tries send required arguments only (the plainest call). Some tools need
-    an optional value to do anything (an edit with only the id changes nothing and is refused), so
-    an edge still unconfirmed gets ``optional_attempts`` more tries with optional arguments grounded
-    at ``optional_rate``."""
-    import random
-
-    from .sampling import Binding, ChainSampler, GoldTrajectory, SamplerConfig
-
-    def make_sampler(rate: float) -> ChainSampler:
-        # Each attempt is one plain execution (no redraws of failed calls): the graph a catalog gets
-        # stays what it always was, and the attempts above already vary the drawn values.
-        return ChainSampler(tg, SamplerConfig(confirmed_only=False, optional_rate=rate, max_length=10, max_depth=5,
-                                              call_retries=0, backtracks=0))
-
-    plain, with_optionals = make_sampler(0.0), make_sampler(optional_rate)
-    index = {(u, v, d["param"], d["field"]): d for u, v, d in tg.graph.edges(data=True)}
-    for (u, v, param, fld), d in index.items():
-        if d["confirmed"]:
-            continue
-        pu, pv = tg.graph.nodes[u], tg.graph.nodes[v]
-        if pu["env"] != pv["env"]:
-            d["evidence"] = "cross-environment edges stay proposals: ids do not travel between services"
-            continue
-        for attempt in range(attempts + optional_attempts):
-            sampler = plain if attempt < attempts else with_optionals
-            rng = random.Random(f"confirm:{u}:{v}:{param}:{fld}:{attempt}")
-            calls: list = []
-            producer = sampler._plan_node(u, rng, calls, depth=1, visiting={v})
-            if producer is None:
-                d["evidence"] = f"could not plan a call of {pu['tool']}"
-                break
-            sampler._plan_node(v, rng, calls, depth=1, visiting=set(),
-                               forced={param: Binding(source="call", call=producer, field=fld, edge_source=d["source"])})
-            out = sampler.execute(calls, [v], [pu["env"]], seed=attempt, chain_id=f"confirm-{u}-{v}-{param}")
-            if isinstance(out, GoldTrajectory):
-                for i, call in enumerate(out.calls):
-                    for pname, b in call.bindings.items():
-                        if b.source == "call":
-                            key = (calls[b.call].node, calls[i].node, pname, b.field)
-                            if key in index and not index[key]["confirmed"]:
-                                index[key]["confirmed"] = True
-                                index[key]["evidence"] = {"chain": [c.tool for c in out.calls],
-                                                          "arguments": [c.arguments for c in out.calls]}
-                break
-            d["evidence"] = out.reason
+    return ToolGraph(g, by_env)

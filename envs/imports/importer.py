@@ -106,8 +106,8 @@ def _source_line(cls: type, name: str) -> int:
 
 def introspect_class(cls: type) -> dict[str, Any]:
     """Tool specs (as dicts) for the public methods of ``cls``, in source order."""
-    from .manifest import TOOL_NAME_PATTERN
-    from .pyclass import READ_PREFIXES, arguments_model, method_parameters
+    from envfactory.envs.runtime.manifest import TOOL_NAME_PATTERN
+    from envfactory.envs.imports.pyclass import READ_PREFIXES, arguments_model, method_parameters
     tools, missing, undocumented, untyped, skipped = [], [], [], [], {}
     names = [n for n in dir(cls) if not n.startswith("_") and n not in SKIP_METHODS and _is_tool_method(cls, n)]
     for name in sorted(names, key=lambda n: (_source_line(cls, n), n)):
@@ -165,7 +165,7 @@ def _pick_class(module, class_name: str | None) -> type:
 
 def _initial_state(cls: type, scenario: dict | None) -> tuple[dict[str, Any], list[str]]:
     """The given scenario, else a fresh instance after a default load (``{}`` fills defaults)."""
-    from .pyclass import LOAD_HOOKS, load_state, public_state
+    from envfactory.envs.imports.pyclass import LOAD_HOOKS, load_state, public_state
     instance = cls()
     if scenario is not None:
         load_state(instance, scenario)
@@ -203,8 +203,8 @@ def _argument_candidates(state: dict[str, Any], param: str) -> list[Any]:
 
 def _starter_cases(cls: type, tools: list[dict], state: dict[str, Any]) -> tuple[list[dict], list[str], list[str]]:
     """Run each read tool once on the initial state, through the runtime the package will use."""
-    from .manifest import Manifest
-    from .pyclass import PyClassEnvironment
+    from envfactory.envs.runtime.manifest import Manifest
+    from envfactory.envs.imports.pyclass import PyClassEnvironment
     manifest = Manifest.model_validate({
         "name": "import_probe", "version": "0.0.0", "domain": "imported", "description": "introspection probe only",
         "backend": "pyclass", "class_name": cls.__name__, "tools": tools})
@@ -230,8 +230,8 @@ def _starter_cases(cls: type, tools: list[dict], state: dict[str, Any]) -> tuple
 
 def child_introspect(path: Path, class_name: str | None, scenario: dict | None) -> dict[str, Any]:
     """Runs inside the sandbox: import the file, describe its tools, initial state and starter tests."""
-    from .errors import EnvironmentPackageError
-    from .pyclass import _round_trip, exec_class_file
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
+    from envfactory.envs.imports.pyclass import _round_trip, exec_class_file
     module = exec_class_file(path, "envfactory_import_target")
     cls = _pick_class(module, class_name)
     info = introspect_class(cls)
@@ -272,7 +272,7 @@ def _read_scenario(scenario: str | Path | dict | None) -> dict | None:
 
 
 def _introspect_in_sandbox(path: Path, class_name: str | None, scenario: dict | None) -> dict[str, Any]:
-    from .sandbox import new_workspace, run_sandboxed
+    from envfactory.envs.sandbox.runner import new_workspace, run_sandboxed
     workspace = new_workspace("ef-import-")
     try:
         shutil.copy(path, workspace / path.name)

@@ -28,10 +28,10 @@ from typing import Any
 import fastjsonschema
 import pydantic
 
-from .errors import EnvironmentPackageError
-from .manifest import Manifest, ToolSpec, read_package_json
-from .runtime import CallRecord, EnvironmentBase, ToolResult, _argument_error_message
-from .state import RowChange, Snapshot, StateDiff, _freeze
+from envfactory.envs.runtime.errors import EnvironmentPackageError
+from envfactory.envs.runtime.manifest import Manifest, ToolSpec, read_package_json
+from envfactory.envs.runtime.environment import CallRecord, EnvironmentBase, ToolResult, _argument_error_message
+from envfactory.envs.runtime.state import RowChange, Snapshot, StateDiff, _freeze
 
 _counter = itertools.count()
 READ_PREFIXES = ("get", "list", "search", "find", "view", "check", "show", "describe", "count", "lookup", "read", "query")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cachetools import LRUCache, cached
 
-from .runtime import Environment
+from envfactory.envs.runtime.environment import Environment
 
 ENV_CACHE_SIZE = 64
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
-from .errors import ToolError
+from envfactory.envs.runtime.errors import ToolError
 
 
 class ToolContext:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import sqlite3
 import sys
@@ -23,14 +22,14 @@ from typing import Any, Callable
 
 import fastjsonschema
 
-from . import state as st
-from .context import ToolContext
-from .errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
+from envfactory.envs.runtime import state as st
+from envfactory.envs.runtime.context import ToolContext
+from envfactory.envs.runtime.errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
                      ToolCallError, ToolCrashError, ToolError, UnknownToolError, UntrustedCodeError)
-from .manifest import Manifest, ToolSpec, load_manifest, read_package_json
+from envfactory.envs.runtime.manifest import Manifest, ToolSpec, load_manifest, read_package_json
+from envfactory.envs.runtime.packages import resolve_package
+from envfactory.envs.runtime.trust import is_trusted, untrusted_reason
 
-CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
-VERIFIED_FILE = "verified.json"
 _import_lock = threading.RLock()  # tools modules execute one at a time (see _import_tools_module)
 
 
@@ -91,50 +90,6 @@ def _argument_error_message(tool: str, exc: fastjsonschema.JsonSchemaValueExcept
     return f"invalid arguments for {tool}: {msg}"
 
 
-def package_digest(package_dir: Path) -> str:
-    """Content hash of a package (every file but the verification record and caches)."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in package_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(package_dir).as_posix()
-        if rel == VERIFIED_FILE or "__pycache__" in rel:
-            continue
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def is_trusted(package_dir: Path) -> bool:
-    """Bundled packages, and packages whose verification record matches their content."""
-    package_dir = package_dir.resolve()
-    if CATALOG_DIR in package_dir.parents:
-        return True
-    record = package_dir / VERIFIED_FILE
-    if not record.is_file():
-        return False
-    try:
-        verified = json.loads(record.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
-    if verified.get("model_written") and os.environ.get(TRUST_MODEL_CODE_VAR) != "1":
-        return False  # code a model wrote from web material runs in-process only when the user opts in
-    return verified.get("digest") == package_digest(package_dir)
-
-
-TRUST_MODEL_CODE_VAR = "ENVFACTORY_TRUST_MODEL_CODE"
-
-
-def untrusted_reason(package_dir: Path) -> str:
-    """Why ``is_trusted`` said no, in words a user can act on."""
-    try:
-        verified = json.loads((package_dir / VERIFIED_FILE).read_text())
-    except (json.JSONDecodeError, OSError):
-        verified = {}
-    if verified.get("model_written") and verified.get("digest") == package_digest(package_dir):
-        return (f"{package_dir} passed the sandbox, but its tool code was written by a model; it runs in this "
-                f"process only if you review it and set {TRUST_MODEL_CODE_VAR}=1 (or pass trust=True)")
-    return (f"{package_dir} is neither bundled nor verified; run `envfactory envs validate {package_dir}` "
-            "(sandboxed) first, or pass trust=True / --trust if you wrote it yourself")
-
-
 def tools_module_name(package_dir: Path, manifest: Manifest) -> str:
     """The ``sys.modules`` name of a package's tools module: one per package folder and source text,
     so two packages (even of one name) or two versions of a package never share an entry, and
@@ -169,6 +124,16 @@ def _import_tools_module(package_dir: Path, manifest: Manifest):
 
 
 # ---------------------------------------------------------------- environment
+
+# Loaders of packages whose backend is not SQLite, by ``env.json``'s ``backend``. Registered by the
+# sub-package that implements them (``envfactory.envs.imports`` registers ``pyclass``), so this
+# module never imports its own extensions.
+BACKENDS: dict[str, Callable[[Path, Manifest], "EnvironmentBase"]] = {}
+
+
+def register_backend(name: str, loader: Callable[[Path, Manifest], "EnvironmentBase"]) -> None:
+    BACKENDS[name] = loader
+
 
 class EnvironmentBase:
     """What every backend's environment shares (SQLite packages, imported classes)."""
@@ -322,9 +287,8 @@ class Environment(EnvironmentBase):
         manifest = load_manifest(package_dir)
         if not trust and not is_trusted(package_dir):
             raise UntrustedCodeError(untrusted_reason(package_dir))
-        if manifest.backend == "pyclass":
-            from .pyclass import load_pyclass_environment
-            return load_pyclass_environment(package_dir, manifest)
+        if manifest.backend in BACKENDS:  # another kind of package (imported Python classes, ...)
+            return BACKENDS[manifest.backend](package_dir, manifest)
         module = _import_tools_module(package_dir, manifest)
         tools = {}
         for spec in manifest.tools:
@@ -364,34 +328,6 @@ class Environment(EnvironmentBase):
 
 def _bytes(state: "bytes | st.Snapshot") -> bytes:
     return state.data if isinstance(state, st.Snapshot) else state
-
-
-CATALOG_PATH_VAR = "ENVFACTORY_CATALOG_PATH"
-
-
-def extra_catalog_dirs() -> list[Path]:
-    """Catalogs besides the bundled one (e.g. where ``envfactory synth`` lands environments), from
-    ``ENVFACTORY_CATALOG_PATH`` (folders separated like PATH); their packages resolve by name."""
-    return [Path(p) for p in os.environ.get(CATALOG_PATH_VAR, "").split(os.pathsep) if p.strip()]
-
-
-def resolve_package(ref: str | Path) -> Path:
-    path = Path(ref)
-    if path.is_dir():
-        return path.resolve()
-    for catalog in [CATALOG_DIR, *extra_catalog_dirs()]:
-        candidate = catalog / str(ref)
-        if (candidate / "env.json").is_file():
-            return candidate.resolve() if catalog != CATALOG_DIR else candidate
-    known = ", ".join(catalog_names()) or "none"
-    extra = f"; also searched {CATALOG_PATH_VAR}: {os.pathsep.join(map(str, extra_catalog_dirs()))}" if extra_catalog_dirs() else ""
-    raise EnvironmentPackageError(str(ref), f"is neither a folder nor a bundled environment (bundled: {known}){extra}")
-
-
-def catalog_names() -> list[str]:
-    if not CATALOG_DIR.is_dir():
-        return []
-    return sorted(p.name for p in CATALOG_DIR.iterdir() if (p / "env.json").is_file())
 
 
 _initial_cache: dict[tuple[str, str], bytes] = {}

@@ -6,7 +6,7 @@
   schema.sql    SQLite DDL
   seed.json     {"table": [row, ...], ...} inserted in file order (parents before children)
   tools.py      one function per tool: def <tool>(ctx, **arguments) -> JSON value
-  tests.json    the environment's own executable test cases (see envfactory.envs.testcases)
+  tests.json    the environment's own executable test cases (see envfactory.envs.validation.testcases)
 ```
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import EnvironmentPackageError
+from envfactory.envs.runtime.errors import EnvironmentPackageError
 
 MANIFEST_FILE = "env.json"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
@@ -101,7 +101,7 @@ class Manifest(BaseModel):
     # Columns excluded from state hashes and diffs (timestamps, generated tokens).
     volatile_columns: dict[str, list[str]] = Field(default_factory=dict)
     backend: Literal["sqlite", "pyclass"] = "sqlite"
-    # For backend "pyclass": the class that holds the state (see envfactory.envs.pyclass).
+    # For backend "pyclass": the class that holds the state (see envfactory.envs.imports.pyclass).
     class_name: str | None = None
     tools: list[ToolSpec] = Field(min_length=1)
 

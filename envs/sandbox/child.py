@@ -73,7 +73,7 @@ def main() -> int:
     workspace = Path(os.environ["EF_WORKSPACE"])
     sys.dont_write_bytecode = True
     # Import what the task needs before the guard (these are trusted modules).
-    from envfactory.envs import validate  # noqa: F401
+    from envfactory.envs.validation import validate  # noqa: F401
     import socket
     try:  # inside a fresh network namespace only the loopback interface exists
         isolation = ["network namespace"] if [n for _, n in socket.if_nameindex()] == ["lo"] else []
@@ -90,7 +90,7 @@ def main() -> int:
         if request["task"] == "validate":
             payload = validate.child_validate(Path(request["package"]), request.get("strict", False))
         elif request["task"] == "introspect":
-            from envfactory.envs import importer
+            from envfactory.envs.imports import importer
             payload = importer.child_introspect(Path(request["path"]), request.get("class_name"), request.get("scenario"))
         else:
             payload = {"error": f"unknown task {request['task']!r}"}

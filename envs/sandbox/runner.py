@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-CHILD_MODULE = "envfactory.envs._sandbox_child"
+CHILD_MODULE = "envfactory.envs.sandbox.child"
 NOBODY = 65534
 CLONE_NEWNET = 0x40000000
 
@@ -90,7 +90,7 @@ def _preexec(limits: SandboxLimits, drop_root: bool, result: dict) -> Any:
 
 
 def run_sandboxed(request: dict[str, Any], workspace: Path, limits: SandboxLimits | None = None) -> SandboxResult:
-    """Run ``envfactory.envs._sandbox_child`` on ``request`` with ``workspace`` as its only writable place."""
+    """Run ``envfactory.envs.sandbox.child`` on ``request`` with ``workspace`` as its only writable place."""
     limits = limits or SandboxLimits()
     workspace = Path(workspace).resolve()
     drop_root = _can_drop_root()

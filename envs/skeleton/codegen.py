@@ -7,8 +7,8 @@ from __future__ import annotations
 import ast
 import keyword
 
-from .skeleton_plan import OpPlan, label, referencing
-from .spec import ApiSpec
+from envfactory.envs.skeleton.plan import OpPlan, label, referencing
+from envfactory.envs.skeleton.spec import ApiSpec
 
 HELPERS = '''
 

@@ -16,14 +16,14 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from .quality import quality_problems, reference_depth
-from .skeleton_code import render_tools
-from .skeleton_plan import SkeletonError, check_generable
-from .skeleton_schema import build_manifest, render_schema_sql
-from .skeleton_seed import generate_seed
-from .skeleton_tests import generate_tests
-from .spec import ApiSpec
-from .testcases import TestSuite
+from envfactory.envs.validation.quality import quality_problems, reference_depth
+from envfactory.envs.skeleton.codegen import render_tools
+from envfactory.envs.skeleton.plan import SkeletonError, check_generable
+from envfactory.envs.skeleton.schema import build_manifest, render_schema_sql
+from envfactory.envs.skeleton.seed import generate_seed
+from envfactory.envs.skeleton.testgen import generate_tests
+from envfactory.envs.skeleton.spec import ApiSpec
+from envfactory.envs.validation.testcases import TestSuite
 
 __all__ = ["PACKAGE_FILES", "SkeletonError", "generate_package", "generate_tests", "quality_gaps", "write_package"]
 

@@ -20,7 +20,7 @@ import keyword
 from dataclasses import dataclass, field as dc_field
 from typing import Any
 
-from .spec import ApiSpec, EntitySpec, FieldSpec, OperationSpec
+from envfactory.envs.skeleton.spec import ApiSpec, EntitySpec, FieldSpec, OperationSpec
 
 MISSING_ID = 999999          # an id no seed row has (seed_rows is at most 5000)
 LIST_LIMIT_DEFAULT = 20

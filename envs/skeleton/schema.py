@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .manifest import Manifest
-from .skeleton_plan import LIST_LIMIT_MAX, OpPlan, Param, creation_order, label, referencing
-from .spec import ApiSpec, EntitySpec, FieldSpec
+from envfactory.envs.runtime.manifest import Manifest
+from envfactory.envs.skeleton.plan import LIST_LIMIT_MAX, OpPlan, Param, creation_order, label, referencing
+from envfactory.envs.skeleton.spec import ApiSpec, EntitySpec, FieldSpec
 
 SQL_TYPES = {"integer": "INTEGER", "boolean": "INTEGER", "number": "REAL"}
 JSON_TYPES = {"integer": "integer", "number": "number", "boolean": "boolean"}

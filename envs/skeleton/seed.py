@@ -13,8 +13,8 @@ import random
 import re
 from typing import Any
 
-from .skeleton_plan import creation_order, referencing
-from .spec import ApiSpec, EntitySpec, FieldSpec
+from envfactory.envs.skeleton.plan import creation_order, referencing
+from envfactory.envs.skeleton.spec import ApiSpec, EntitySpec, FieldSpec
 
 FIRST = ["Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farah", "Gustavo", "Hana", "Ivan", "Jia", "Kofi", "Lena",
          "Mateo", "Nadia", "Omar", "Priya", "Quentin", "Rosa", "Samir", "Tessa", "Umar", "Valeria", "Wen", "Ximena",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .manifest import NAME_PATTERN, TOOL_NAME_PATTERN, Source
+from envfactory.envs.runtime.manifest import NAME_PATTERN, TOOL_NAME_PATTERN, Source
 
 IDENT = r"^[a-z][a-z0-9_]{0,62}$"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from .manifest import Manifest, ToolSpec
-from .skeleton_seed import SeedWriter
-from .skeleton_plan import MISSING_ID, OpPlan, label, plan_operation, referencing, resolve_default
-from .spec import ApiSpec, EntitySpec, FieldSpec
+from envfactory.envs.runtime.manifest import Manifest, ToolSpec
+from envfactory.envs.skeleton.seed import SeedWriter
+from envfactory.envs.skeleton.plan import MISSING_ID, OpPlan, label, plan_operation, referencing, resolve_default
+from envfactory.envs.skeleton.spec import ApiSpec, EntitySpec, FieldSpec
 
 Rows = dict[str, list[dict[str, Any]]]
 

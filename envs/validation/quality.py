@@ -1,9 +1,9 @@
 """The quality bar a bundled environment must meet (checked by tests and `envs validate --strict`)."""
 from __future__ import annotations
 
-from .contamination import benchmark_overlap, describe_overlap
-from .runtime import Environment
-from .testcases import TestSuite, load_suite
+from envfactory.envs.validation.contamination import benchmark_overlap, describe_overlap
+from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.validation.testcases import TestSuite, load_suite
 
 
 def reference_depth(suite: TestSuite) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .runtime import Environment
+from envfactory.envs.runtime.environment import Environment
 
 
 class StateCheck(BaseModel):

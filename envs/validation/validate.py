@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .runtime import CATALOG_DIR, VERIFIED_FILE, package_digest, resolve_package
-from .sandbox import SandboxLimits, SandboxResult, new_workspace, run_sandboxed
+from envfactory.envs.runtime.packages import CATALOG_DIR, resolve_package
+from envfactory.envs.runtime.trust import VERIFIED_FILE, package_digest
+from envfactory.envs.sandbox.runner import SandboxLimits, SandboxResult, new_workspace, run_sandboxed
 
 
 class Stage(BaseModel):
@@ -58,7 +59,7 @@ def undeclared_tools(env) -> tuple[str, list[str]]:
     declared = set(env.tools)
     cls = getattr(env, "cls", None)
     if cls is not None:  # pyclass backend: the tools are methods, their fn is None
-        from .importer import SKIP_METHODS, _is_tool_method
+        from envfactory.envs.imports.importer import SKIP_METHODS, _is_tool_method
         names = [n for n in dir(cls) if not n.startswith("_") and n not in SKIP_METHODS and _is_tool_method(cls, n)]
         return f"methods of {cls.__name__}", sorted(n for n in names if n not in declared)
     module = getattr(next(iter(env.tools.values())).fn, "__module__", None) if env.tools else None
@@ -69,10 +70,10 @@ def undeclared_tools(env) -> tuple[str, list[str]]:
 
 
 def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
-    from .errors import EnvironmentPackageError
-    from .quality import quality_problems
-    from .runtime import Environment
-    from .testcases import load_suite, run_suite
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
+    from envfactory.envs.validation.quality import quality_problems
+    from envfactory.envs.runtime.environment import Environment
+    from envfactory.envs.validation.testcases import load_suite, run_suite
 
     stages: list[dict] = []
     out: dict[str, Any] = {"stages": stages, "warnings": []}
@@ -212,7 +213,7 @@ def _report_failure(name: str, path: str, reason: str, started: float, sandbox: 
 def run_validate_command(args) -> int:
     from tqdm import tqdm
 
-    from .runtime import catalog_names
+    from envfactory.envs.runtime.packages import catalog_names
     if args.all:
         targets = catalog_names()
     elif args.target:

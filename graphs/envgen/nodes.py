@@ -1,111 +1,34 @@
-"""EnvGen graph: research -> design -> code -> write tests -> test -> (repair -> [revise tests] -> test)* -> accept | reject.
-
-- research: the Search agent turns the target into a ResearchBrief (facts with source URLs + spec).
-- design: checks the spec and fixes the package name.
-- code: the Code agent writes the package (skeleton first; a model then adds rules and data).
-- write_tests: the Test agent writes tests.json from the brief and tool schemas, not from the code.
-- test: every attempt is written to its own folder and validated in a fresh sandbox process, so
-  the code that is judged is always the code on disk (never a stale module).
-- repair: the Code agent rewrites files from the Test agent's repair brief; cases it disputes (they
-  expect what the brief does not support) go back to the Test agent, which keeps, fixes or drops each.
-
-The graph enforces its own budget (repair rounds and model tokens), keeps the best attempt (most
-tests passing, then most tool paths covered) and records why it rejects. Accepted packages land in
-the catalog directory with their brief, sources, attempts, prompt versions and token cost.
-Compiled without a checkpointer: ``langgraph dev`` injects one; the CLI passes a SQLite saver.
-"""
+"""EnvGen's steps: research, design, code, write tests, test, repair, revise tests, accept, reject,
+and the routing between them."""
 from __future__ import annotations
 
+
 import json
-import operator
 import shutil
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from envfactory.agents import code_agent, test_agent
 from envfactory.agents.models import model_name
-from envfactory.envs.contamination import benchmark_overlap, describe_overlap
-from envfactory.envs.spec import ResearchBrief, slug
+from envfactory.envs.validation.contamination import benchmark_overlap, describe_overlap
+from envfactory.envs.skeleton.spec import ResearchBrief, slug
+
+
+from envfactory.graphs.envgen.context import EnvGenContext, SETTINGS_KEY, _ctx, _model, _version
+from envfactory.graphs.envgen.state import EnvGenState
 
 RESULT_FILE = "synthesis.json"
-SETTINGS_KEY = "settings_fingerprint"  # config["configurable"] key: a caller's settings_fingerprint of this run
-
-
-@dataclass(kw_only=True)
-class EnvGenContext:
-    """Run-scoped settings (Studio renders these as a form)."""
-
-    max_rounds: int = field(default=3, metadata={"description": "repair rounds after the first attempt"})
-    max_tokens: int = field(default=400_000, metadata={"description": "model token budget for one synthesis"})
-    search_backend: str = field(default="corpus", metadata={"description": "ddgs | corpus | fixture | null | cached:<backend>"})
-    catalog_dir: str = field(default="out/catalog", metadata={"description": "where accepted environments land"})
-    workspace_dir: str = field(default="out/envgen", metadata={"description": "where every attempt is written"})
-    sandbox_seconds: float = field(default=60.0, metadata={"description": "wall-clock limit of one validation"})
-    seed: int = field(default=0, metadata={"description": "seed of the deterministic generators"})
-    prompt_versions: dict[str, str] = field(default_factory=dict, metadata={"description": "prompt id -> version (default latest)"})
-    offline: bool = field(default=False, metadata={"description": "force the offline tier even if models are configured"})
-    models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings (search, code, test)"})
-    chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
-    search_options: dict[str, Any] = field(default_factory=dict, metadata={"description": "keyword arguments of the search backend"})
-    allow_benchmark_overlap: bool = field(default=False, metadata={"description": "accept tools named like tau2-bench / BFCL tools (contaminates evaluation)"})
-
-
-class EnvGenInput(TypedDict, total=False):
-    target: str
-    name: str
-
-
-class EnvGenState(EnvGenInput, total=False):
-    run_id: str
-    brief: dict[str, Any]
-    files: dict[str, str]
-    tests: dict[str, Any]
-    attempt: int
-    attempts: Annotated[list[dict[str, Any]], operator.add]
-    best: dict[str, Any]
-    repair_brief: str
-    disputed_tests: list[str]
-    code_notes: str
-    tokens: int
-    prompts: Annotated[list[dict[str, Any]], operator.add]
-    tiers: dict[str, str]
-    models: dict[str, str]
-    failure: str
-    attempt_error: str
-    status: Literal["accepted", "rejected"]
-    reason: str
-    package_path: str
-
-
-def _ctx(runtime: Runtime | None) -> EnvGenContext:
-    return (runtime.context if runtime is not None and runtime.context is not None else None) or EnvGenContext()
-
-
-def _model(ctx: EnvGenContext, role: str):
-    from envfactory.agents.models import model_for
-    return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
-
 
 def _spent(exc: Exception) -> int:
     """Tokens a failed model step used (unusable replies count against the budget too)."""
     return int(getattr(exc, "tokens", 0) or 0)
 
-
 def _over_budget(state: EnvGenState, ctx: EnvGenContext) -> bool:
     return state.get("tokens", 0) >= ctx.max_tokens
-
-
-def _version(ctx: EnvGenContext, prompt_id: str) -> str:
-    return ctx.prompt_versions.get(prompt_id, "latest")
-
-
-# ---------------------------------------------------------------- nodes
 
 def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     from envfactory.agents import search_agent
@@ -138,12 +61,10 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
         update["models"] = {"search": result.model}
     return update
 
-
 def _benchmark_clash(names, ctx: EnvGenContext) -> str | None:
     """Which public benchmarks ``names`` mirror (described), unless the run allows that overlap."""
     overlap = benchmark_overlap(names)
     return describe_overlap(overlap) if overlap and not ctx.allow_benchmark_overlap else None
-
 
 def design(state: EnvGenState, runtime: Runtime[EnvGenContext], config: RunnableConfig) -> dict[str, Any]:
     """Name the package, re-check the spec (a brief may have been edited in Studio) and build the
@@ -169,7 +90,6 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext], config: Runnable
     return {"brief": brief.model_dump(), "files": skeleton, "attempt": 0,
             "run_id": f"{name}-{_digest(state.get('target', ''), name, settings)}"}
 
-
 def settings_fingerprint(ctx: EnvGenContext) -> dict[str, Any]:
     """What decides a synthesis' outcome besides its target: the same target under other models, search
     backend or budget is another synthesis (its own thread and attempt folders)."""
@@ -179,7 +99,6 @@ def settings_fingerprint(ctx: EnvGenContext) -> dict[str, Any]:
                      else settings.roles[role].model) for role in ("search", "code", "test")}
     return {"models": models, "search": ctx.search_backend, "rounds": ctx.max_rounds, "tokens": ctx.max_tokens,
             "seed": ctx.seed, "prompts": ctx.prompt_versions, "catalog": ctx.catalog_dir}
-
 
 def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
@@ -196,7 +115,6 @@ def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
                 **_attempt_failed(state, f"code agent: {exc}", code_model=model_name(model))}
     return _code_update(state, result)
 
-
 def _code_update(state: EnvGenState, result: code_agent.CodeResult) -> dict[str, Any]:
     update: dict[str, Any] = {"files": result.files, "tiers": {**state.get("tiers", {}), "code": result.tier},
                               "tokens": state.get("tokens", 0) + result.tokens, "disputed_tests": result.disputed_tests,
@@ -206,13 +124,11 @@ def _code_update(state: EnvGenState, result: code_agent.CodeResult) -> dict[str,
         update["models"] = {**state.get("models", {}), "code": result.model}
     return update
 
-
 def _attempt_failed(state: EnvGenState, reason: str, **fields: Any) -> dict[str, Any]:
     """An attempt whose code never reached the sandbox (unusable model output, benchmark-named tools)."""
     n = state.get("attempt", 0) + 1
     return {"attempt": n, "attempts": [{"n": n, "verdict": "FAIL", "reason": reason, "tests_passed": 0, "tests_total": 0,
                                         "paths_covered": 0, "paths_total": 0, **fields}]}
-
 
 def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
@@ -234,12 +150,11 @@ def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str
         update["models"] = {**state.get("models", {}), "test": result.model}
     return update
 
-
 def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     """Write the attempt to disk and validate it in a fresh sandbox."""
-    from envfactory.envs.sandbox import SandboxLimits
-    from envfactory.envs.skeleton import write_package
-    from envfactory.envs.validate import validate_package
+    from envfactory.envs.sandbox.runner import SandboxLimits
+    from envfactory.envs.skeleton.package import write_package
+    from envfactory.envs.validation.validate import validate_package
     ctx = _ctx(runtime)
     if state.get("attempt_error"):  # the code step already recorded this attempt as failed
         return {"attempt_error": ""}
@@ -267,10 +182,8 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     return {"attempt": n, "attempts": [summary], "best": best,
             "repair_brief": "" if report.verdict == "PASS" else test_agent.repair_brief(report)}
 
-
 def _rank(summary: dict[str, Any]) -> tuple:
     return (summary["verdict"] == "PASS", summary["tests_passed"], summary["paths_covered"], -summary["n"])
-
 
 def route(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["accept", "repair", "reject"]:
     ctx = _ctx(runtime)
@@ -285,7 +198,6 @@ def route(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["accep
         return "reject"
     return "repair"
 
-
 def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
     model = _model(ctx, "code")
@@ -297,13 +209,11 @@ def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
                 **_attempt_failed(state, f"code agent: {exc}", code_model=model_name(model))}
     return _code_update(state, result)
 
-
 def after_repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["revise_tests", "test"]:
     """Disputed test cases go back to the Test agent (the reference never repaired its fixtures)."""
     known = {c["name"] for c in state.get("tests", {}).get("cases", [])}
     disputed = [n for n in state.get("disputed_tests") or [] if n in known]
     return "revise_tests" if disputed and _model(_ctx(runtime), "test") is not None else "test"
-
 
 def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     ctx = _ctx(runtime)
@@ -318,11 +228,10 @@ def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[st
     return {"tests": result.suite, "disputed_tests": [], "tokens": state.get("tokens", 0) + result.tokens,
             "prompts": [{"step": f"revise_tests#{state.get('attempt', 0) + 1}", **result.prompt}]}
 
-
 def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     """Copy the passing attempt into the catalog with how it was made, and mark it verified."""
-    from envfactory.envs.runtime import package_digest
-    from envfactory.envs.validate import ValidationReport, write_verified
+    from envfactory.envs.runtime.trust import package_digest
+    from envfactory.envs.validation.validate import ValidationReport, write_verified
     ctx = _ctx(runtime)
     brief = ResearchBrief.model_validate(state["brief"])
     source = Path(state["attempts"][-1]["path"])
@@ -347,15 +256,12 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     _write_result(ctx, state, "accepted", None, str(dest))
     return {"status": "accepted", "reason": "", "package_path": str(dest)}
 
-
 def _report_path(attempt_folder: Path) -> Path:
     """The validation report sits beside the attempt, outside the package."""
     return attempt_folder.with_name(attempt_folder.name + ".report.json")
 
-
 def reject(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     return _reject_update(state, _ctx(runtime), _rejection_reason(state, _ctx(runtime)))
-
 
 def _rejection_reason(state: EnvGenState, ctx: EnvGenContext) -> str:
     if state.get("failure"):
@@ -369,18 +275,15 @@ def _rejection_reason(state: EnvGenState, ctx: EnvGenContext) -> str:
         return f"the offline skeleton did not validate{tail}"
     return f"no attempt passed within {ctx.max_rounds} repair round(s){tail}"
 
-
 def _reject_update(state: EnvGenState, ctx: EnvGenContext, reason: str) -> dict[str, Any]:
     _write_result(ctx, state, "rejected", reason, None)
     return {"status": "rejected", "reason": reason}
-
 
 def _result(state: EnvGenState, status: str, reason: str | None) -> dict[str, Any]:
     return {"target": state.get("target"), "run_id": state.get("run_id"), "status": status, "reason": reason,
             "tiers": state.get("tiers", {}), "models": state.get("models", {}), "prompts": state.get("prompts", []),
             "tokens": state.get("tokens", 0), "attempts": state.get("attempts", []), "best": state.get("best"),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
 
 def _write_result(ctx: EnvGenContext, state: EnvGenState, status: str, reason: str | None, path: str | None) -> None:
     run_id = state.get("run_id") or f"unnamed-{_digest(state.get('target', ''))}"
@@ -390,40 +293,6 @@ def _write_result(ctx: EnvGenContext, state: EnvGenState, status: str, reason: s
     tmp.write_text(json.dumps({**_result(state, status, reason), "package_path": path}, indent=1), encoding="utf-8")
     tmp.replace(folder / RESULT_FILE)
 
-
 def _digest(*parts: str) -> str:
     import hashlib
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
-
-
-def _then(next_node: str):
-    """A router that goes on to ``next_node`` unless the step failed for good."""
-    def go_on(state: EnvGenState) -> str:
-        return "reject" if state.get("failure") else next_node
-    go_on.__name__ = f"to_{next_node}"
-    return go_on
-
-
-def make_graph():
-    """The EnvGen graph (compiled without a checkpointer: ``langgraph dev`` injects one)."""
-    g = StateGraph(EnvGenState, input_schema=EnvGenInput, context_schema=EnvGenContext)
-    g.add_node("research", research)
-    g.add_node("design", design)
-    g.add_node("code", code)
-    g.add_node("write_tests", write_tests)
-    g.add_node("test", test)
-    g.add_node("repair", repair)
-    g.add_node("revise_tests", revise_tests)
-    g.add_node("accept", accept)
-    g.add_node("reject", reject)
-    g.add_edge(START, "research")
-    g.add_conditional_edges("research", _then("design"), ["design", "reject"])
-    g.add_conditional_edges("design", _then("code"), ["code", "reject"])
-    g.add_conditional_edges("code", _then("write_tests"), ["write_tests", "reject"])
-    g.add_conditional_edges("write_tests", _then("test"), ["test", "reject"])
-    g.add_conditional_edges("test", route, ["accept", "repair", "reject"])
-    g.add_conditional_edges("repair", after_repair, ["revise_tests", "test"])
-    g.add_edge("revise_tests", "test")
-    g.add_edge("accept", END)
-    g.add_edge("reject", END)
-    return g.compile(name="EnvGen")

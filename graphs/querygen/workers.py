@@ -4,7 +4,7 @@ One Python process runs one thread of Python at a time, and a slot's own work (s
 calls over MCP, scoring) is CPU: past a few concurrent chains, one process is busy, not waiting on
 the model. Worker processes run slots side by side on every core.
 
-Each worker runs many slots at once, as coroutines on one event loop (``querygen.arun_slot``): a
+Each worker runs many slots at once, as coroutines on one event loop (``querygen.slots.arun_slot``): a
 worker is busy with one slot's CPU work while its other slots wait on their models. One process
 per core is enough; the run's ``max_concurrency`` caps the slots in flight over all workers, and
 each new slot goes to the worker with the fewest. (``concurrent.futures.ProcessPoolExecutor``
@@ -33,9 +33,9 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from envfactory.envs.lru import BoundedCache
+from envfactory.envs.runtime.lru import BoundedCache
 
-PRELOAD = ["envfactory.graphs.querygen", "envfactory.envs.mcp_bridge", "envfactory.agents.rollout_agent",
+PRELOAD = ["envfactory.graphs.querygen", "envfactory.envs.mcp", "envfactory.agents.rollout_agent",
            "envfactory.data.reward", "langchain_core.language_models"]
 CONTEXTS_PER_WORKER = 8  # run contexts a worker keeps (a new run sends its context once per worker)
 SHUTDOWN_GRACE_SECONDS = 60  # for the slots in flight when the workers are asked to stop
@@ -161,8 +161,8 @@ def _serve(conn: Any) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the run and then its workers (a worker that
     # died of it would fail its slots one by one while the parent started new ones)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from envfactory.graphs import querygen
-    loop: asyncio.AbstractEventLoop = querygen._loop_state()["loop"]
+    from envfactory.graphs.querygen.resources import _loop_state
+    loop: asyncio.AbstractEventLoop = _loop_state()["loop"]
     contexts: collections.OrderedDict[str, Any] = collections.OrderedDict()
     send_lock = threading.Lock()
     idle = threading.Condition()

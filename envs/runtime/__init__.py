@@ -1,0 +1,13 @@
+"""The episode runtime: the one contract used by synthesis, rollouts, rewards and exports.
+
+- ``environment``: ``Environment`` (a loaded package) and ``Episode`` (an isolated in-memory SQLite
+  copy of its state: call, reset, snapshot/restore, diff, hash); backends for other package kinds
+  register here (``register_backend``).
+- ``state``: change tracking, canonical hashes, cell-level diffs, snapshots.
+- ``manifest`` (env.json), ``context`` (what a tool function receives), ``errors``.
+- ``packages``: where packages are found (bundled catalog, extra catalogs, folders).
+- ``trust``: which packages may run their code in this process.
+- ``cache`` (the process's loaded environments), ``lru`` (a small bounded cache).
+
+Imports nothing else from ``envfactory``: every other sub-package builds on this one.
+"""

@@ -1,0 +1,47 @@
+"""QueryGen's run-scoped settings (the graph's Context: Studio renders them as a form), and the
+helpers that read them inside nodes and outside a graph."""
+from __future__ import annotations
+
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+
+
+
+
+CODE_VERSION = "envfactory-0.1.0"
+
+DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant with access to tools. Use them to do what the user asks; "
+                         "ask for missing details instead of guessing ids.")
+
+@dataclass(kw_only=True)
+class QueryGenContext:
+    """Run-scoped settings (Studio renders these as a form)."""
+
+    mode: Literal["single", "conv"] = field(default="single", metadata={"description": "single-shot or conversational (user simulator)"})
+    rollouts: int = field(default=2, metadata={"description": "k rollouts per task; the pass rate labels difficulty"})
+    max_steps: int = field(default=16, metadata={"description": "tool-call steps per rollout"})
+    max_tokens: int = field(default=20_000, metadata={"description": "token budget per rollout"})
+    pass_threshold: float = field(default=1.0, metadata={"description": "composite reward a rollout needs to pass"})
+    tau: float = field(default=0.5, metadata={"description": "reward weight of the trajectory score"})
+    prompt_versions: dict[str, str] = field(default_factory=dict, metadata={"description": "prompt id -> version (default latest)"})
+    store_path: str | None = field(default=None, metadata={"description": "record store (SQLite); finished tasks are skipped on resume"})
+    offline: bool = field(default=False, metadata={"description": "force the offline tier even if models are configured"})
+    models: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"description": "per-role model settings, e.g. {'query': {'model': 'qwen3-8b', 'base_url': 'http://127.0.0.1:8000/v1'}}"})
+    persona: str = field(default="a regular customer of the service, polite and brief", metadata={"description": "who the simulated user is"})
+    chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
+    step_graph: bool = field(default=False, metadata={"description": "run each chain's five steps as a subgraph, so Studio streams every step as its own node (costs ~4 ms CPU per task; threads mode only)"})
+    workers: int = field(default=0, metadata={"description": "worker processes that run chains, each many at once on its event loop (0: threads in this process); one per core uses every core"})
+
+def _ctx(runtime: Runtime | None) -> QueryGenContext:
+    return (runtime.context if runtime is not None and runtime.context is not None else None) or QueryGenContext()
+
+class ContextRuntime:
+    """What the steps read of LangGraph's ``Runtime``, the context alone: for running the steps
+    outside a graph (worker processes, benchmarks, tests)."""
+
+    def __init__(self, context: QueryGenContext):
+        self.context = context

@@ -1,0 +1,105 @@
+"""One task slot: sample its own chain from its own block of seeds, then run the chain's steps
+(in this thread, or as a coroutine in a worker process)."""
+from __future__ import annotations
+
+
+from collections.abc import Awaitable
+from typing import Any
+
+
+from envfactory.envs.chains.sampling import GoldTrajectory
+
+
+from envfactory.graphs.querygen.context import ContextRuntime, QueryGenContext, _ctx
+from envfactory.graphs.querygen.driver import _adrive, _drive
+from envfactory.graphs.querygen.resources import _remember_gold, _sampler, _store, _worker_flag
+from envfactory.graphs.querygen.state import SlotState
+from envfactory.graphs.querygen.steps import _calibrate, _generate_queries, _roll_out, _verify, split_turns, task_key
+
+SEEDS_PER_SLOT = 8
+
+def slot_seeds(slot: int, seed: int, exact: bool = False) -> range:
+    """The seeds task slot ``slot`` tries, in order, until one gives a usable chain.
+
+    Blocks of ``SEEDS_PER_SLOT`` per slot: a slot's chain does not depend on how many slots the
+    run has, so a run resumed with a larger ``n`` finds its earlier chains again (and skips them)."""
+    if exact:
+        return range(seed, seed + 1)
+    start = seed + slot * SEEDS_PER_SLOT
+    return range(start, start + SEEDS_PER_SLOT)
+
+def sample_slot(state: SlotState, ctx: QueryGenContext) -> tuple[GoldTrajectory | None, list[dict[str, Any]], bool]:
+    """The slot's chain: (chain or None, discarded attempts, finished in an earlier run)."""
+    sampler = _sampler(tuple(state["envs"]), state.get("max_envs", 1))
+    store = _store(ctx)
+    discarded = []
+    for s in slot_seeds(state["slot"], state.get("seed", 0), state.get("exact_seed", False)):
+        out = sampler.sample(s)
+        if not isinstance(out, GoldTrajectory):
+            discarded.append(out.model_dump())
+            continue
+        if store is not None and store.has(task_key(out, ctx)):
+            return out, discarded, True  # finished in an earlier run: resume without redoing or duplicating it
+        _remember_gold(out)
+        return out, discarded, False
+    return None, discarded, False
+
+def slot_chains(envs: list[str], n: int, seed: int = 0, max_envs: int = 1,
+                ctx: QueryGenContext | None = None) -> list[GoldTrajectory]:
+    """The chains a run of ``n`` slots would process (benchmarks, inspection)."""
+    ctx = ctx or QueryGenContext()
+    chains = []
+    for i in range(n):
+        chain, _, done = sample_slot({"slot": i, "envs": sorted(envs), "seed": seed, "max_envs": max_envs}, ctx)
+        if chain is not None and not done:
+            chains.append(chain)
+    return chains
+
+def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
+    """One slot in this thread (threads mode): model calls block it, rollouts wait on the rollout loop."""
+    ctx = _ctx(runtime)
+    update, chain_state = _start_slot(state, ctx)
+    if chain_state is None:
+        return update
+    chain_state.update(split_turns(chain_state, runtime))
+    for step in (_generate_queries, _calibrate, _roll_out, _verify):
+        _apply(chain_state, _drive(step(chain_state, ctx)))
+    return {**update, "records": chain_state.get("records", [])}
+
+async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
+    """One slot as a coroutine (worker processes): many slots share one thread and one event loop,
+    so a process is busy with some slot's CPU work while the others wait on their models."""
+    update, chain_state = _start_slot(state, ctx)
+    if chain_state is None:
+        return update
+    chain_state.update(split_turns(chain_state, ContextRuntime(ctx)))
+    for step in (_generate_queries, _calibrate, _roll_out, _verify):
+        _apply(chain_state, await _adrive(step(chain_state, ctx)))
+    return {**update, "records": chain_state.get("records", [])}
+
+def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The slot's update so far, and its chain's state (None: no chain to process)."""
+    if "chain" in state:
+        chain, discarded, done = GoldTrajectory.model_validate(state["chain"]), [], False
+    else:
+        chain, discarded, done = sample_slot(state, ctx)
+    update: dict[str, Any] = {"discarded": discarded} if discarded else {}
+    if chain is None:
+        return {**update, "empty_slots": 1}, None
+    if done:
+        return {**update, "skipped": 1}, None
+    return update, {"chain": chain.model_dump()}
+
+def _apply(chain_state: dict[str, Any], step_update: dict[str, Any]) -> None:
+    """A step's update, with ``records`` appended (the reducer the per-step graph declares)."""
+    step_update = dict(step_update)
+    records = step_update.pop("records", None)
+    chain_state.update(step_update)
+    if records:
+        chain_state["records"] = chain_state.get("records", []) + records
+
+def _run_slot_in_worker(state: SlotState, ctx: QueryGenContext) -> Awaitable[dict[str, Any]]:
+    """A slot in a worker process, on its rollout loop; records are stored by the parent (one
+    writer per store)."""
+    _worker_flag["in_worker"] = True
+    return arun_slot(state, ctx)
