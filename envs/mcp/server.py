@@ -161,12 +161,17 @@ def _control(episode: Episode, op: str, args: dict[str, Any], token: str | None)
         dirty = {t: sorted(r) for t, r in snap.dirty.items()} if snap.dirty is not None else None
         return _result({"data": base64.b64encode(snap.data).decode(), "dirty": dirty})
     if op == "restore":
+        if not isinstance(args.get("data"), str):
+            return _result("restore needs the 'data' of a snapshot (base64 text, as _ef_snapshot returns it)", is_error=True)
+        dirty = args.get("dirty")
+        if dirty is not None and not (isinstance(dirty, dict) and all(isinstance(r, list) for r in dirty.values())):
+            return _result("restore refused: 'dirty' must map table names to lists of row ids; the episode is unchanged",
+                           is_error=True)
         try:
-            dirty = args.get("dirty")
-            snap = Snapshot(base64.b64decode(args["data"]), {t: set(r) for t, r in dirty.items()} if dirty is not None else None)
-            episode.restore(snap)
-        except (KeyError, ValueError) as exc:
-            return _result(f"restore needs the 'data' of a snapshot: {exc}", is_error=True)
+            data = base64.b64decode(args["data"], validate=True)
+            episode.restore(Snapshot(data, {t: set(r) for t, r in dirty.items()} if dirty is not None else None))
+        except (ValueError, TypeError) as exc:  # not base64, not a snapshot of this environment
+            return _result(f"restore refused, the episode is unchanged: {exc}", is_error=True)
         return _result({"episode_id": episode.id, "state_hash": episode.state_hash()})
     return _result(f"unknown control operation {op!r}; known: {', '.join(CONTROL_TOOLS)}", is_error=True)
 
