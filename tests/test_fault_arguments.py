@@ -225,3 +225,46 @@ def test_verl_tool_call_parser_counts_deep_nesting_as_malformed():
                                   f'<tool_call>{{"name": "get_book", "arguments": "{deep}"}}</tool_call>'
                                   '<tool_call>{"name": "get_book", "arguments": {"book_id": NaN}}</tool_call>')
     assert calls == [] and len(bad) == 3, bad
+
+
+def test_over_http_odd_json_gets_our_error_and_the_server_stays_up():
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from envfactory.envs.mcp import http_app
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(http_app(Environment.load("library")), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url, headers = f"http://127.0.0.1:{port}/mcp/", {"Accept": "application/json, text/event-stream",
+                                                      "Content-Type": "application/json"}
+
+    def call(client, n, name, raw_args):
+        return client.post(url, headers=headers, content='{"jsonrpc": "2.0", "id": %d, "method": "tools/call", '
+                           '"params": {"name": "%s", "arguments": %s}}' % (n, name, raw_args))
+    try:
+        with httpx.Client(timeout=20) as client:
+            init = client.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+            headers["mcp-session-id"] = init.headers["mcp-session-id"]
+            client.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            deep = call(client, 2, "search_books", '{"query": ' + "[" * 5000 + "]" * 5000 + "}")
+            big = call(client, 3, "get_book", '{"book_id": 99999999999999999999999}')
+            surrogate = call(client, 4, "search_books", '{"query": "\\ud800x"}')
+            fine = call(client, 5, "get_book", '{"book_id": 1}')
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert deep.status_code == 400 and deep.json()["error"]["code"] == -32700 and "nests too deeply" in deep.text
+    assert "integers must lie between" in big.text and '"isError":true' in big.text
+    assert "lone surrogate" in surrogate.text and '"isError":true' in surrogate.text
+    assert fine.status_code == 200 and '"isError":false' in fine.text

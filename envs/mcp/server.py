@@ -176,6 +176,39 @@ def _control(episode: Episode, op: str, args: dict[str, Any], token: str | None)
     return _result(f"unknown control operation {op!r}; known: {', '.join(CONTROL_TOOLS)}", is_error=True)
 
 
+async def _refuse_deep_json(scope, receive, send):
+    """The SDK parses a POST body with ``json.loads``, whose RecursionError on a body nested thousands
+    deep became a 500 and a logged traceback. Such a body gets a JSON-RPC parse error here instead;
+    any other body is handed on unchanged (the returned ``receive`` replays it)."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None if message["type"] == "http.disconnect" else receive
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    try:
+        json.loads(body)
+    except RecursionError:
+        from starlette.responses import JSONResponse
+        error = {"jsonrpc": "2.0", "id": None,
+                 "error": {"code": -32700, "message": "Parse error: the request nests too deeply"}}
+        await JSONResponse(error, status_code=400)(scope, receive, send)
+        return None
+    except ValueError:
+        pass  # not JSON: the SDK answers with its own parse error
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
+
+
 async def serve_stdio(env: Environment) -> None:
     from mcp.server.stdio import stdio_server
     server = build_server(env)
@@ -193,6 +226,10 @@ def http_app(env: Environment, control_token: str | None = None):
     manager = StreamableHTTPSessionManager(app=server, stateless=False)
 
     async def handle(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            receive = await _refuse_deep_json(scope, receive, send)
+            if receive is None:
+                return
         await manager.handle_request(scope, receive, send)
 
     @contextlib.asynccontextmanager
