@@ -191,10 +191,11 @@ def _digest(body) -> int:
     return int(hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest(), 16)
 
 
-def _run(stub, store, retries: int = 4):
+def _run(stub, store, retries: int = 4, workers: int = 0):
     models = {"rollout": {"model": "stub-model", "base_url": stub.url, "api_key_env": "ENVFACTORY_TEST_NO_KEY",
                           "max_retries": retries, "retry_wait": 0.001, "retry_wait_max": 0.02}}
-    out = make_graph().invoke(RUN, context=QueryGenContext(rollouts=1, models=models, store_path=str(store)))
+    out = make_graph().invoke(RUN, context=QueryGenContext(rollouts=1, models=models, store_path=str(store),
+                                                           workers=workers))
     accepted = {r.key for r in RecordStore(store).query(status="accepted")}
     return out["summary"], accepted, {r.key for r in RecordStore(store).query()}
 
@@ -227,7 +228,8 @@ def test_querygen_against_a_flaky_endpoint_accepts_what_a_clean_run_accepts(gold
     assert accepted == clean_accepted
 
 
-def test_a_task_whose_model_stays_down_is_not_done_and_the_next_run_finishes_it(gold_turns, clean_run, tmp_path):
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)], ids=["threads", "worker processes"])
+def test_a_task_whose_model_stays_down_is_not_done_and_the_next_run_finishes_it(gold_turns, clean_run, tmp_path, workers):
     _, clean_accepted = clean_run
     down_for = sorted(gold_turns)[0]  # every request of this one task fails, for good
 
@@ -236,7 +238,7 @@ def test_a_task_whose_model_stays_down_is_not_done_and_the_next_run_finishes_it(
 
     store = tmp_path / "records.sqlite"
     with OpenAIStubServer(responder=_solver(gold_turns), faults=outage) as stub:
-        summary, accepted, stored = _run(stub, store, retries=2)
+        summary, accepted, stored = _run(stub, store, retries=2, workers=workers)
         assert stub.faults_sent == ["503"] * 3  # the first call and its two retries, then the task stops
     assert summary["not_done"] == 1 and summary["chains"] == len(stored)  # nothing stored for it
     assert not any(r.startswith("infrastructure") for r in summary["rejected_by_reason"])
