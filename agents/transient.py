@@ -24,7 +24,7 @@ class ModelUnavailableError(Exception):
 
     transient = True
 
-    def __init__(self, message: str, attempts: int):
+    def __init__(self, message: str, attempts: int = 0):  # the default lets a pickled one load (worker processes)
         self.attempts = attempts
         super().__init__(message)
 
