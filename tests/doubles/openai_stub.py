@@ -12,7 +12,6 @@ import logging
 import socket
 import threading
 import time
-import uuid
 from typing import Any
 
 import uvicorn
@@ -116,9 +115,12 @@ class OpenAIStubServer:
             item = item(body)
         message: dict[str, Any] = {"role": "assistant", "content": item.get("content") or None}
         if item.get("tool_calls"):
-            message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+            # ids follow from the request, so a conversation (and which of its requests a fault hits) is
+            # the same on every run
+            seed = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+            message["tool_calls"] = [{"id": f"call_{seed}_{i}", "type": "function",
                                       "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                     for c in item["tool_calls"]]
+                                     for i, c in enumerate(item["tool_calls"])]
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body.get("messages", []))
         completion_tokens = max(1, len(str(item.get("content") or "").split()))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
