@@ -10,7 +10,6 @@ back to the model with the problem (bounded retries), then the attempt fails wit
 """
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from envfactory.agents.models import model_name
 from envfactory.envs.runtime.manifest import Manifest
+from envfactory.envs.runtime.pyparse import parse_python
 from envfactory.envs.skeleton.spec import ResearchBrief
 
 OFFLINE_TIER = "offline-skeleton"
@@ -51,7 +51,7 @@ class PackageFiles(BaseModel):
                 problems.append(f"{name} is empty")
             elif name == "tools.py":
                 try:
-                    ast.parse(text)
+                    parse_python(text)
                 except SyntaxError as exc:
                     problems.append(f"tools.py is not valid Python: line {exc.lineno}: {exc.msg}")
             elif name.endswith(".json"):
@@ -100,27 +100,28 @@ def example_package() -> dict[str, str]:
 
 
 def implement(brief: ResearchBrief, model=None, *, files: dict[str, str] | None = None, seed: int = 0,
-              prompt_version: str = "latest", max_retries: int = 2) -> CodeResult:
-    """The skeleton (offline tier), or the model's rewrite of it; ``files`` is the skeleton if already built."""
+              prompt_version: str = "latest", max_retries: int = 2, retry=None) -> CodeResult:
+    """The skeleton (offline tier), or the model's rewrite of it; ``files`` is the skeleton if already built.
+    ``retry``: the role's RetryPolicy for failed model calls (agents/transient.py)."""
     files = files or skeleton_files(brief, seed)
     if model is None:
         return CodeResult(files=files, tier=OFFLINE_TIER)
     from envfactory.prompts.registry import default_registry
     rendered = default_registry().render("code_agent/implement", prompt_version, brief=_brief_text(brief),
                                          files=files, example=example_package())
-    return _ask(model, rendered, files, max_retries)
+    return _ask(model, rendered, files, max_retries, retry)
 
 
 def repair(report: str, files: dict[str, str], model, *, prompt_version: str = "latest",
-           max_retries: int = 2) -> CodeResult:
+           max_retries: int = 2, retry=None) -> CodeResult:
     from envfactory.prompts.registry import default_registry
     rendered = default_registry().render("code_agent/repair", prompt_version, report=report, files=files)
-    return _ask(model, rendered, files, max_retries)
+    return _ask(model, rendered, files, max_retries, retry)
 
 
-def _ask(model, rendered, files: dict[str, str], max_retries: int) -> CodeResult:
+def _ask(model, rendered, files: dict[str, str], max_retries: int, retry=None) -> CodeResult:
     from envfactory.agents.structured import invoke_structured
-    out = invoke_structured(model, rendered.messages(), PackageFiles, max_retries=max_retries)
+    out = invoke_structured(model, rendered.messages(), PackageFiles, max_retries=max_retries, retry=retry)
     usage = out.usage
     return CodeResult(files={**files, **out.value.files}, tier="model", model=model_name(model),
                       prompt=rendered.ref.model_dump(), tokens=usage["input_tokens"] + usage["output_tokens"],

@@ -17,11 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from envfactory.agents.transient import RetryPolicy
 from envfactory.prompts.registry import PromptRef
 
 ROLES = ("search", "code", "test", "query", "refine", "user_simulator", "rollout", "judge")
 Role = Literal["search", "code", "test", "query", "refine", "user_simulator", "rollout", "judge"]
-_FIELDS = ("provider", "model", "base_url", "api_key_env", "temperature", "max_tokens", "timeout", "max_retries")
+_FIELDS = ("provider", "model", "base_url", "api_key_env", "temperature", "max_tokens", "timeout", "max_retries",
+           "retry_wait", "retry_wait_max")
 _PROVIDERS = {"anthropic": "ChatAnthropic", "ollama": "ChatOllama", "google_genai": "ChatGoogleGenerativeAI",
               "mistralai": "ChatMistralAI", "groq": "ChatGroq", "fireworks": "ChatFireworks"}
 
@@ -34,7 +36,15 @@ class ModelConfig(BaseModel):
     temperature: float = 0.7
     max_tokens: int | None = 2048
     timeout: float = 120.0
-    max_retries: int = 2
+    # Transient failures (HTTP 408/409/429/5xx, connection resets, timeouts) are retried by our own
+    # layer (agents/transient.py) for every provider and injected model; clients built here get
+    # max_retries=0 so attempts never multiply. What still fails leaves the task "not done".
+    max_retries: int = Field(4, ge=0, le=20)
+    retry_wait: float = Field(0.5, ge=0, le=600)       # first backoff in seconds, doubling with jitter
+    retry_wait_max: float = Field(20.0, ge=0, le=600)  # longest wait, a server's Retry-After included
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.max_retries, wait=self.retry_wait, wait_max=self.retry_wait_max)
 
 
 class GeneratedBy(BaseModel):
@@ -98,7 +108,7 @@ def resolve_model(role: str, settings: ModelSettings | None = None, injected: di
         from langchain_openai import ChatOpenAI
         return ChatOpenAI(model=cfg.model, base_url=cfg.base_url, api_key=api_key or "not-needed",
                           temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout,
-                          max_retries=cfg.max_retries)
+                          max_retries=0)  # retried by agents/transient.py with this role's policy
     class_name = _PROVIDERS.get(cfg.provider)
     if class_name is None:
         raise ValueError(f"unknown provider {cfg.provider!r} for role {role}; use 'openai' for any OpenAI-compatible "
@@ -109,7 +119,7 @@ def resolve_model(role: str, settings: ModelSettings | None = None, injected: di
         raise ValueError(f"provider {cfg.provider!r} for role {role} needs the package "
                          f"langchain-{cfg.provider.replace('_', '-')}: pip install it") from None
     kwargs = {"model": cfg.model, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "timeout": cfg.timeout,
-              "max_retries": cfg.max_retries}
+              "max_retries": 0}
     if api_key:
         kwargs["api_key"] = api_key
     if cfg.base_url:
@@ -135,6 +145,19 @@ def model_for(role: str, *, offline: bool = False, injected: dict[str, Any] | No
     if key not in _run_models:
         _run_models[key] = resolve_model(role, ModelSettings.load(overrides=overrides))
     return _run_models[key]
+
+
+_run_policies: dict[tuple[str, str], RetryPolicy] = {}
+
+
+def retry_policy_for(role: str, overrides: dict[str, dict[str, Any]] | None = None) -> RetryPolicy:
+    """How a step retries its role's transient model failures (injected models too), from the same
+    settings as ``model_for`` (defaults, models file, environment variables, ``overrides``)."""
+    environ = sorted((k, v) for k, v in os.environ.items() if k.startswith("ENVFACTORY_"))
+    key = (role, json.dumps([overrides or {}, environ], sort_keys=True, default=str))
+    if key not in _run_policies:
+        _run_policies[key] = ModelSettings.load(overrides=overrides).roles[role].retry_policy()
+    return _run_policies[key]
 
 
 def model_name(model: Any) -> str:

@@ -99,7 +99,7 @@ STOP = "###STOP###"
 
 async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], model, system_prompt: str,
                         max_steps: int = 16, max_tokens: int = 20_000, simulator=None, config: dict | None = None,
-                        sessions: dict | None = None, inline_episodes: bool = False) -> RolloutResult:
+                        sessions: dict | None = None, inline_episodes: bool = False, retry=None) -> RolloutResult:
     """A tool-calling agent over each environment's MCP tools, every environment on its own fresh
     episode (served by a fresh in-memory server and one held session per environment, or, with
     ``sessions`` (env name -> ``envfactory.envs.mcp.EpisodeSessionPool`` on this event loop), by a pooled
@@ -107,11 +107,13 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
 
     Without a simulator the user's turns are replayed in order (single-shot requests); with one,
     the simulator answers whenever the agent stops calling tools, and ends the conversation.
+    ``retry``: the role's ``RetryPolicy`` for failed model calls (``ModelUnavailableError`` once spent).
     """
     import contextlib
 
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
+    from envfactory.agents.transient import acall_with_retries
     from envfactory.envs.mcp import build_server, episode_tools
 
     import asyncio
@@ -139,7 +141,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
             if steps >= max_steps:
                 stopped = "step_limit"
                 break
-            reply: AIMessage = await bound.ainvoke(history, config=config)
+            reply: AIMessage = await acall_with_retries(lambda: bound.ainvoke(history, config=config), retry)
             steps += 1
             tokens += (reply.usage_metadata or {}).get("total_tokens", 0)
             history.append(reply)
@@ -158,10 +160,16 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
                         text = f"Error: {text}"
                 history.append(ToolMessage(text, tool_call_id=call.id))
                 record.append(Message(role="tool", tool_call_id=call.id, name=call.name, content=text))
+            unparsable = reply.invalid_tool_calls or []  # arguments the client could not read as JSON
+            for i, bad in enumerate(unparsable):
+                malformed += 1  # never reaches an environment: a format error the reward counts, and the model is told
+                history.append(ToolMessage(f"Error: the arguments of {bad.get('name') or 'this call'} are not a JSON object; "
+                                           f"call it again with valid JSON arguments",
+                                           tool_call_id=bad.get("id") or f"call_{steps}_invalid_{i}"))
             if tokens >= max_tokens:
                 stopped = "token_limit"
                 break
-            if calls:
+            if calls or unparsable:
                 continue
             if simulator is not None:
                 answer = await simulator.respond(record, next_turn)

@@ -63,7 +63,7 @@ class ResearchResult:
 
 
 def research(target: str, *, backend: SearchBackend | None = None, model: Any = None, prompt_version: str = "latest",
-             k: int = 8, max_retries: int = 2, corpus: Corpus | None = None) -> ResearchResult:
+             k: int = 8, max_retries: int = 2, corpus: Corpus | None = None, retry=None) -> ResearchResult:
     """Research ``target``: offline from the corpus when ``model`` is None, else with the model over ``backend``."""
     if not target or not target.strip():
         raise ResearchError("the research target is empty; name a service or describe one (e.g. 'a library lending API')")
@@ -71,7 +71,7 @@ def research(target: str, *, backend: SearchBackend | None = None, model: Any = 
         return _offline(target, corpus or _corpus_of(backend))
     if backend is None:
         raise ResearchError("the model tier needs a search backend (e.g. make_backend('cached:ddgs'))")
-    return _with_model(target, backend, model, prompt_version, k, max_retries)
+    return _with_model(target, backend, model, prompt_version, k, max_retries, retry)
 
 
 def _corpus_of(backend: SearchBackend | None) -> Corpus:
@@ -105,13 +105,13 @@ def _offline(target: str, corpus: Corpus) -> ResearchResult:
 
 
 def _with_model(target: str, backend: SearchBackend, model: Any, prompt_version: str, k: int,
-                max_retries: int) -> ResearchResult:
+                max_retries: int, retry=None) -> ResearchResult:
     hits = backend.search(target, k=k)
     if not hits:
         raise ResearchError(f"the {backend.name!r} search backend found nothing for {target!r}")
     rendered = default_registry().render(PROMPT_ID, prompt_version, target=target,
                                          results=[h.model_dump() for h in hits])
-    result = invoke_structured(model, rendered.messages(), BriefDraft, max_retries=max_retries)
+    result = invoke_structured(model, rendered.messages(), BriefDraft, max_retries=max_retries, retry=retry)
     draft = result.value
     by_url = {h.url: h for h in hits}
     kept = [f for f in draft.facts if f.source_url in by_url]

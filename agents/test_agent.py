@@ -48,7 +48,7 @@ def _suite_schema(tool_names: set[str], allow_empty: bool = False) -> type[TestS
 
 
 def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *,
-                prompt_version: str = "latest", max_retries: int = 2) -> TestsResult:
+                prompt_version: str = "latest", max_retries: int = 2, retry=None) -> TestsResult:
     manifest = json.loads(files["env.json"])
     tools = manifest["tools"]
     seed_rows = json.loads(files["seed.json"])
@@ -61,7 +61,7 @@ def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *,
     rendered = default_registry().render("test_agent/write_tests", prompt_version, brief=_brief_text(brief),
                                          tools=tools, schema=files["schema.sql"], seed_sample=sample)
     schema = _suite_schema({t["name"] for t in tools})
-    out = invoke_structured(model, rendered.messages(), schema, max_retries=max_retries)
+    out = invoke_structured(model, rendered.messages(), schema, max_retries=max_retries, retry=retry)
     usage = out.usage
     return TestsResult(suite=json.loads(out.value.model_dump_json(exclude_defaults=True)), tier="model",
                        model=model_name(model), prompt=rendered.ref.model_dump(),
@@ -69,7 +69,8 @@ def write_tests(brief: ResearchBrief, files: dict[str, str], model=None, *,
 
 
 def revise_tests(brief: ResearchBrief, files: dict[str, str], suite: dict[str, Any], disputed: list[str],
-                 objection: str, model, *, prompt_version: str = "latest", max_retries: int = 2) -> TestsResult:
+                 objection: str, model, *, prompt_version: str = "latest", max_retries: int = 2,
+                 retry=None) -> TestsResult:
     """Let the model re-judge the cases the Code agent disputed; the others stay as they are."""
     from envfactory.agents.structured import invoke_structured
     from envfactory.prompts.registry import default_registry
@@ -78,7 +79,7 @@ def revise_tests(brief: ResearchBrief, files: dict[str, str], suite: dict[str, A
     rendered = default_registry().render("test_agent/revise_tests", prompt_version, brief=_brief_text(brief),
                                          tools=tools, cases=cases, objection=objection or "(no reason given)")
     schema = _suite_schema({t["name"] for t in tools}, allow_empty=True)  # every disputed case may go
-    out = invoke_structured(model, rendered.messages(), schema, max_retries=max_retries)
+    out = invoke_structured(model, rendered.messages(), schema, max_retries=max_retries, retry=retry)
     revised = [c.model_dump(mode="json", exclude_defaults=True) for c in out.value.cases]
     kept = [c for c in suite["cases"] if c["name"] not in disputed]
     usage = out.usage

@@ -24,9 +24,11 @@ class ModelUser:
     """A model playing the user: it sees the conversation with roles swapped (its own lines are
     the assistant's), and the hidden goal in its system prompt."""
 
-    def __init__(self, model, turns: list[UserTurn], prompt_versions: dict[str, str] | None = None, config=None):
+    def __init__(self, model, turns: list[UserTurn], prompt_versions: dict[str, str] | None = None, config=None,
+                 retry=None):
         from envfactory.prompts.registry import default_registry
         self.model, self.turns, self.config = model, turns, config
+        self.retry = retry  # RetryPolicy for failed model calls (agents/transient.py)
         intent = " Then: ".join(t.query for t in turns)
         details = {k: v for t in turns for k, v in t.details.items()}
         rendered = default_registry().render("user_simulator/respond",
@@ -36,12 +38,14 @@ class ModelUser:
 
     async def respond(self, conversation: list[Message], next_turn: int) -> str:
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        from envfactory.agents.transient import acall_with_retries
         swapped = [SystemMessage(self.system)]
         for m in conversation:
             if m.role == "user":
                 swapped.append(AIMessage(m.content))
             elif m.role == "assistant" and m.content:
                 swapped.append(HumanMessage(m.content))
-        reply = await self.model.ainvoke(swapped, config=self.config)
+        reply = await acall_with_retries(lambda: self.model.ainvoke(swapped, config=self.config), self.retry)
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
         return STOP if STOP in text else text

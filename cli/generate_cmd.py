@@ -7,6 +7,8 @@ from pathlib import Path
 
 from envfactory.cli.interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
 
+NOT_DONE_EXIT_CODE = 75  # EX_TEMPFAIL: some tasks failed for a passing reason (the model endpoint); run again
+
 
 def cmd_generate(args) -> int:
     from tqdm import tqdm
@@ -30,7 +32,8 @@ def cmd_generate(args) -> int:
             elif chunk.get("process_chain"):
                 slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, no chain, or not run
                 resumed += slot.get("skipped", 0)
-                bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0))
+                bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0)
+                           + slot.get("not_done", 0))
                 if resumed:
                     bar.set_postfix_str(f"resumed {resumed}")
     bar.close()
@@ -42,11 +45,14 @@ def cmd_generate(args) -> int:
               f"{summary.get('rejected_by_reason') or ''}, {summary.get('skipped_as_done', 0)} already done, "
               f"{summary.get('discarded_chains', 0)} chains discarded while sampling; mean pass rate "
               f"{summary.get('mean_pass_rate')}; records in {args.store}")
+    if summary.get("not_done"):
+        print(f"envfactory: {summary['not_done']} tasks not done: the model endpoint kept failing after its retries; "
+              "run the same command again to retry them", file=sys.stderr)
     if stop.is_set():
         print(f"envfactory: stopped before {summary.get('slots_not_run', 0)} tasks started; run the same command "
               "again to resume", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
-    return 0
+    return NOT_DONE_EXIT_CODE if summary.get("not_done") else 0
 
 
 def register(sub) -> None:

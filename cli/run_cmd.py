@@ -114,6 +114,9 @@ def cmd_run(args) -> int:
                "passed_validation": len(good) - len(made), "per_env": per_env,
                "store": str(out / "records.sqlite"), "records": store.counts(), "exports": exports, "seconds": round(time.perf_counter() - started, 1),
                "tier": _tier_line()}
+    not_done = sum(s.get("not_done", 0) for s in per_env.values())
+    if not_done:
+        summary["not_done"] = not_done
     if args.json:
         print(json.dumps({"validation": validation, "summary": summary}, indent=2))
     else:
@@ -128,6 +131,9 @@ def cmd_run(args) -> int:
               f"{counts.get('accepted', 0)} accepted and {counts.get('rejected', 0)} rejected trajectories "
               f"({summary['tier']}); exported to {out / 'export'}: "
               + ", ".join(f"{n} {fmt}" for fmt, n in summary["exports"].items()) + f" rows; {summary['seconds']} s.")
+    if not_done:
+        print(f"envfactory: {not_done} tasks not done (the model endpoint kept failing); run the same command again "
+              "to retry them", file=sys.stderr)
     return 0 if len(good) - len(made) == len(validation) and len(made) == len(synthesized) else 1
 
 

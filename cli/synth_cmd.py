@@ -62,6 +62,9 @@ def synthesize(graph, item: dict[str, str], ctx, on_step=None) -> dict[str, Any]
     if snapshot.values.get("status") and not snapshot.next:
         return {**_outcome(item, snapshot.values), "resumed": "done before"}
     start = None if snapshot.next else item  # None continues the interrupted thread from its checkpoint
+    if start is None and ctx is not None:  # a killed run's half-made folders go before the thread goes on
+        from envfactory.graphs.envgen.nodes import clean_partial
+        clean_partial(snapshot.values, ctx)
     for update in graph.stream(start, config, context=ctx, stream_mode="updates", durability="sync"):
         if on_step:
             on_step(item, next(iter(update)))
@@ -100,12 +103,20 @@ def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concur
                 try:
                     results.append(fut.result())
                 except Exception as exc:  # one target's crash must not lose the others
-                    results.append({"target": futures[fut]["target"], "status": "error",
-                                    "reason": f"{type(exc).__name__}: {exc}"})
+                    results.append(_unfinished(futures[fut], exc))
                 bar.update(1)
     bar.close()
     order = {item["target"]: i for i, item in enumerate(items)}
     return sorted(results, key=lambda r: order.get(r["target"], 0))
+
+
+def _unfinished(item: dict[str, str], exc: Exception) -> dict[str, Any]:
+    """A target whose thread stopped without a verdict: its finished steps are checkpointed and a
+    rerun continues it. "not done" when the model endpoint kept failing, "error" for a fault of ours."""
+    from envfactory.agents.transient import is_transient
+    if is_transient(exc):
+        return {"target": item["target"], "status": "not done", "reason": f"{exc} (rerun to continue)"}
+    return {"target": item["target"], "status": "error", "reason": f"{type(exc).__name__}: {exc} (rerun to continue)"}
 
 
 def cmd_synth(args) -> int:
@@ -131,7 +142,9 @@ def cmd_synth(args) -> int:
             print(f"{r['status'] or '?':<9} {r['target'][:40]:<40} attempts {r.get('attempts', 0)}  tests {r.get('tests', '-'):<7} "
                   f"{'(' + r['resumed'] + ') ' if r.get('resumed') else ''}{where}")
         accepted = sum(r["status"] == "accepted" for r in results)
-        print(f"\n{accepted}/{len(results)} environments accepted into {args.catalog}; attempts and reasons in {out}/")
+        unfinished = sum(r["status"] in ("not done", "error") for r in results)
+        print(f"\n{accepted}/{len(results)} environments accepted into {args.catalog}; attempts and reasons in {out}/"
+              + (f"\n{unfinished} not finished: rerun the same command to continue them" if unfinished else ""))
     return 0 if all(r["status"] == "accepted" for r in results) else 1
 
 

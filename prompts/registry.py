@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
-from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from envfactory.prompts.bounded import BoundedSandbox, RenderLimitError, render_bounded
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LOCK_FILE = TEMPLATES_DIR / "versions.lock.json"
@@ -47,10 +48,15 @@ class PromptVariableError(PromptError):
     pass
 
 
+class PromptRenderError(PromptError):
+    """The template failed while rendering (a runtime error in it, or past a render bound)."""
+
+
 class Variable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
+    optional: bool = False  # None is a value only for a variable declared optional (new versions may)
 
 
 class FrontMatter(BaseModel):
@@ -64,6 +70,17 @@ class FrontMatter(BaseModel):
 
     def variables(self) -> list[str]:
         return [v if isinstance(v, str) else v.name for v in self.input_variables]
+
+    def optional(self) -> set[str]:
+        return {v.name for v in self.input_variables if isinstance(v, Variable) and v.optional}
+
+    @model_validator(mode="after")
+    def _names_once(self) -> "FrontMatter":
+        names = self.variables()
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"input_variables declares {', '.join(twice)} more than once")
+        return self
 
 
 class PromptRef(BaseModel):
@@ -124,7 +141,10 @@ _parsed: dict[tuple[str, int, int], PromptTemplate] = {}
 
 def _parse(path: Path) -> PromptTemplate:
     """Parse a template file (cached by path and modification time: runs render the same ones often)."""
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise FrontMatterError(f"prompt template {path} cannot be read: {exc.strerror or exc}") from None
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _parsed:
         _parsed[key] = _parse_file(path)
@@ -132,22 +152,28 @@ def _parse(path: Path) -> PromptTemplate:
 
 
 def _parse_file(path: Path) -> PromptTemplate:
-    raw = path.read_bytes()
-    text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text's universal newlines
-    match = _FRONT.match(text)
     where = f"prompt template {path}"
+    try:
+        raw = path.read_bytes()
+        # utf-8-sig: an editor's byte-order mark is not part of the front matter
+        text = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as read_text's universal newlines
+    except OSError as exc:
+        raise FrontMatterError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise FrontMatterError(f"{where} is not UTF-8 text (byte {exc.start})") from None
+    match = _FRONT.match(text)
     if not match:
         raise FrontMatterError(f"{where}: no YAML front matter (the file must start with '---', the fields, then '---')")
     try:
         data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise FrontMatterError(f"{where}: front matter is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise FrontMatterError(f"{where}: front matter must be a mapping of fields")
     try:
         front = FrontMatter.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'front matter'}: {e['msg']}" for e in exc.errors())
         raise FrontMatterError(f"{where}: front matter is invalid: {problems}") from None
     expected = f"v{front.version}.md.j2"
     if path.name != expected:
@@ -160,7 +186,7 @@ class PromptRegistry:
         env_dirs = [d for d in os.environ.get("ENVFACTORY_PROMPTS_PATH", "").split(os.pathsep) if d]
         # later directories override earlier ones: package < environment variable < argument
         self.dirs = [TEMPLATES_DIR, *map(Path, env_dirs), *map(Path, extra_dirs or [])]
-        self._jinja = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        self._jinja = BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
         self._index: dict[str, dict[int, Path]] = {}
         self._compiled: dict[str, Any] = {}
         for base in self.dirs:
@@ -211,22 +237,47 @@ class PromptRegistry:
         missing = sorted(declared - set(variables))
         if missing:
             raise PromptVariableError(f"{label}: missing variable(s) {', '.join(missing)}")
+        empty = sorted(n for n in declared - template.front.optional() if variables[n] is None)
+        if empty:  # "assistant for None" is never what a caller meant
+            raise PromptVariableError(f"{label}: variable(s) {', '.join(empty)} are None; pass a value "
+                                      f"(a template may declare a variable 'optional: true')")
         try:
             compiled = self._compiled.get(template.body)
             if compiled is None:
                 compiled = self._compiled[template.body] = self._jinja.from_string(template.body)
-            text = compiled.render(**variables)
+            text = render_bounded(compiled, variables)
         except UndefinedError as exc:
             raise PromptVariableError(f"{label}: the template uses an undeclared variable ({exc.message})") from None
         except TemplateSyntaxError as exc:
             raise FrontMatterError(f"{label}: template syntax error at line {exc.lineno}: {exc.message}") from None
+        except RenderLimitError as exc:
+            raise PromptRenderError(f"{label}: rendering stopped: {exc}") from None
+        except (RecursionError, Exception) as exc:  # any other fault of the template: say which and where
+            raise PromptRenderError(f"{label}: the template failed{_template_line(exc)}: "
+                                    f"{type(exc).__name__}: {str(exc)[:300]}") from None
         system, user = _sections(text)
         return RenderedPrompt(ref=template.ref, text=text, system=system, user=user)
 
     def undeclared_in_body(self, template: PromptTemplate) -> set[str]:
         """Variables the body uses that the front matter does not declare (a lint for authors)."""
-        used = meta.find_undeclared_variables(self._jinja.parse(template.body))
+        try:
+            used = meta.find_undeclared_variables(self._jinja.parse(template.body))
+        except TemplateSyntaxError as exc:
+            raise FrontMatterError(f"{template.id}@{template.version}: template syntax error at line {exc.lineno}: "
+                                   f"{exc.message}") from None
+        except RecursionError:
+            raise FrontMatterError(f"{template.id}@{template.version}: the template nests too deeply to parse") from None
         return used - set(template.front.variables())
+
+
+def _template_line(exc: BaseException) -> str:
+    """" at line N" of the template where ``exc`` was raised (Jinja maps its frames to template lines)."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" at line {line}" if line else ""
 
 
 def _sections(text: str) -> tuple[str | None, str | None]:

@@ -28,6 +28,7 @@ from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.runtime.environment import Episode
 
 from envfactory.data.exports.calls import parse_calls
+from envfactory.envs.runtime.arguments import json_problem, loads_arguments
 from envfactory.data.reward import GoldReplayError
 from envfactory.data.exports.verl_task import (StateDriftError, VerlTask, load_env, open_turn_episodes, replay_rollout,
                                                route, turn_gold)
@@ -45,9 +46,9 @@ def parse_tool_calls(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     calls, bad = [], []
     for body in _BLOCK.findall(text):
         try:
-            value = json.loads(body.strip())
-        except json.JSONDecodeError as exc:
-            bad.append(f"not JSON ({exc.msg} at column {exc.colno})")
+            value = loads_arguments(body.strip())
+        except ValueError as exc:  # not JSON, NaN, nesting that would exhaust the stack
+            bad.append(f"not JSON ({json_problem(exc)})")
             continue
         if not isinstance(value, dict) or not isinstance(value.get("name"), str):
             bad.append("a tool call must be a JSON object with a string 'name'")
@@ -55,8 +56,8 @@ def parse_tool_calls(text: str) -> tuple[list[dict[str, Any]], list[str]]:
         args = value.get("arguments", {})
         if isinstance(args, str):  # some models emit the OpenAI wire form
             try:
-                args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError:
+                args = loads_arguments(args) if args.strip() else {}
+            except ValueError:
                 bad.append(f"arguments of {value['name']} are a string that is not JSON")
                 continue
         if not isinstance(args, dict):

@@ -28,6 +28,8 @@ from typing import Any
 import fastjsonschema
 import pydantic
 
+from envfactory.envs.runtime.arguments import argument_problem, json_problem, loads_arguments
+from envfactory.envs.runtime.pyparse import parse_python
 from envfactory.envs.runtime.errors import EnvironmentPackageError
 from envfactory.envs.runtime.manifest import Manifest, ToolSpec, read_package_json
 from envfactory.envs.runtime.environment import CallRecord, EnvironmentBase, ToolResult, _argument_error_message
@@ -97,7 +99,7 @@ def exec_class_file(path: Path, module_name: str | None = None) -> types.ModuleT
     resolve postponed annotations. Raises whatever the file raises (SyntaxError included).
     """
     module_name = module_name or f"envfactory_pyclass_{next(_counter)}"
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = parse_python(path.read_text(encoding="utf-8"), filename=str(path))
     tree.body = [node for node in tree.body if not _starts_a_server(node)]
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
@@ -293,8 +295,19 @@ class PyClassEpisode:
         self.reset(state)
 
     def _load(self, data: bytes) -> None:
-        self.instance = self.env.cls()
-        load_state(self.instance, json.loads(data))
+        """Swap in a new instance holding ``data``; on any problem the current one stays."""
+        try:
+            state = json.loads(data)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"not a snapshot of {self.env.name}: the state is not JSON ({str(exc)[:120]})") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"not a snapshot of {self.env.name}: the state must be a JSON object of attributes")
+        instance = self.env.cls()
+        try:
+            load_state(instance, state)
+        except Exception as exc:
+            raise ValueError(f"not a snapshot of {self.env.name}: {type(exc).__name__}: {exc}") from None
+        self.instance = instance
 
     def reset(self, state: bytes | Snapshot | None = None) -> None:
         with self._lock:
@@ -330,9 +343,9 @@ class PyClassEpisode:
         tool = self.env.tools.get(name)
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                return self._fail(name, {}, "invalid_arguments", f"invalid arguments for {name}: not valid JSON ({exc.msg})")
+                arguments = loads_arguments(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                return self._fail(name, {}, "invalid_arguments", f"invalid arguments for {name}: not valid JSON ({json_problem(exc)})")
         arguments = {} if arguments is None else arguments
         if tool is None:
             return self._fail(name, arguments, "unknown_tool",
@@ -340,6 +353,9 @@ class PyClassEpisode:
         if not isinstance(arguments, dict):
             return self._fail(name, {}, "invalid_arguments",
                               f"invalid arguments for {name}: expected a JSON object, got {type(arguments).__name__}")
+        problem = argument_problem(arguments)
+        if problem:
+            return self._fail(name, arguments, "invalid_arguments", f"invalid arguments for {name}: {problem}")
         try:
             tool.validate(arguments)
         except fastjsonschema.JsonSchemaValueException as exc:
@@ -409,4 +425,7 @@ def load_pyclass_environment(package_dir: Path, manifest: Manifest) -> PyClassEn
     if missing:
         raise EnvironmentPackageError(str(package_dir), f"class {manifest.class_name} has no method for tools {missing}")
     initial = read_package_json(package_dir, manifest.seed, dict, "the initial state as a JSON object")
-    return PyClassEnvironment(package_dir, manifest, cls, initial)
+    try:
+        return PyClassEnvironment(package_dir, manifest, cls, initial)
+    except fastjsonschema.JsonSchemaDefinitionException as exc:  # e.g. a $ref to nowhere
+        raise EnvironmentPackageError(str(package_dir), f"a tool's schemas cannot be compiled: {exc}") from None

@@ -161,14 +161,52 @@ def _control(episode: Episode, op: str, args: dict[str, Any], token: str | None)
         dirty = {t: sorted(r) for t, r in snap.dirty.items()} if snap.dirty is not None else None
         return _result({"data": base64.b64encode(snap.data).decode(), "dirty": dirty})
     if op == "restore":
+        if not isinstance(args.get("data"), str):
+            return _result("restore needs the 'data' of a snapshot (base64 text, as _ef_snapshot returns it)", is_error=True)
+        dirty = args.get("dirty")
+        if dirty is not None and not (isinstance(dirty, dict) and all(isinstance(r, list) for r in dirty.values())):
+            return _result("restore refused: 'dirty' must map table names to lists of row ids; the episode is unchanged",
+                           is_error=True)
         try:
-            dirty = args.get("dirty")
-            snap = Snapshot(base64.b64decode(args["data"]), {t: set(r) for t, r in dirty.items()} if dirty is not None else None)
-            episode.restore(snap)
-        except (KeyError, ValueError) as exc:
-            return _result(f"restore needs the 'data' of a snapshot: {exc}", is_error=True)
+            data = base64.b64decode(args["data"], validate=True)
+            episode.restore(Snapshot(data, {t: set(r) for t, r in dirty.items()} if dirty is not None else None))
+        except (ValueError, TypeError) as exc:  # not base64, not a snapshot of this environment
+            return _result(f"restore refused, the episode is unchanged: {exc}", is_error=True)
         return _result({"episode_id": episode.id, "state_hash": episode.state_hash()})
     return _result(f"unknown control operation {op!r}; known: {', '.join(CONTROL_TOOLS)}", is_error=True)
+
+
+async def _refuse_deep_json(scope, receive, send):
+    """The SDK parses a POST body with ``json.loads``, whose RecursionError on a body nested thousands
+    deep became a 500 and a logged traceback. Such a body gets a JSON-RPC parse error here instead;
+    any other body is handed on unchanged (the returned ``receive`` replays it)."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None if message["type"] == "http.disconnect" else receive
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    try:
+        json.loads(body)
+    except RecursionError:
+        from starlette.responses import JSONResponse
+        error = {"jsonrpc": "2.0", "id": None,
+                 "error": {"code": -32700, "message": "Parse error: the request nests too deeply"}}
+        await JSONResponse(error, status_code=400)(scope, receive, send)
+        return None
+    except ValueError:
+        pass  # not JSON: the SDK answers with its own parse error
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
 
 
 async def serve_stdio(env: Environment) -> None:
@@ -188,6 +226,10 @@ def http_app(env: Environment, control_token: str | None = None):
     manager = StreamableHTTPSessionManager(app=server, stateless=False)
 
     async def handle(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            receive = await _refuse_deep_json(scope, receive, send)
+            if receive is None:
+                return
         await manager.handle_request(scope, receive, send)
 
     @contextlib.asynccontextmanager

@@ -5,6 +5,9 @@
   register here (``register_backend``).
 - ``state``: change tracking, canonical hashes, cell-level diffs, snapshots.
 - ``manifest`` (env.json), ``context`` (what a tool function receives), ``errors``.
+- ``arguments`` (what any tool accepts, whatever its schema allows), ``package_checks`` (seed rows and
+  volatile columns), ``snapshot_check`` (is this a snapshot of this environment), ``pyparse`` (``ast.parse``
+  one thread at a time).
 - ``packages``: where packages are found (bundled catalog, extra catalogs, folders).
 - ``trust``: which packages may run their code in this process.
 - ``cache`` (the process's loaded environments), ``lru`` (a small bounded cache).

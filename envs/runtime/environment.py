@@ -23,11 +23,14 @@ from typing import Any, Callable
 import fastjsonschema
 
 from envfactory.envs.runtime import state as st
+from envfactory.envs.runtime.arguments import argument_problem, json_problem, loads_arguments
 from envfactory.envs.runtime.context import ToolContext
 from envfactory.envs.runtime.errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
                      ToolCallError, ToolCrashError, ToolError, UnknownToolError, UntrustedCodeError)
 from envfactory.envs.runtime.manifest import Manifest, ToolSpec, load_manifest, read_package_json
+from envfactory.envs.runtime.package_checks import check_seed, check_volatile_columns
 from envfactory.envs.runtime.packages import resolve_package
+from envfactory.envs.runtime.snapshot_check import snapshot_problem
 from envfactory.envs.runtime.trust import is_trusted, untrusted_reason
 
 _import_lock = threading.RLock()  # tools modules execute one at a time (see _import_tools_module)
@@ -117,7 +120,7 @@ def _import_tools_module(package_dir: Path, manifest: Manifest):
         except MemoryError:
             sys.modules.pop(name, None)
             raise  # resource exhaustion is the sandbox's to report, not a package error
-        except Exception as exc:  # a broken module is the package's fault; say where
+        except (Exception, SystemExit) as exc:  # a broken module (even one calling exit()) is the package's fault
             sys.modules.pop(name, None)
             raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: {type(exc).__name__}: {exc}") from exc
     return module
@@ -295,9 +298,14 @@ class Environment(EnvironmentBase):
             fn = getattr(module, spec.name, None)
             if not callable(fn):
                 raise EnvironmentPackageError(str(package_dir), f"tool {spec.name!r} is declared in env.json but {manifest.tools_module} defines no function of that name")
-            tools[spec.name] = BoundTool(spec, fn)
+            try:
+                tools[spec.name] = BoundTool(spec, fn)
+            except fastjsonschema.JsonSchemaDefinitionException as exc:  # e.g. a $ref to nowhere
+                raise EnvironmentPackageError(str(package_dir), f"tool {spec.name!r}: its schemas cannot be compiled: {exc}") from None
         initial = build_initial_state(package_dir, manifest)
-        return cls(package_dir, manifest, tools, initial)
+        env = cls(package_dir, manifest, tools, initial)
+        check_volatile_columns(str(package_dir), manifest.volatile_columns, {n: t.columns for n, t in env.tables.items()})
+        return env
 
     def episode(self, episode_id: str | None = None, state: "bytes | st.Snapshot | None" = None,
                 check_outputs: bool = False) -> "Episode":
@@ -348,7 +356,10 @@ def build_initial_state(package_dir: Path, manifest: Manifest) -> bytes:
             conn.executescript(schema_path.read_text(encoding="utf-8"))
         except sqlite3.Error as exc:
             raise EnvironmentPackageError(str(package_dir), f"{manifest.schema_file} does not execute: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise EnvironmentPackageError(str(package_dir), f"{manifest.schema_file} is not UTF-8 text (byte {exc.start})") from None
         seed = read_package_json(package_dir, manifest.seed, dict, "an object mapping table names to lists of rows")
+        check_seed(str(package_dir), manifest.seed, seed)
         import sqlite_utils
         db = sqlite_utils.Database(conn)
         existing = set(db.table_names())
@@ -434,7 +445,11 @@ class Episode:
             return st.Snapshot(self.conn.serialize(), self._dirty())
 
     def restore(self, snap: st.Snapshot) -> None:
-        """Return to a snapshot taken on this episode (the base state is kept)."""
+        """Return to a snapshot taken on this episode (the base state is kept). Bytes that are not a
+        snapshot of this environment raise ValueError and leave the episode as it was."""
+        problem = snapshot_problem(self.env, snap.data, snap.dirty)
+        if problem:
+            raise ValueError(f"not a snapshot of {self.env.name}: {problem}")
         with self._lock:
             self._load(snap.data, base=False)
             if snap.dirty is None:
@@ -496,10 +511,9 @@ class Episode:
             arguments = {}
         elif isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                return self._fail(name, {}, "invalid_arguments",
-                                  f"invalid arguments for {name}: not valid JSON ({exc.msg} at column {exc.colno})")
+                arguments = loads_arguments(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                return self._fail(name, {}, "invalid_arguments", f"invalid arguments for {name}: not valid JSON ({json_problem(exc)})")
         if tool is None:
             known = ", ".join(sorted(self.env.tools))
             return self._fail(name, arguments if isinstance(arguments, dict) else {}, "unknown_tool",
@@ -507,6 +521,9 @@ class Episode:
         if not isinstance(arguments, dict):
             return self._fail(name, {}, "invalid_arguments",
                               f"invalid arguments for {name}: expected a JSON object, got {type(arguments).__name__}")
+        problem = argument_problem(arguments)  # what no schema bounds: the agent's doing, never "internal"
+        if problem:
+            return self._fail(name, arguments, "invalid_arguments", f"invalid arguments for {name}: {problem}")
         try:
             tool.validate(arguments)
         except fastjsonschema.JsonSchemaValueException as exc:

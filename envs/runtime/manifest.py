@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from envfactory.envs.runtime.errors import EnvironmentPackageError
 
@@ -43,7 +44,7 @@ class ToolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str = Field(min_length=10)
-    read_only: bool
+    read_only: StrictBool  # true or false: "yes" or 1 is a typo to report, not a value to guess at
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     # Arguments whose value does not change what the call means (page size, verbosity);
@@ -105,6 +106,27 @@ class Manifest(BaseModel):
     class_name: str | None = None
     tools: list[ToolSpec] = Field(min_length=1)
 
+    @field_validator("clock")
+    @classmethod
+    def _clock_is_a_time(cls, clock: str) -> str:
+        try:
+            ok = "T" in clock and datetime.fromisoformat(clock.replace("Z", "+00:00")) is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{clock!r} is not an ISO 8601 date and time such as {cls.model_fields['clock'].default}")
+        return clock
+
+    @field_validator("schema_file", "seed", "tools_module", "tests")
+    @classmethod
+    def _inside_the_package(cls, rel: str | None) -> str | None:
+        if rel is None:
+            return rel
+        path = PurePosixPath(rel.replace("\\", "/"))
+        if not rel.strip() or path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", rel):
+            raise ValueError(f"{rel!r} must be a file name inside the package folder")
+        return rel
+
     @model_validator(mode="after")
     def _unique_tools(self) -> "Manifest":
         names = [t.name for t in self.tools]
@@ -135,6 +157,12 @@ def read_package_json(package_dir: Path, rel: str, expect: type = dict, what: st
         raw = json.loads((package_dir / rel).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise EnvironmentPackageError(str(package_dir), f"{rel} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise EnvironmentPackageError(str(package_dir), f"{rel} is not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise EnvironmentPackageError(str(package_dir), f"{rel} nests too deeply to read") from None
+    except OSError as exc:
+        raise EnvironmentPackageError(str(package_dir), f"{rel} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(raw, expect):
         raise EnvironmentPackageError(str(package_dir), f"{rel} must hold {what}")
     return raw
@@ -155,7 +183,10 @@ def load_manifest(package_dir: str | Path) -> Manifest:
     files = [("seed", manifest.seed), ("tools_module", manifest.tools_module)]
     if manifest.backend == "sqlite":
         files.insert(0, ("schema", manifest.schema_file))
+    root = package_dir.resolve()
     for label, rel in files:
         if not (package_dir / rel).is_file():
             raise EnvironmentPackageError(str(package_dir), f"{label} file {rel!r} named in {MANIFEST_FILE} does not exist")
+        if not (package_dir / rel).resolve().is_relative_to(root):  # a symlink out of the package
+            raise EnvironmentPackageError(str(package_dir), f"{label} file {rel!r} named in {MANIFEST_FILE} resolves outside the package folder")
     return manifest

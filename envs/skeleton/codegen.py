@@ -4,9 +4,9 @@ refer to the row, transitions only from their documented states) and errors that
 The shared checks sit in private helpers so a model enriching the file edits one tool at a time."""
 from __future__ import annotations
 
-import ast
 import keyword
 
+from envfactory.envs.runtime.pyparse import parse_python
 from envfactory.envs.skeleton.plan import OpPlan, label, referencing
 from envfactory.envs.skeleton.spec import ApiSpec
 
@@ -132,7 +132,7 @@ class CodeWriter:
         for plan in self.plans:
             body.append("\n\n" + getattr(self, f"_{plan.op.kind}")(plan))
         code = "\n".join(head) + "".join(body)
-        ast.parse(code)  # never hand out code that does not parse
+        parse_python(code)  # never hand out code that does not parse
         return code
 
     # -- signatures

@@ -92,14 +92,25 @@ def load_suite(path: Path) -> TestSuite:
     return TestSuite.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+class UnresolvedReference(ValueError):
+    """A ``$name.path`` argument that does not lead to a value (its message says where it stops)."""
+
+
 def _resolve(value: Any, saved: dict[str, Any]) -> Any:
     if isinstance(value, str) and value.startswith("$") and not value.startswith("$$"):
         name, _, path = value[1:].partition(".")
         if name not in saved:
-            raise KeyError(f"reference {value!r}: nothing was saved as {name!r}")
-        cur = saved[name]
+            raise UnresolvedReference(f"reference {value!r}: nothing was saved as {name!r}")
+        cur, walked = saved[name], f"${name}"
         for part in filter(None, path.split(".")):
-            cur = cur[int(part)] if isinstance(cur, list) else cur[part]
+            try:
+                cur = cur[int(part)] if isinstance(cur, list) else cur[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                what = (f"a list of {len(cur)}" if isinstance(cur, list) else
+                        f"an object with keys {', '.join(map(str, list(cur)[:10]))}" if isinstance(cur, dict) else
+                        f"the {type(cur).__name__} {json.dumps(cur)[:60]}")
+                raise UnresolvedReference(f"reference {value!r}: {walked} is {what}, so it has no {part!r}") from None
+            walked += f".{part}"
         return cur
     if isinstance(value, dict):
         return {k: _resolve(v, saved) for k, v in value.items()}
@@ -151,7 +162,7 @@ def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]])
             label = f"step {i + 1} ({step.call})"
             try:
                 args = _resolve(step.args, saved)
-            except (KeyError, IndexError, TypeError) as exc:
+            except UnresolvedReference as exc:
                 result.failures.append(f"{label}: {exc}")
                 break
             before = ep.state_hash() if step.expect_unchanged else None

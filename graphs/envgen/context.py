@@ -38,5 +38,10 @@ def _model(ctx: EnvGenContext, role: str):
     from envfactory.agents.models import model_for
     return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
 
+def _retry(ctx: EnvGenContext, role: str):
+    """How the role's failed model calls are retried (agents/transient.py)."""
+    from envfactory.agents.models import retry_policy_for
+    return retry_policy_for(role, ctx.models)
+
 def _version(ctx: EnvGenContext, prompt_id: str) -> str:
     return ctx.prompt_versions.get(prompt_id, "latest")

@@ -18,7 +18,7 @@ from envfactory.envs.validation.contamination import benchmark_overlap, describe
 from envfactory.envs.skeleton.spec import ResearchBrief, slug
 
 
-from envfactory.graphs.envgen.context import EnvGenContext, SETTINGS_KEY, _ctx, _model, _version
+from envfactory.graphs.envgen.context import EnvGenContext, SETTINGS_KEY, _ctx, _model, _retry, _version
 from envfactory.graphs.envgen.state import EnvGenState
 
 RESULT_FILE = "synthesis.json"
@@ -26,6 +26,14 @@ RESULT_FILE = "synthesis.json"
 def _spent(exc: Exception) -> int:
     """Tokens a failed model step used (unusable replies count against the budget too)."""
     return int(getattr(exc, "tokens", 0) or 0)
+
+def _not_a_verdict(step: str, exc: Exception) -> None:
+    """Raise when ``exc`` says nothing about the target: a model endpoint that kept failing
+    (``ModelUnavailableError``, after its retries). The thread then stops at this step with every
+    finished step checkpointed, and a rerun continues it, instead of recording a rejection."""
+    from envfactory.agents.transient import ModelUnavailableError, is_transient
+    if getattr(exc, "transient", False) or is_transient(exc):
+        raise ModelUnavailableError(f"{step}: {exc}", getattr(exc, "attempts", 0) or 0) from exc
 
 def _over_budget(state: EnvGenState, ctx: EnvGenContext) -> bool:
     return state.get("tokens", 0) >= ctx.max_tokens
@@ -48,8 +56,9 @@ def research(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, A
     try:
         backend = make_backend(backend_name, **options)
         result = search_agent.research(target, backend=backend, model=model,
-                                       prompt_version=_version(ctx, "search_agent/brief"))
+                                       prompt_version=_version(ctx, "search_agent/brief"), retry=_retry(ctx, "search"))
     except Exception as exc:  # no matching service, a failed endpoint, output that never parsed
+        _not_a_verdict("research", exc)
         return {"failure": f"research: {type(exc).__name__}: {exc}", "tiers": {"search": "model" if model else "offline"},
                 "tokens": state.get("tokens", 0) + _spent(exc)}
     brief = result.brief
@@ -81,7 +90,8 @@ def design(state: EnvGenState, runtime: Runtime[EnvGenContext], config: Runnable
                            f"training on it would contaminate their scores: rename the operations or model another service"}
     try:
         skeleton = code_agent.skeleton_files(brief, _ctx(runtime).seed)
-    except Exception as exc:  # e.g. a model-written spec the generator cannot build
+    except (ValueError, KeyError) as exc:  # e.g. a model-written spec the generator cannot build
+        # (anything else is a fault of ours, not a verdict on the target: it stops the thread, resumable)
         return {"failure": f"design: the spec cannot be turned into a package: {exc}"}
     fingerprint = (config.get("configurable") or {}).get(SETTINGS_KEY)  # the CLI's, computed once per target
     if fingerprint is None:
@@ -108,8 +118,9 @@ def code(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     brief = ResearchBrief.model_validate(state["brief"])
     try:
         result = code_agent.implement(brief, model, files=state["files"],
-                                      prompt_version=_version(ctx, "code_agent/implement"))
+                                      prompt_version=_version(ctx, "code_agent/implement"), retry=_retry(ctx, "code"))
     except Exception as exc:  # unusable after retries: this attempt fails, the repair loop goes on
+        _not_a_verdict("code", exc)
         return {"repair_brief": f"Your previous reply was unusable: {exc}", "attempt_error": str(exc),
                 "tiers": {**state.get("tiers", {}), "code": "model"}, "tokens": state.get("tokens", 0) + _spent(exc),
                 **_attempt_failed(state, f"code agent: {exc}", code_model=model_name(model))}
@@ -138,8 +149,9 @@ def write_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str
     model = _model(ctx, "test")
     try:
         result = test_agent.write_tests(brief, state["files"], model,
-                                        prompt_version=_version(ctx, "test_agent/write_tests"))
+                                        prompt_version=_version(ctx, "test_agent/write_tests"), retry=_retry(ctx, "test"))
     except Exception as exc:
+        _not_a_verdict("tests", exc)
         return {"failure": f"tests: the test agent failed: {type(exc).__name__}: {exc}",
                 "tokens": state.get("tokens", 0) + _spent(exc),
                 "tiers": {**state.get("tiers", {}), "test": "model" if model else test_agent.OFFLINE_TIER}}
@@ -203,8 +215,9 @@ def repair(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     model = _model(ctx, "code")
     try:
         result = code_agent.repair(state.get("repair_brief", ""), state["files"], model,
-                                   prompt_version=_version(ctx, "code_agent/repair"))
+                                   prompt_version=_version(ctx, "code_agent/repair"), retry=_retry(ctx, "code"))
     except Exception as exc:
+        _not_a_verdict("repair", exc)
         return {"attempt_error": str(exc), "tokens": state.get("tokens", 0) + _spent(exc),
                 **_attempt_failed(state, f"code agent: {exc}", code_model=model_name(model))}
     return _code_update(state, result)
@@ -221,8 +234,10 @@ def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[st
     try:
         result = test_agent.revise_tests(brief, state["files"], state["tests"], state["disputed_tests"],
                                          state.get("code_notes", ""), _model(ctx, "test"),
-                                         prompt_version=_version(ctx, "test_agent/revise_tests"))
+                                         prompt_version=_version(ctx, "test_agent/revise_tests"),
+                                         retry=_retry(ctx, "test"))
     except Exception as exc:  # the suite stays as it was; the next validation decides
+        _not_a_verdict("revise_tests", exc)
         return {"disputed_tests": [], "code_notes": f"test revision failed: {exc}",
                 "tokens": state.get("tokens", 0) + _spent(exc)}
     return {"tests": result.suite, "disputed_tests": [], "tokens": state.get("tokens", 0) + result.tokens,
@@ -292,6 +307,38 @@ def _write_result(ctx: EnvGenContext, state: EnvGenState, status: str, reason: s
     tmp = folder / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps({**_result(state, status, reason), "package_path": path}, indent=1), encoding="utf-8")
     tmp.replace(folder / RESULT_FILE)
+
+def clean_partial(values: dict[str, Any], ctx: EnvGenContext) -> list[Path]:
+    """Before an unfinished thread continues: remove what a killed run left half-made and the thread's
+    checkpoint does not know of (attempt folders past its last checkpointed attempt or without their
+    validation report, the catalog staging folder, temporary result files, an ``unnamed-*`` result
+    folder of a target that has no verdict). Returns what it removed."""
+    removed: list[Path] = []
+    workspace, run_id = Path(ctx.workspace_dir), values.get("run_id")
+    done = values.get("attempt", 0)
+
+    def drop(path: Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink(missing_ok=True)
+        removed.append(path)
+
+    if run_id and (workspace / run_id).is_dir():
+        for folder in (workspace / run_id).glob("attempt-*"):
+            n = folder.name.split("-", 1)[1].split(".", 1)[0]
+            if folder.is_dir() and (not n.isdigit() or int(n) > done or not _report_path(folder).exists()):
+                drop(folder)
+                _report_path(folder).unlink(missing_ok=True)
+        for tmp in (workspace / run_id).glob("*.tmp"):
+            drop(tmp)
+        for staging in Path(ctx.catalog_dir).glob(f"*.staging-{run_id}"):
+            drop(staging)
+    if not run_id and not values.get("status"):
+        unnamed = workspace / f"unnamed-{_digest(values.get('target', ''))}"
+        if unnamed.exists():
+            drop(unnamed)
+    return removed
 
 def _digest(*parts: str) -> str:
     import hashlib

@@ -20,6 +20,7 @@ class _Ask:
     model: Any
     messages: list[Any]
     schema: type
+    retry: Any = None  # the role's RetryPolicy for failed model calls (agents/transient.py)
 
 @dataclass
 class _Await:
@@ -37,7 +38,7 @@ def _drive(steps: Generator[Any, Any, dict[str, Any]]) -> dict[str, Any]:
             return done.value
         reply, error = None, None
         try:
-            reply = (invoke_structured(effect.model, effect.messages, effect.schema) if isinstance(effect, _Ask)
+            reply = (invoke_structured(effect.model, effect.messages, effect.schema, retry=effect.retry) if isinstance(effect, _Ask)
                      else _run_async(effect.make()))
         except Exception as exc:  # handed back to the step, which turns it into a rejection reason
             error = exc
@@ -53,7 +54,7 @@ async def _adrive(steps: Generator[Any, Any, dict[str, Any]]) -> dict[str, Any]:
             return done.value
         reply, error = None, None
         try:
-            reply = await (ainvoke_structured(effect.model, effect.messages, effect.schema) if isinstance(effect, _Ask)
+            reply = await (ainvoke_structured(effect.model, effect.messages, effect.schema, retry=effect.retry) if isinstance(effect, _Ask)
                            else effect.make())
         except Exception as exc:
             error = exc

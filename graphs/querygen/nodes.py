@@ -15,7 +15,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.graphs.querygen.context import QueryGenContext, _ctx
 from envfactory.graphs.querygen.resources import _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.chain import CHAIN_GRAPH
-from envfactory.graphs.querygen.slots import _run_slot_in_worker, _start_slot, run_slot
+from envfactory.graphs.querygen.slots import _run_slot_in_worker, _start_slot, run_slot, slot_update
 from envfactory.graphs.querygen.state import QueryGenState, SlotState
 
 def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
@@ -53,6 +53,7 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
     return {"summary": {"chains": len(records), "skipped_as_done": state.get("skipped", 0),
                         "discarded_chains": len(state.get("discarded", [])),
                         "slots_without_chain": state.get("empty_slots", 0), "slots_not_run": state.get("not_run", 0),
+                        "not_done": state.get("not_done", 0),
                         "accepted": len(accepted),
                         "rejected": len(records) - len(accepted), "rejected_by_reason": reasons,
                         "mean_pass_rate": sum(rates) / len(rates) if rates else None}}
@@ -91,5 +92,5 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
         if chain_state is None:
             return update
         out = CHAIN_GRAPH.invoke(chain_state, config, context=ctx)
-        return {**update, "records": out.get("records", [])}
+        return slot_update(update, out)
     return run_slot(state, runtime)

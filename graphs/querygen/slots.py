@@ -64,7 +64,7 @@ def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
     chain_state.update(split_turns(chain_state, runtime))
     for step in (_generate_queries, _calibrate, _roll_out, _verify):
         _apply(chain_state, _drive(step(chain_state, ctx)))
-    return {**update, "records": chain_state.get("records", [])}
+    return slot_update(update, chain_state)
 
 async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
     """One slot as a coroutine (worker processes): many slots share one thread and one event loop,
@@ -75,7 +75,7 @@ async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
     chain_state.update(split_turns(chain_state, ContextRuntime(ctx)))
     for step in (_generate_queries, _calibrate, _roll_out, _verify):
         _apply(chain_state, await _adrive(step(chain_state, ctx)))
-    return {**update, "records": chain_state.get("records", [])}
+    return slot_update(update, chain_state)
 
 def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The slot's update so far, and its chain's state (None: no chain to process)."""
@@ -89,6 +89,13 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
     if done:
         return {**update, "skipped": 1}, None
     return update, {"chain": chain.model_dump()}
+
+def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:
+    """What a processed chain adds to the run's state: its record, or a task not done."""
+    out = {**update, "records": chain_state.get("records", [])}
+    if chain_state.get("not_done"):
+        out["not_done"] = chain_state["not_done"]
+    return out
 
 def _apply(chain_state: dict[str, Any], step_update: dict[str, Any]) -> None:
     """A step's update, with ``records`` appended (the reducer the per-step graph declares)."""

@@ -22,6 +22,7 @@ class QueryGenState(QueryGenInput, total=False):
     discarded: Annotated[list[dict[str, Any]], operator.add]
     empty_slots: Annotated[int, operator.add]             # slots whose seeds all gave discarded chains
     not_run: Annotated[int, operator.add]                 # slots skipped because the run was asked to stop
+    not_done: Annotated[int, operator.add]                # tasks left for the next run: the model endpoint kept failing
     records: Annotated[list[dict[str, Any]], operator.add]
     summary: dict[str, Any]
 
@@ -47,5 +48,7 @@ class ChainState(TypedDict, total=False):
     tiers: dict[str, str]
     leaks: list[str]
     rollouts: list[dict[str, Any]]
+    unfinished: str         # why the task has no verdict yet (a model endpoint kept failing): not done
+    not_done: int
     record: dict[str, Any]
     records: Annotated[list[dict[str, Any]], operator.add]

@@ -40,6 +40,16 @@ def _model(ctx: QueryGenContext, role: str):
     from envfactory.agents.models import model_for
     return model_for(role, offline=ctx.offline, injected=ctx.chat_models, overrides=ctx.models)
 
+def _retry(ctx: QueryGenContext, role: str):
+    """How the role's failed model calls are retried before the task is left not done."""
+    from envfactory.agents.models import retry_policy_for
+    return retry_policy_for(role, ctx.models)
+
+def _unfinished(step: str, exc: Exception) -> dict[str, Any] | None:
+    """A model endpoint that kept failing says nothing about the task: not done, tried again next run."""
+    from envfactory.agents.transient import is_transient
+    return {"unfinished": f"{step}: {exc}"} if getattr(exc, "transient", False) or is_transient(exc) else None
+
 def generate_queries(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_generate_queries(state, _ctx(runtime)))
 
@@ -61,11 +71,12 @@ def _generate_queries(state: ChainState, ctx: QueryGenContext):
               "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
               "models": {**state.get("models", {}), "query": model_name(model)}}
     try:
-        out = yield _Ask(model, rendered.messages(), query_agent.GeneratedQueries)
+        out = yield _Ask(model, rendered.messages(), query_agent.GeneratedQueries, _retry(ctx, "query"))
     except StructuredOutputError as exc:
-        return {**update, "queries": [], "failure": f"query generation failed: {exc}"}
-    except Exception as exc:  # the endpoint failed: reject this task, keep the run going
-        return {**update, "queries": [], "failure": f"query generation failed: {type(exc).__name__}: {exc}"}
+        return {**update, "queries": [], **(_unfinished("query generation", exc) or {"failure": f"query generation failed: {exc}"})}
+    except Exception as exc:  # the endpoint failed for good: reject this task, keep the run going
+        return {**update, "queries": [], **(_unfinished("query generation", exc)
+                                            or {"failure": f"query generation failed: {type(exc).__name__}: {exc}"})}
     if len(out.value.queries) != len(state["turns"]):
         return {**update, "queries": out.value.queries,
                 "failure": f"query generation failed: {len(out.value.queries)} messages for {len(state['turns'])} turns"}
@@ -75,7 +86,7 @@ def calibrate(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str,
     return _drive(_calibrate(state, _ctx(runtime)))
 
 def _calibrate(state: ChainState, ctx: QueryGenContext):
-    if state.get("failure"):
+    if state.get("failure") or state.get("unfinished"):
         return {}
     chain = _chain(state)
     queries = state["queries"]
@@ -90,9 +101,9 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
         try:
-            out = yield _Ask(model, rendered.messages(), refine_agent.RefinedQueries)
+            out = yield _Ask(model, rendered.messages(), refine_agent.RefinedQueries, _retry(ctx, "refine"))
         except Exception as exc:
-            return {**update, "failure": f"refinement failed: {exc}"}
+            return {**update, **(_unfinished("refinement", exc) or {"failure": f"refinement failed: {exc}"})}
         if len(out.value.queries) != len(queries):
             return {**update, "failure": f"refinement failed: {len(out.value.queries)} messages for {len(queries)} turns"}
         queries = out.value.queries
@@ -104,7 +115,7 @@ def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, 
     return _drive(_roll_out(state, _ctx(runtime)))
 
 def _roll_out(state: ChainState, ctx: QueryGenContext):
-    if state.get("failure") or state.get("leaks"):
+    if state.get("failure") or state.get("leaks") or state.get("unfinished"):
         return {"rollouts": []}
     chain = _chain(state)
     envs = {n: load_env(n) for n in chain.envs}
@@ -138,14 +149,16 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
                 if ctx.mode == "conv":
                     from envfactory.agents import user_simulator
                     user_model = _model(ctx, "user_simulator")
-                    simulator = (user_simulator.ModelUser(user_model, turns, ctx.prompt_versions) if user_model is not None
-                                 else user_simulator.ScriptedUser(turns))
+                    simulator = (user_simulator.ModelUser(user_model, turns, ctx.prompt_versions,
+                                                          retry=_retry(ctx, "user_simulator"))
+                                 if user_model is not None else user_simulator.ScriptedUser(turns))
                 in_worker = _worker_flag["in_worker"]
                 run = yield _Await(lambda: rollout_agent.model_rollout(
                     envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
-                    sessions=_session_pools(envs), inline_episodes=in_worker))
+                    sessions=_session_pools(envs), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
-            results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}"})
+            results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}",
+                            **({"transient": True} if _unfinished("rollout", exc) else {})})
             continue
         try:
             reward = score_episodes(gold, run.episodes, n_malformed=run.malformed_calls, cfg=RewardConfig(tau=ctx.tau))
@@ -162,6 +175,9 @@ def verify(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, An
 def _verify(state: ChainState, ctx: QueryGenContext):
     chain = _chain(state)
     rollouts = state.get("rollouts", [])
+    unfinished = state.get("unfinished") or next((r["error"] for r in rollouts if r.get("transient")), None)
+    if unfinished:  # no verdict: nothing is stored, the next run tries the task again
+        return {"not_done": 1, "unfinished": unfinished}
     reason = None
     if state.get("failure"):
         reason = state["failure"]
@@ -212,7 +228,7 @@ def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]):
     rendered = default_registry().render("judge/trajectory", ctx.prompt_versions.get("judge/trajectory", "latest"),
                                          conversation="\n".join(lines))
     try:
-        verdict = (yield _Ask(model, rendered.messages(), Verdict)).value
+        verdict = (yield _Ask(model, rendered.messages(), Verdict, _retry(ctx, "judge"))).value
     except Exception as exc:  # a judge failure costs the signal, never the trajectory
         return {"error": f"{type(exc).__name__}: {exc}", "prompt": rendered.ref.model_dump()}
     return {**verdict.model_dump(), "model": model_name(model), "prompt": rendered.ref.model_dump()}

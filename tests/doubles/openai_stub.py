@@ -1,12 +1,17 @@
 """A local OpenAI-compatible server (``POST /v1/chat/completions``) that replays a script, so
-tests can drive the real langchain-openai client over HTTP without leaving 127.0.0.1."""
+tests can drive the real langchain-openai client over HTTP without leaving 127.0.0.1.
+
+It can also misbehave on purpose (``faults``): answer a request with an HTTP error (503, 500, 429,
+with a ``Retry-After``) or drop the connection in the middle of the answer (a reset, as the client
+sees it), without consuming the script item, so a retried request gets the real answer."""
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import socket
 import threading
 import time
-import uuid
 from typing import Any
 
 import uvicorn
@@ -14,6 +19,20 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+
+_ON_PURPOSE = "OpenAIStubServer: connection dropped on purpose"
+
+
+class _QuietResets(logging.Filter):
+    """uvicorn logs a traceback for every connection the stub drops on purpose: not an error here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, ConnectionResetError) and str(exc) == _ON_PURPOSE)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietResets())
 
 
 def text_reply(content: str) -> dict[str, Any]:
@@ -29,11 +48,22 @@ class OpenAIStubServer:
     """Use as a context manager; ``url`` is the base URL to give ChatOpenAI (ends with /v1).
 
     Script items: ``text_reply(...)``, ``tool_reply(...)``, or a callable(request_json) -> item.
+    ``responder``: a callable(request_json) -> item that answers every request (instead of a script).
+    ``faults``: a callable(request_json, attempt) -> None | "503" | "500" | "429" | "reset", where
+    ``attempt`` counts the requests with this very body (1 for the first, 2 for its first retry...).
+    A status fault carries ``retry-after-ms: retry_after_ms``; "reset" closes the connection after
+    the headers. Faulted requests are listed in ``faults_sent``.
     """
 
-    def __init__(self, script: list[Any] | None = None, model: str = "stub-model"):
+    def __init__(self, script: list[Any] | None = None, model: str = "stub-model", responder=None, faults=None,
+                 retry_after_ms: int = 5):
         self.script = list(script or [])
         self.model = model
+        self.responder = responder
+        self.faults = faults
+        self.retry_after_ms = retry_after_ms
+        self.faults_sent: list[str] = []
+        self._attempts: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -47,21 +77,50 @@ class OpenAIStubServer:
         with self._lock:
             self.script.extend(items)
 
+    def _fault(self, body: dict[str, Any]):
+        """The fault this request gets (None: a real answer)."""
+        if self.faults is None:
+            return None
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        fault = self.faults(body, attempt)
+        if fault is None:
+            return None
+        with self._lock:
+            self.faults_sent.append(fault)
+        if fault == "reset":
+            def broken():
+                yield "data: {"
+                raise ConnectionResetError(_ON_PURPOSE)
+            return StreamingResponse(broken(), media_type="text/event-stream")
+        return JSONResponse({"error": {"message": f"OpenAIStubServer: fault {fault} on purpose", "type": "stub"}},
+                            status_code=int(fault), headers={"retry-after-ms": str(self.retry_after_ms)})
+
     async def _chat(self, request: Request):
         body = await request.json()
+        faulted = self._fault(body)
+        if faulted is not None:
+            return faulted
         with self._lock:
             self.requests.append(body)
-            if not self.script:
+            if self.responder is not None:
+                item = self.responder
+            elif not self.script:
                 return JSONResponse({"error": {"message": "OpenAIStubServer: the script is exhausted", "type": "stub"}},
                                     status_code=500)
-            item = self.script.pop(0)
+            else:
+                item = self.script.pop(0)
         if callable(item):
             item = item(body)
         message: dict[str, Any] = {"role": "assistant", "content": item.get("content") or None}
         if item.get("tool_calls"):
-            message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+            # ids follow from the request, so a conversation (and which of its requests a fault hits) is
+            # the same on every run
+            seed = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+            message["tool_calls"] = [{"id": f"call_{seed}_{i}", "type": "function",
                                       "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                     for c in item["tool_calls"]]
+                                     for i, c in enumerate(item["tool_calls"])]
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body.get("messages", []))
         completion_tokens = max(1, len(str(item.get("content") or "").split()))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
