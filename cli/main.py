@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "envfactory.cli.export_cmd",
     "envfactory.cli.synth_cmd",
     "envfactory.cli.train_cmd",
+    "envfactory.cli.report_cmd",
 ]
 
 

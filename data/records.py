@@ -69,6 +69,10 @@ class Verification(BaseModel):
     rollouts: int = 0
     difficulty: Literal["easy", "medium", "hard", "unsolved"] | None = None
     judge: dict[str, Any] | None = None  # optional secondary LLM signal
+    tokens: int | None = None            # model tokens the k rollouts used (None: not measured, e.g. older records)
+    # the kept rollout's state after each user turn: env -> StateDiff (as a dict) from the initial state;
+    # O(changed cells), so a viewer shows each turn's changes without replaying anything
+    state_diffs: list[dict[str, dict[str, Any]]] | None = None
 
 
 class PromptUse(BaseModel):

@@ -81,6 +81,8 @@ def test_failing_first_attempt_is_repaired(tmp_path, skeleton):
     # the repair request showed the model what failed
     repair_request = code.requests[1][-1].content
     assert "broken on purpose" in repair_request and "Tests passed" in repair_request
+    # the attempt keeps the brief it led to (the report shows it between attempts)
+    assert first["repair_brief"] and first["repair_brief"] in repair_request and second["repair_brief"] == ""
     assert [p["id"] for p in out["prompts"]] == ["code_agent/implement", "code_agent/repair"]
     assert out["tiers"]["code"] == "model" and out["tokens"] > 0
     # code a model wrote passed the sandbox, but runs in-process only on the user's explicit opt-in

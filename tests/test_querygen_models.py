@@ -56,6 +56,9 @@ def test_correct_model_rollout_is_accepted(chain):
     assert {p["id"] for p in rec["provenance"]["prompts"]} == {"query_agent/generate", "rollout_agent/system"}
     assert [m["content"] for m in rec["messages"] if m["role"] == "user"] == [f"request {chr(65 + i)}" for i in range(len(turns))]
     assert rollout.bound_tools and {t.name for t in rollout.bound_tools} >= {"checkout_book", "get_book"}
+    # the rollout's model tokens are kept with the record (the report shows cost per accepted task)
+    words_in = sum(len(str(m.content).split()) for request in rollout.requests for m in request)
+    assert rec["verification"]["tokens"] >= words_in + len(rollout.requests) > 0  # input words + >= 1 out per reply
 
 
 def test_rollout_that_does_nothing_is_rejected(chain):

@@ -92,13 +92,25 @@ class ToolGraph:
         g.add_edges_from((u, v) for u, v, d in self.edges(True if confirmed_only else None) if u != v)
         if nx.is_directed_acyclic_graph(g):
             return nx.dag_longest_path_length(g) + 1 if g.number_of_nodes() else 0
-        # cycles (A gives B an id and B gives A one): search simple paths from every node, bounded
+        # cycles (A gives B an id and B gives A one): the longest simple path is NP-hard in general, so
+        # search simple paths from every node by depth-first search, bounded at 9 calls
+        limit = 9
+        adjacency = {n: list(g.successors(n)) for n in g.nodes}
         best = 1
+
+        def extend(node: str, seen: set[str]) -> None:
+            nonlocal best
+            best = max(best, len(seen))
+            if best >= limit or len(seen) >= limit:
+                return
+            for nxt in adjacency[node]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    extend(nxt, seen)
+                    seen.discard(nxt)
+
         for source in g.nodes:
-            for target in g.nodes:
-                if source != target:
-                    for path in nx.all_simple_paths(g, source, target, cutoff=8):
-                        best = max(best, len(path))
+            extend(source, {source})
         return best
 
     def summary(self) -> dict[str, Any]:

@@ -188,11 +188,12 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
                "paths_covered": report.paths_covered, "paths_total": report.paths_total,
                "sandbox": report.sandbox.status if report.sandbox else None, "duration_s": report.duration_s,
                "code_tier": state.get("tiers", {}).get("code")}
+    brief = "" if report.verdict == "PASS" else test_agent.repair_brief(report)
+    summary["repair_brief"] = brief  # what the Code agent is told next (kept for the report)
     best = state.get("best")
     if best is None or _rank(summary) > _rank(best):
         best = summary
-    return {"attempt": n, "attempts": [summary], "best": best,
-            "repair_brief": "" if report.verdict == "PASS" else test_agent.repair_brief(report)}
+    return {"attempt": n, "attempts": [summary], "best": best, "repair_brief": brief}
 
 def _rank(summary: dict[str, Any]) -> tuple:
     return (summary["verdict"] == "PASS", summary["tests_passed"], summary["paths_covered"], -summary["n"])

@@ -206,7 +206,7 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         messages=kept.get("messages", []),
         verification=Verification(accepted=reason is None, reason=reason, reward=kept.get("reward", {}),
                                   pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate),
-                                  judge=judge),
+                                  judge=judge, tokens=sum(r.get("tokens", 0) for r in rollouts)),
         provenance=Provenance(tiers=state["tiers"], models=state.get("models", {}), prompts=state.get("prompts", []),
                               seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
     store = _store(ctx)
