@@ -16,7 +16,8 @@ from envfactory.graphs.querygen import ray_executor  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    ray_executor.start_local(num_cpus=2)  # ray.init(num_cpus=2, include_dashboard=False), on loopback only
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
     yield
     ray_executor.shutdown_ray_executor()
     ray.shutdown()
@@ -89,3 +90,61 @@ def test_generate_runs_on_ray_when_asked_and_refuses_bad_flags(local_ray, tmp_pa
 def test_an_unknown_executor_is_refused_before_any_slot_runs():
     with pytest.raises(ValueError, match="unknown QueryGen executor 'dask'"):
         make_graph().invoke({"envs": ["library"], "n": 1}, context=QueryGenContext(executor="dask"))
+
+
+class _DiesOnQuery(GoldReplayModel):
+    """Replays the gold, except that asked ``query`` it ends the process it runs in (an actor that
+    crashes, e.g. out of memory, on one task); in the test process it refuses instead."""
+
+    query: str = ""
+
+    def _reply(self, messages):
+        from envfactory.graphs.querygen.resources import _worker_flag
+        if any(m.type == "human" and m.content == self.query for m in messages):
+            if not _worker_flag["in_worker"]:
+                raise AssertionError("the poisoned task ran in the test process")
+            import os
+            os._exit(1)
+        return super()._reply(messages)
+
+
+def test_a_killed_actor_loses_no_task(local_ray, tmp_path):
+    import threading
+    import time
+    scripts = gold_scripts("library", 4, 40, QueryGenContext(rollouts=1))
+    store = tmp_path / "r.sqlite"
+    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": GoldReplayModel(latency=0.4, scripts=scripts)},
+                          executor="ray", store_path=str(store))
+    p = ray_executor.pool(ctx)
+    out = {}
+    run = threading.Thread(target=lambda: out.update(make_graph().invoke({"envs": ["library"], "n": 4, "seed": 40}, context=ctx,
+                                                                         config={"max_concurrency": 4})))
+    run.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(p._busy.values()):  # both actors have slots in flight
+        time.sleep(0.02)
+    victim = next(k for k, n in p._busy.items() if n)
+    ray.kill(p._actors[victim])
+    run.join(timeout=120)
+    assert out["summary"]["accepted"] == 4 and not out["summary"]["not_done"], out["summary"]
+    assert victim not in p._actors and len(p._actors) == 2  # replaced
+    assert len(list(RecordStore(store).query())) == 4
+
+
+def test_a_slot_whose_actor_dies_twice_is_not_done_and_the_next_run_finishes_it(local_ray, tmp_path):
+    ctx = QueryGenContext(rollouts=1)
+    scripts = gold_scripts("library", 3, 80, ctx)
+    poison = next(k for k in scripts if len(k) == 1)[0]  # the first user query of one task
+    store = tmp_path / "r.sqlite"
+    dying = _DiesOnQuery(latency=0.0, scripts=scripts, query=poison)
+    out = make_graph().invoke({"envs": ["library"], "n": 3, "seed": 80},
+                              context=QueryGenContext(rollouts=1, chat_models={"rollout": dying}, executor="ray",
+                                                      store_path=str(store)),
+                              config={"max_concurrency": 1})  # one slot at a time: only the poisoned one dies
+    assert out["summary"]["not_done"] == 1 and out["summary"]["accepted"] == 2, out["summary"]
+    assert len(list(RecordStore(store).query())) == 2
+    healthy = _DiesOnQuery(latency=0.0, scripts=scripts, query="no such query")  # same model name: same task keys
+    again = make_graph().invoke({"envs": ["library"], "n": 3, "seed": 80},
+                                context=QueryGenContext(rollouts=1, chat_models={"rollout": healthy}, executor="ray",
+                                                        store_path=str(store)))
+    assert again["summary"]["skipped_as_done"] == 2 and again["summary"]["accepted"] == 1

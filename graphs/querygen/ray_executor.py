@@ -39,6 +39,7 @@ ACTOR_MAX_CONCURRENCY = 1024  # slots one actor runs at once; the run's max_conc
 CONTEXTS_PER_ACTOR = 8
 SETTING_PREFIXES = ("ENVFACTORY_", "OPENAI_", "LANGSMITH_", "LANGCHAIN_", "HF_")
 CATALOG_PATH_VAR = "ENVFACTORY_CATALOG_PATH"
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -66,8 +67,20 @@ def connect(address: str | None = None) -> None:
         return
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:  # a single machine needs no port reachable from outside
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    else:
+        start_local()
+
+
+def start_local(num_cpus: int | None = None) -> None:
+    """A Ray instance of this machine alone, every port on 127.0.0.1. Ray on Linux binds a local
+    instance to the machine's routable address, so that other nodes could join it; on macOS and
+    Windows it keeps to loopback, and its switch for that choice also works here (read when Ray is
+    imported, so set in the environment for Ray's own processes and in the loaded module)."""
+    os.environ[LOOPBACK_SWITCH] = "0"
+    ray = ray_module()
+    from ray._private import ray_constants
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def _settings(ctx: QueryGenContext) -> dict[str, str]:
