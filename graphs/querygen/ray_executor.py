@@ -104,6 +104,11 @@ class _SlotActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def cpu(self) -> float:
+        """CPU this actor's process spent so far (benchmarks add it to the parent's)."""
+        import time
+        return time.process_time()
+
     async def start(self, state: dict[str, Any], run: tuple) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
         """Sample the slot's chain: (update so far, chain state or None, task key)."""
         from envfactory.graphs.querygen.slots import _start_slot
