@@ -171,6 +171,13 @@ class Environment(EnvironmentBase):
         self._has_sequence = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
         conn.close()
         self.all_rowid = all(t.has_rowid for t in self.tables.values())  # change tracking sees every write
+        # The change log sees every write only with recursive triggers on: without them, the row a
+        # REPLACE (INSERT OR REPLACE, UPDATE OR REPLACE) deletes to resolve a conflict fires no
+        # delete trigger. Turning them on would change what a package's own triggers do (one that
+        # writes its own table would recurse), so with package triggers the log is not trusted and
+        # diffs, hashes and undo compare whole states instead.
+        self.package_triggers = main_triggers
+        self.log_complete = not main_triggers
         # Undoing logged writes is exact only when the log sees every write and nothing else
         # reacts to the undo (a trigger of the package's own would fire again).
         self._undo_ok = self.all_rowid and not main_triggers
@@ -407,6 +414,8 @@ class Episode:
         reused, clean = env._take_connection() if isinstance(env, Environment) else (None, False)
         self.conn = reused or sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA foreign_keys = ON")
+        if not getattr(env, "package_triggers", 0):  # REPLACE's implicit deletes reach the change log
+            self.conn.execute("PRAGMA recursive_triggers = ON")
         self._tracking_installed = reused is not None  # a reused connection keeps its triggers
         self._base: bytes = env.initial_state
         self._base_attached = False
@@ -476,7 +485,7 @@ class Episode:
         """Rowids written since the environment's initial state, or None when the change log
         cannot tell (another base, a restore without its log, a table without rowids)."""
         if not (isinstance(self.env, Environment) and self._tracking_valid and self._base is self.env.initial_state
-                and self.env.all_rowid):
+                and self.env.all_rowid and self.env.log_complete):
             return None
         return self._dirty()
 
@@ -495,7 +504,7 @@ class Episode:
             return st.diff_schemas(self.conn, self.env.tables, "base", "main", self._dirty())
 
     def _dirty(self) -> dict[str, set[int]] | None:
-        if not self._tracking_valid:
+        if not self._tracking_valid or not getattr(self.env, "log_complete", True):
             return None
         return st.dirty_rowids(self.conn) if self._tracking_installed else {}
 
