@@ -85,6 +85,28 @@ def test_with_a_package_trigger_diffs_and_hashes_compare_whole_states(tmp_path, 
     again.close()
 
 
+def untracked_run(env, sequence) -> tuple[list[bool], dict]:
+    import sqlite3
+    tools = __import__(env.tools["write"].fn.__module__)
+    conn = env._scratch(env.initial_state)
+    conn.execute("PRAGMA foreign_keys = ON")
+    outcomes = []
+    for args in sequence:
+        conn.execute("BEGIN")
+        try:
+            conn.execute(tools.STATEMENTS[args["statement"]], {k: args[k] for k in "xys"})
+            conn.execute("COMMIT")
+            outcomes.append(True)
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes.append(False)
+    try:
+        return outcomes, rows(conn, env)
+    finally:
+        conn.close()
+
+
 STATEMENTS = sorted(__import__("json").loads((UPSERTS / "env.json").read_text())["tools"][0]["input_schema"]
                     ["properties"]["statement"]["enum"])
 writes = hs.lists(hs.fixed_dictionaries({"statement": hs.sampled_from(STATEMENTS), "x": hs.integers(0, 5),
@@ -96,8 +118,10 @@ writes = hs.lists(hs.fixed_dictionaries({"statement": hs.sampled_from(STATEMENTS
 @given(sequence=writes)
 def test_tracked_state_equals_full_comparison_for_any_writes(upserts, sequence):
     ep = upserts.episode()
-    for args in sequence:
-        ep.call("write", args)  # failed calls (constraint errors) roll back: also part of the property
+    outcomes = [ep.call("write", args).ok for args in sequence]  # a failed call rolls back
+    # change tracking is invisible to the tools: the same statements on a bare connection (no
+    # triggers) succeed and fail alike and leave the same rows
+    assert (outcomes, rows(ep.conn, upserts)) == untracked_run(upserts, sequence)
     snap = ep.snapshot()
     assert changes(ep.diff()) == changes(upserts.diff_states(upserts.initial_state, snap))
     assert ep.diff().cells() == upserts.diff_states(upserts.initial_state, snap).cells()
@@ -108,3 +132,31 @@ def test_tracked_state_equals_full_comparison_for_any_writes(upserts, sequence):
     assert rows(again.conn, upserts) == fresh_rows(upserts)
     assert again.state_hash() == upserts.initial_hash and again.diff().is_empty
     again.close()
+
+
+# ---------------------------------------------------------------- hashes from changed rows
+
+def test_every_table_hashes_from_its_changed_rows(upserts):
+    """Integer, text, composite and implicit-rowid keys all have an index (so no hash rescans a table)."""
+    assert all(upserts.section_indexes[n] is not None for n in upserts.tables)
+    from envfactory.envs.runtime.cache import load_env
+    from envfactory.envs.runtime.packages import catalog_names
+    for name in catalog_names():
+        env = load_env(name)
+        assert [n for n, index in env.section_indexes.items() if index is None] == [], name
+
+
+def test_a_collated_key_is_hashed_by_reading_the_table(tmp_path):
+    """Python cannot reproduce a collation's order: such a table hashes by a scan, same hash."""
+    import shutil
+    pkg = tmp_path / "upserts_nocase"
+    shutil.copytree(UPSERTS, pkg)
+    schema = (pkg / "schema.sql").read_text().replace("code      TEXT PRIMARY KEY", "code TEXT PRIMARY KEY COLLATE NOCASE")
+    (pkg / "schema.sql").write_text(schema)
+    env = Environment.load(pkg, trust=True)
+    assert env.section_indexes["codes"] is None and env.section_indexes["people"] is not None
+    ep = env.episode()
+    for s in ("B", "c", "A"):
+        assert ep.call("write", {"statement": "codes_upsert", "x": 1, "y": 1, "s": s}).ok
+    assert ep.state_hash() == env.hash_of(ep.snapshot().data)
+    ep.close()

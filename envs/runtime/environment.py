@@ -164,7 +164,11 @@ class Environment(EnvironmentBase):
         self.tables = st.read_tables(conn, manifest.volatile_columns)
         # What the hash reads of each table in the initial state: an episode's hash re-reads only
         # the tables it has written (same bytes hashed, so the same hash as a full scan).
-        self.initial_sections = {name: st.table_section(conn, t) for name, t in self.tables.items()}
+        sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        # ... and a touched table's rows in hash order, so its hash reads only the changed rows
+        self.section_indexes = {name: st.SectionIndex.build(conn, t, sql.get(name)) for name, t in self.tables.items()}
+        self.initial_sections = {name: index.section if index is not None else st.table_section(conn, self.tables[name])
+                                 for name, index in self.section_indexes.items()}
         self.initial_hash = st.state_hash(conn, self.tables, known=self.initial_sections)
         self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
         main_triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
@@ -477,9 +481,10 @@ class Episode:
                 return st.state_hash(self.conn, self.env.tables)
             if not dirty:
                 return self.env.initial_hash  # the change log proves nothing changed: skip the scan
-            # tables the change log shows untouched hash as they did initially: read only the others
-            known = {n: text for n, text in self.env.initial_sections.items() if n not in dirty}
-            return st.state_hash(self.conn, self.env.tables, known=known)
+            # tables the change log shows untouched hash as they did initially; touched ones read
+            # only their changed rows
+            return st.state_hash_from_changes(self.conn, self.env.tables, self.env.initial_sections,
+                                              self.env.section_indexes, dirty)
 
     def _dirty_since_initial(self) -> dict[str, set[int]] | None:
         """Rowids written since the environment's initial state, or None when the change log
