@@ -245,7 +245,9 @@ def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
     for query, indices in zip(state.get("queries") or [""] * len(state["turns"]), state["turns"]):
         calls = [chain.calls[i] for i in indices]
         turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
-                                                                   masked_arguments=c.masked_arguments) for c in calls],
+                                                                   masked_arguments=c.masked_arguments,
+                                                                   selectors={p: sel.model_dump() for p, sel in c.selectors.items()})
+                                          for c in calls],
                               details={k: v for c in calls for k, v in query_agent.stated_values(c).items()}))
     return turns
 
