@@ -96,11 +96,12 @@ def test_leakage_check_ignores_plain_words_and_dates():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("workers", ["0", "2", "ray"])
 def test_ctrl_c_stops_generate_soon_and_a_rerun_resumes(tmp_path, workers):
     store = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "envfactory.cli.main", "generate", "library", "commerce", "--n", "3000",
-           "--rollouts", "4", "--store", str(store), "--workers", workers, "--json"]
+           "--rollouts", "4", "--store", str(store), "--json",
+           *(["--executor", "ray"] if workers == "ray" else ["--workers", workers])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.time() + 120

@@ -16,9 +16,13 @@ Here the loop owns the episodes instead:
   module ``__getattr__``) so verl is imported only inside a verl worker and never becomes a dependency.
 - ``EpisodeTool``: a ``BaseTool`` for users who keep verl's stock loop: it keys one episode on the
   request id (``agent_data.request_id``) instead of the per-call instance.
+
+With ``ENVFACTORY_EPISODE_SERVERS`` set (to the name given to ``episode_server.start_episode_servers``)
+the loop's episodes live on those Ray actors (``episode_client.RemoteRollout``), not in the loop's process.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import uuid
@@ -28,6 +32,7 @@ from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.runtime.environment import Episode
 
 from envfactory.data.exports.calls import parse_calls
+from envfactory.data.exports.episode_client import RemoteRollout, servers_from_environment
 from envfactory.envs.runtime.arguments import json_problem, loads_arguments
 from envfactory.data.reward import GoldReplayError
 from envfactory.data.exports.verl_task import (StateDriftError, VerlTask, load_env, open_turn_episodes, replay_rollout,
@@ -249,6 +254,8 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
         if max_user_turns and user_turns >= max_user_turns:
             break
         tool_messages = rollout.step(tokenizer.decode(out))
+        if inspect.isawaitable(tool_messages):  # a RemoteRollout: the episode lives on an episode server
+            tool_messages = await tool_messages
         if not tool_messages:
             break
         for m in tool_messages:
@@ -262,6 +269,8 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
         logprobs = logprobs + [0.0] * len(tool_ids) if logprobs is not None else None
         user_turns += 1
     fields = rollout.finish()
+    if inspect.isawaitable(fields):
+        fields = await fields
     if fields["failure"] is not None:
         mask = [0] * len(mask)
     if not response_ids:  # the environment failed before generation: one masked placeholder token
@@ -297,7 +306,11 @@ def _build_agent_loop():
             # the turn's gold (verl hands every row column to the loop): replayed up front, so a row whose gold
             # no longer replays is masked here rather than trained on compute_score's placeholder
             gold = (kwargs.get("reward_model") or {}).get("ground_truth")
-            rollout = EpisodeRollout(task, _cfg(config, f"{multi_turn}.max_parallel_calls"), gold=gold)
+            servers = servers_from_environment()  # ENVFACTORY_EPISODE_SERVERS: episodes on the cluster's servers
+            rollout = (await RemoteRollout.open(servers, kwargs.get("extra_info") or {}, gold,
+                                                _cfg(config, f"{multi_turn}.max_parallel_calls"))
+                       if servers is not None else EpisodeRollout(task, _cfg(config, f"{multi_turn}.max_parallel_calls"),
+                                                                  gold=gold))
             request_id = uuid.uuid4().hex
 
             async def generate(prompt_ids: list[int]):

@@ -27,8 +27,14 @@ def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> di
         raise ValueError(f"QueryGen needs n >= 0 tasks, got {state['n']}")
     if "seeds" in state and not all(isinstance(x, int) and not isinstance(x, bool) for x in state["seeds"]):
         raise ValueError(f"QueryGen 'seeds' must be a list of integers, got {state['seeds']!r}")
+    ctx = _ctx(runtime)
+    if ctx.executor not in ("threads", "ray"):
+        raise ValueError(f"unknown QueryGen executor {ctx.executor!r}; known: threads, ray")
     _sampler(names, state.get("max_envs", 1))
-    _store(_ctx(runtime))
+    _store(ctx)
+    if ctx.executor == "ray" and not _worker_flag["in_worker"]:  # join the cluster and start the actors once, up front
+        from envfactory.graphs.querygen.ray_executor import pool
+        pool(ctx)
     return {}
 
 def fan_out(state: QueryGenState) -> list[Send] | str:
@@ -79,6 +85,14 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
     if stop is not None and stop.is_set():
         return {"not_run": 1}
     ctx = _ctx(runtime)
+    if ctx.executor == "ray" and not _worker_flag["in_worker"]:
+        from envfactory.graphs.querygen.ray_executor import run_slot_on_ray
+        store = _store(ctx)
+        out = run_slot_on_ray(dict(state), ctx, store.has if store is not None else None)
+        if store is not None:  # one writer: the records come back here and are stored by this process
+            for record in out.get("records", []):
+                store.put(TrajectoryRecord.model_validate(record))
+        return out
     if ctx.workers > 0 and not _worker_flag["in_worker"]:
         from envfactory.graphs.querygen import workers
         out = workers.run_in_worker(ctx.workers, _run_slot_in_worker, dict(state), ctx)
