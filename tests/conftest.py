@@ -29,6 +29,13 @@ def _own_cache_dir(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path_factory, monkeypatch):
+    """A trust store of this test alone, never the user's (subprocesses inherit it too)."""
+    monkeypatch.setenv("ENVFACTORY_CONFIG_DIR", str(tmp_path_factory.mktemp("envfactory-config")))
+    yield
+
+
 @pytest.fixture(scope="session")
 def library_env():
     from envfactory.envs import Environment

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envfactory.cli.main import main
-from envfactory.envs import Environment, load_manifest
+from envfactory.envs import Environment, UntrustedCodeError, load_manifest
 from envfactory.envs.imports.importer import import_class, import_class_file
 from envfactory.envs.mcp import EpisodeControl, in_memory_session
 from envfactory.envs.validation.testcases import run_suite
@@ -229,7 +229,8 @@ def test_imported_package_with_real_tests_validates_in_the_sandbox(parking, tmp_
     report = validate_package(pkg)
     assert report.verdict == "PASS", report.verdict_line
     assert report.paths_covered == report.paths_total == 16
-    assert Environment.load(pkg).name == "parking_permit"  # verified.json makes it loadable without trust
+    with pytest.raises(UntrustedCodeError):  # passing validation is not trust
+        Environment.load(pkg)
 
 
 def test_hostile_class_file_is_imported_in_the_sandbox(tmp_path):

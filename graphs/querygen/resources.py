@@ -46,19 +46,23 @@ def _loop_state() -> dict[str, Any]:
             _rollout_loop.update(pid=os.getpid(), loop=loop, pools={})
         return _rollout_loop
 
-def _session_pools(envs: dict[str, Environment]) -> dict[str, Any]:
-    """Pooled MCP sessions per environment on the rollout loop (built on first use)."""
-    from envfactory.envs.mcp import EpisodeSessionPool
+def _session_pools(envs: dict[str, Environment], tools: str = "direct") -> dict[str, Any]:
+    """Pooled rollout tools per environment on the rollout loop (built on first use): direct tools
+    that call the episode in this process (``tools="direct"``), or in-memory MCP sessions (``"mcp"``)."""
+    from envfactory.envs.mcp import DirectToolPool, EpisodeSessionPool
+    if tools not in ("direct", "mcp"):
+        raise ValueError(f"unknown rollout tools {tools!r}; known: direct, mcp")
     pools = _loop_state()["pools"]
     out = {}
     with _loop_lock:
         for name, env in envs.items():
-            key = (name, id(env))
+            key = (name, id(env), tools)
             if key not in pools:
                 # A worker process's rollout loop is private (no server shares it, no blocking-call guard
                 # such as `langgraph dev`'s watches it), so its tool calls run inline on it: a thread hop
                 # per call costs more than the sub-millisecond in-memory SQLite work it would move.
-                pools[key] = EpisodeSessionPool(env, inline_calls=_worker_flag["in_worker"])
+                pool = DirectToolPool if tools == "direct" else EpisodeSessionPool
+                pools[key] = pool(env, inline_calls=_worker_flag["in_worker"])
             out[name] = pools[key]
     return out
 

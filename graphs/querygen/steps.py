@@ -155,7 +155,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
                 in_worker = _worker_flag["in_worker"]
                 run = yield _Await(lambda: rollout_agent.model_rollout(
                     envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
-                    sessions=_session_pools(envs), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
+                    sessions=_session_pools(envs, ctx.tools), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}",
                             **({"transient": True} if _unfinished("rollout", exc) else {})})
@@ -245,7 +245,9 @@ def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
     for query, indices in zip(state.get("queries") or [""] * len(state["turns"]), state["turns"]):
         calls = [chain.calls[i] for i in indices]
         turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
-                                                                   masked_arguments=c.masked_arguments) for c in calls],
+                                                                   masked_arguments=c.masked_arguments,
+                                                                   selectors={p: sel.model_dump() for p, sel in c.selectors.items()})
+                                          for c in calls],
                               details={k: v for c in calls for k, v in query_agent.stated_values(c).items()}))
     return turns
 
