@@ -98,7 +98,7 @@ def gold_scripts(env: str, tasks: int, seed: int, ctx: QueryGenContext) -> dict[
 
 
 def _model_calls(model: FixedLatencyModel, records: list[dict[str, Any]]) -> int:
-    """The model's calls: its own counter, or (in worker processes, where a copy of it answered)
+    """The model's calls: its own counter, or (on Ray actors, where a copy of it answered)
     the assistant messages of the records (one rollout per task, every reply recorded)."""
     return model.calls or sum(m["role"] == "assistant" for r in records for m in r["messages"])
 
@@ -114,8 +114,11 @@ def zero_cpu_makespan(task_seconds: list[float], concurrency: int) -> float:
 
 def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concurrency: int, latency: float,
          workers: int = 0) -> dict[str, Any]:
-    from envfactory.graphs.querygen.workers import worker_cpu_seconds
     ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers)
+    if workers:
+        from envfactory.graphs.querygen.ray_executor import actor_cpu_seconds as worker_cpu_seconds
+    else:
+        worker_cpu_seconds = lambda: 0.0  # noqa: E731
     model.calls = 0
     cpu, wcpu, start = time.process_time(), worker_cpu_seconds(), time.perf_counter()
     out = graph.invoke({"envs": [env], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
@@ -138,12 +141,11 @@ def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concu
 
 def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32), latency: float = 0.05,
                    env: str = "library", models: tuple[str, ...] = ("text", "gold_replay"), seed: int = 0,
-                   workers: tuple[str, ...] = ("threads", "processes"), repeats: int = 1) -> dict[str, Any]:
+                   workers: tuple[str, ...] = ("threads", "ray"), repeats: int = 1) -> dict[str, Any]:
     """Efficiency per model kind, concurrency and worker kind; keys like ``gold_replay@32`` (chains
-    on threads of this process) and ``gold_replay@32/processes`` (one worker process per core, each
-    running its share of the chains in flight on its event loop, ``QueryGenContext.workers``). Each
+    on threads of this process) and ``gold_replay@32/ray`` (one Ray actor per core, each running its
+    share of the chains in flight on its event loop, ``QueryGenContext.workers``). Each
     case runs ``repeats`` times and reports its median run with the lowest and highest efficiency."""
-    from envfactory.graphs.querygen.workers import shutdown_workers
     graph = make_graph()
     levels = (concurrency,) if isinstance(concurrency, int) else tuple(concurrency)
     warm_seed, warm_n = seed + 100_000, max(levels)
@@ -158,10 +160,10 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
         else:
             raise ValueError(f"unknown model kind {kind!r}; known: text, gold_replay")
         for how in workers:
-            if how not in ("threads", "processes"):
-                raise ValueError(f"unknown worker kind {how!r}; known: threads, processes")
+            if how not in ("threads", "ray"):
+                raise ValueError(f"unknown worker kind {how!r}; known: threads, ray")
             for c in levels:
-                n_workers = min(c, os.cpu_count() or 1) if how == "processes" else 0
+                n_workers = min(c, os.cpu_count() or 1) if how == "ray" else 0
                 # Warm up: imports, environments, sampler, pooled sessions. Worker processes each build
                 # their own (~1 s of CPU once per process); a slow model keeps the slots in flight long
                 # enough that every worker gets its share, so none of them starts cold inside the run.
@@ -169,11 +171,13 @@ def bench_querygen(tasks: int = 64, concurrency: tuple[int, ...] | int = (8, 32)
                              context=QueryGenContext(rollouts=1, chat_models={"rollout": make(0.25 if n_workers else 0.0)},
                                                      workers=n_workers),
                              config={"max_concurrency": c})
-                key = f"{kind}@{c}" + ("/processes" if n_workers else "")
+                key = f"{kind}@{c}" + ("/ray" if n_workers else "")
                 runs = sorted((_run(graph, make(latency), env, tasks, seed, c, latency, n_workers)
                                for _ in range(max(1, repeats))), key=lambda r: r["efficiency"])
                 # the median run, and the spread: one run on a shared machine moves by a few points
                 results[key] = {**runs[len(runs) // 2], "runs": len(runs),
                                 "efficiency_min": runs[0]["efficiency"], "efficiency_max": runs[-1]["efficiency"]}
-                shutdown_workers()  # each level warms its own pool; an idle one would only hold memory
+                if n_workers:  # each level warms its own pool; an idle one would only hold memory
+                    from envfactory.graphs.querygen.ray_executor import shutdown_ray_executor
+                    shutdown_ray_executor()
     return results

@@ -18,20 +18,20 @@ def cmd_generate(args) -> int:
     if workers < 0:
         print(f"envfactory: --workers must be 0 (threads) or more, got {workers}", file=sys.stderr)
         return 2
-    if args.ray_address and args.executor != "ray":
+    if args.ray_address and not on_ray_requested(args):
         print("envfactory: --ray-address needs --executor ray", file=sys.stderr)
         return 2
-    if args.executor == "ray":
+    if on_ray_requested(args):
         try:
             import ray  # noqa: F401
         except ImportError:
-            print("envfactory: --executor ray needs Ray: pip install 'envfactory[ray]'", file=sys.stderr)
+            print("envfactory: --executor ray and --workers run on Ray, which is not installed: "
+                  "pip install 'envfactory[ray]' (or leave both out to run in this process)", file=sys.stderr)
             return 2
     ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(Path(args.store)), workers=workers,
                           executor=args.executor, ray_address=args.ray_address)
     graph = make_graph()
-    desc = ("trajectories (Ray" + (f", {workers} actors)" if workers else ")") if args.executor == "ray"
-            else f"trajectories ({workers} worker processes)" if workers else "trajectories")
+    desc = "trajectories (Ray" + (f", {workers} actors)" if workers else ")") if on_ray_requested(args) else "trajectories"
     bar = tqdm(total=args.n, desc=desc, unit="task", disable=args.json, file=sys.stderr)
     final, resumed = {}, 0
     with stop_on_ctrl_c("the chains") as stop:
@@ -66,6 +66,10 @@ def cmd_generate(args) -> int:
     return NOT_DONE_EXIT_CODE if summary.get("not_done") else 0
 
 
+def on_ray_requested(args) -> bool:
+    return args.executor == "ray" or args.workers > 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate verified trajectories (QueryGen) into a record store")
     p.add_argument("env", nargs="+", help="bundled environment names")
@@ -76,9 +80,9 @@ def register(sub) -> None:
     p.add_argument("--max-envs", type=int, default=1, help="environments per chain")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--workers", type=int, default=0,
-                   help="worker processes running chains, each many at once; one per core pays off for long runs "
-                        "whose chains wait on a model at high concurrency (starting them costs a few seconds); "
-                        "0: threads in this process. With --executor ray: how many actors (0: one per CPU)")
+                   help="Ray actors running chains, each many at once (implies --executor ray; with --executor ray "
+                        "0 means one per CPU of the cluster); one per core pays off for long runs whose chains wait "
+                        "on a model at high concurrency (starting Ray costs seconds); 0: threads in this process"),
     p.add_argument("--executor", choices=["threads", "ray"], default="threads",
                    help="ray: run the chains on Ray async actors (one per CPU of the cluster, or --workers of them); "
                         "needs the ray extra")

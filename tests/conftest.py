@@ -48,6 +48,9 @@ def local_ray():
     port on loopback; the module's actor pools and the instance stop after it."""
     ray = pytest.importorskip("ray", reason="the ray extra is part of dev")
     from envfactory.graphs.querygen import ray_executor
+    if ray.is_initialized():  # an instance a test started without this fixture (e.g. a --workers run)
+        ray_executor.shutdown_ray_executor()
+        ray.shutdown()
     ray_executor.start_local(num_cpus=2)
     assert ray.util.get_node_ip_address() == "127.0.0.1"
     yield ray

@@ -228,9 +228,12 @@ def test_querygen_against_a_flaky_endpoint_accepts_what_a_clean_run_accepts(gold
     assert accepted == clean_accepted
 
 
-@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)], ids=["threads", "worker processes"])
-def test_a_task_whose_model_stays_down_is_not_done_and_the_next_run_finishes_it(gold_turns, clean_run, tmp_path, workers):
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)], ids=["threads", "ray actors"])
+def test_a_task_whose_model_stays_down_is_not_done_and_the_next_run_finishes_it(gold_turns, clean_run, tmp_path, workers,
+                                                                                  request):
     _, clean_accepted = clean_run
+    if workers:
+        request.getfixturevalue("local_ray")  # workers > 0: the slots run on Ray actors
     down_for = sorted(gold_turns)[0]  # every request of this one task fails, for good
 
     def outage(body, attempt):

@@ -96,7 +96,7 @@ def test_leakage_check_ignores_plain_words_and_dates():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["0", "2", "ray"])
+@pytest.mark.parametrize("workers", ["0", "ray"])
 def test_ctrl_c_stops_generate_soon_and_a_rerun_resumes(tmp_path, workers):
     store = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "envfactory.cli.main", "generate", "library", "commerce", "--n", "3000",

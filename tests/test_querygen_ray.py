@@ -145,3 +145,73 @@ def test_a_slot_whose_actor_dies_twice_is_not_done_and_the_next_run_finishes_it(
                                 context=QueryGenContext(rollouts=1, chat_models={"rollout": healthy}, executor="ray",
                                                         store_path=str(store)))
     assert again["summary"]["skipped_as_done"] == 2 and again["summary"]["accepted"] == 1
+
+
+def test_a_context_that_cannot_travel_is_refused_clearly(local_ray):
+    import threading
+
+    class Unpicklable:
+        def __init__(self):
+            self.lock = threading.Lock()
+
+    with pytest.raises(ValueError, match="picklable"):
+        make_graph().invoke({"envs": ["library"], "n": 1, "seed": 0},
+                            context=QueryGenContext(rollouts=1, chat_models={"rollout": Unpicklable()}, executor="ray"))
+
+
+def test_model_steps_run_on_actors_with_their_retries(local_ray):
+    from envfactory.agents.query_agent import split_turns
+    from envfactory.graphs.querygen import slot_chains
+    from tests.doubles import ScriptedChatModel, malformed, tool_call_message
+    chain = slot_chains(["library"], 1, seed=3)[0]
+    turns = split_turns(chain, chain.seed)
+    queries = [f"request {chr(65 + i)}" for i in range(len(turns))]
+    solver = []
+    for idx in turns:
+        solver += [tool_call_message(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + ["Done."]
+    query = ScriptedChatModel(script=[malformed("json"), tool_call_message("GeneratedQueries", {"queries": queries})])
+    ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": query, "rollout": ScriptedChatModel(script=solver)})
+    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
+    assert rec["verification"]["accepted"], rec["verification"]
+    assert rec["provenance"]["tiers"]["query"] == "model" and [t["query"] for t in rec["turns"]] == queries
+    broken = ScriptedChatModel(script=[malformed("json"), malformed("shape"), malformed("unknown_tool")])
+    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
+                              context=QueryGenContext(rollouts=1, workers=1, chat_models={"query": broken}))["records"][0]
+    assert not rec["verification"]["accepted"] and "after 3 attempt(s)" in rec["verification"]["reason"]
+
+
+def test_configured_endpoints_are_called_from_the_actors_with_settings_made_after_they_started(local_ray, monkeypatch):
+    from langchain_openai import ChatOpenAI
+
+    from envfactory.agents.query_agent import split_turns
+    from envfactory.graphs.querygen import slot_chains
+    from tests.doubles import OpenAIStubServer
+    from tests.doubles.openai_stub import text_reply, tool_reply
+    chain = slot_chains(["library"], 1, seed=3)[0]
+    turns = split_turns(chain, chain.seed)
+    script = [tool_reply("GeneratedQueries", {"queries": [f"please help {chr(65 + i)}" for i in range(len(turns))]})]
+    for idx in turns:
+        script += [tool_reply(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + [text_reply("Done.")]
+    ray_executor.pool(QueryGenContext(executor="ray"))  # the actors are running before the key is set
+    with OpenAIStubServer(script) as stub:
+        client = ChatOpenAI(base_url=stub.url, api_key="test", model="stub-model")
+        with pytest.raises(ValueError, match="give its settings in QueryGenContext.models"):  # a client cannot travel
+            make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
+                                context=QueryGenContext(rollouts=1, executor="ray", chat_models={"rollout": client}))
+        monkeypatch.setenv("STUB_KEY", "test")  # named by the models' settings: forwarded to the actors
+        models = {role: {"model": "stub-model", "base_url": stub.url, "api_key_env": "STUB_KEY", "max_retries": 0}
+                  for role in ("query", "rollout")}
+        out = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
+                                  context=QueryGenContext(rollouts=1, executor="ray", models=models))
+        assert len(stub.requests) == len(script)  # every call reached the endpoint, from an actor
+    rec = out["records"][0]
+    assert rec["verification"]["accepted"], rec["verification"]
+    assert rec["provenance"]["models"] == {"query": "stub-model", "rollout": "stub-model"}
+
+
+def test_generate_workers_now_means_ray_actors(local_ray, tmp_path, capsys):
+    from envfactory.cli.main import main
+    store = tmp_path / "r.sqlite"
+    assert main(["generate", "library", "--n", "2", "--rollouts", "1", "--workers", "1", "--store", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accepted"] == 2
+    assert any(len(p.actors()) == 1 for p in ray_executor._pools.values())  # one actor, as asked

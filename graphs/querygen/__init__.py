@@ -9,16 +9,16 @@ With no model configured every step runs its offline tier and says so in the rec
 
 A step that waits on a model is a generator: it yields what it waits for (``_Ask``, a structured
 model call; ``_Await``, a rollout coroutine) and gets the answer back. ``_drive`` answers in the
-calling thread (the graph's nodes, threads mode); ``_adrive`` awaits on an event loop (worker
-processes, many slots per loop). One body per step serves both.
+calling thread (the graph's nodes, threads mode); ``_adrive`` awaits on an event loop (Ray
+actors, many slots per loop). One body per step serves both.
 
 Modules (the LangGraph template split): ``context`` (QueryGenContext), ``state`` (graph state),
 ``steps`` (the five agent steps), ``driver`` (runs a step body), ``slots`` (one task slot),
 ``chain`` (the five steps as a graph), ``nodes`` (the run's own nodes), ``graph`` (the run graph), ``resources`` (what slots share in
-a process), ``workers`` (the worker-process pool). Imports flow one way:
-context, state <- resources <- driver <- steps <- chain, slots <- nodes <- graph; ``workers`` imports
-``resources`` and is imported by ``nodes``; so is ``ray_executor`` (slots on Ray async actors,
-``QueryGenContext.executor = "ray"``), which imports ``slots`` inside its actors.
+a process), ``ray_executor`` (slots on Ray async actors: ``QueryGenContext.executor = "ray"`` or
+``workers``). Imports flow one way: context, state <- resources <- driver <- steps <- chain, slots <-
+nodes <- graph; ``ray_executor`` imports ``context`` (and ``slots`` inside its actors) and is
+imported by ``nodes``.
 """
 from envfactory.envs.runtime.cache import load_env  # querygen.load_env stays importable
 from envfactory.graphs.querygen.context import DEFAULT_SYSTEM_PROMPT, ContextRuntime, QueryGenContext

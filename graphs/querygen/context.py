@@ -35,8 +35,8 @@ class QueryGenContext:
     chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
     step_graph: bool = field(default=False, metadata={"description": "run each chain's five steps as a subgraph, so Studio streams every step as its own node (costs ~4 ms CPU per task; threads mode only)"})
     tools: Literal["direct", "mcp"] = field(default="direct", metadata={"description": "how model rollouts reach in-process environments: tools that call the episode directly, or in-memory MCP sessions (same tools, messages and errors; MCP costs ~1 ms more CPU per call)"})
-    workers: int = field(default=0, metadata={"description": "worker processes that run chains, each many at once on its event loop (0: threads in this process); one per core uses every core"})
-    executor: Literal["threads", "ray"] = field(default="threads", metadata={"description": "where chains run: 'threads' (this process, or its worker processes with workers > 0) or 'ray' (Ray async actors, one per CPU of the cluster unless workers says how many; pip install 'envfactory[ray]')"})
+    workers: int = field(default=0, metadata={"description": "Ray actors that run chains, each many at once on its event loop (0 with executor 'threads': threads in this process; 0 with 'ray': one per CPU of the cluster); more than 0 runs on Ray"})
+    executor: Literal["threads", "ray"] = field(default="threads", metadata={"description": "where chains run: 'threads' (this process) or 'ray' (Ray async actors, one per CPU of the cluster unless workers says how many; pip install 'envfactory[ray]')"})
     ray_address: str | None = field(default=None, metadata={"description": "executor 'ray': the cluster to join ('auto': the one `ray start` runs here; 'ray://host:10001'); None starts a local Ray instance on loopback"})
 
 def _ctx(runtime: Runtime | None) -> QueryGenContext:
@@ -44,7 +44,7 @@ def _ctx(runtime: Runtime | None) -> QueryGenContext:
 
 class ContextRuntime:
     """What the steps read of LangGraph's ``Runtime``, the context alone: for running the steps
-    outside a graph (worker processes, benchmarks, tests)."""
+    outside a graph (Ray actors, benchmarks, tests)."""
 
     def __init__(self, context: QueryGenContext):
         self.context = context

@@ -1,6 +1,6 @@
 """Running a step body: a step that waits on a model is a generator that yields what it waits for
 (``_Ask``, a structured model call; ``_Await``, a rollout coroutine). ``_drive`` answers in the
-calling thread (graph nodes, threads mode); ``_adrive`` awaits on an event loop (worker processes,
+calling thread (graph nodes, threads mode); ``_adrive`` awaits on an event loop (Ray actors,
 many slots per loop). One body per step serves both."""
 from __future__ import annotations
 

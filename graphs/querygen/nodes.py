@@ -15,7 +15,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.graphs.querygen.context import QueryGenContext, _ctx
 from envfactory.graphs.querygen.resources import _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.chain import CHAIN_GRAPH
-from envfactory.graphs.querygen.slots import _run_slot_in_worker, _start_slot, run_slot, slot_update
+from envfactory.graphs.querygen.slots import _start_slot, run_slot, slot_update
 from envfactory.graphs.querygen.state import QueryGenState, SlotState
 
 def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
@@ -32,10 +32,15 @@ def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> di
         raise ValueError(f"unknown QueryGen executor {ctx.executor!r}; known: threads, ray")
     _sampler(names, state.get("max_envs", 1))
     _store(ctx)
-    if ctx.executor == "ray" and not _worker_flag["in_worker"]:  # join the cluster and start the actors once, up front
+    if on_ray(ctx):  # join the cluster and start the actors once, up front
         from envfactory.graphs.querygen.ray_executor import pool
         pool(ctx)
     return {}
+
+def on_ray(ctx: QueryGenContext) -> bool:
+    """Slots go to Ray actors (``executor="ray"``, or ``workers`` > 0: the worker processes are Ray's),
+    unless this process is one of them."""
+    return (ctx.executor == "ray" or ctx.workers > 0) and not _worker_flag["in_worker"]
 
 def fan_out(state: QueryGenState) -> list[Send] | str:
     names, max_envs = sorted(state["envs"]), state.get("max_envs", 1)
@@ -67,8 +72,8 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
 def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
                   config: RunnableConfig = None) -> dict[str, Any]:  # LangGraph injects ``config`` by this annotation
     """One task slot: sample its chain, then every step of ``make_chain_graph`` (same functions,
-    same state updates) inside this one node; with ``workers`` set, as a coroutine in a worker
-    process (``arun_slot``), beside that worker's other slots.
+    same state updates) inside this one node; on Ray (``executor="ray"`` or ``workers``), as a
+    coroutine in an actor (``arun_slot``), beside that actor's other slots.
 
     By default the steps run inline: the same five steps as a nested graph (``CHAIN_GRAPH``) cost
     LangGraph's own bookkeeping (a loop, channels, checkpoints per chain) ~3.8 ms more CPU per task
@@ -85,18 +90,10 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
     if stop is not None and stop.is_set():
         return {"not_run": 1}
     ctx = _ctx(runtime)
-    if ctx.executor == "ray" and not _worker_flag["in_worker"]:
+    if on_ray(ctx):
         from envfactory.graphs.querygen.ray_executor import run_slot_on_ray
         store = _store(ctx)
         out = run_slot_on_ray(dict(state), ctx, store.has if store is not None else None)
-        if store is not None:  # one writer: the records come back here and are stored by this process
-            for record in out.get("records", []):
-                store.put(TrajectoryRecord.model_validate(record))
-        return out
-    if ctx.workers > 0 and not _worker_flag["in_worker"]:
-        from envfactory.graphs.querygen import workers
-        out = workers.run_in_worker(ctx.workers, _run_slot_in_worker, dict(state), ctx)
-        store = _store(ctx)
         if store is not None:  # one writer: the records come back here and are stored by this process
             for record in out.get("records", []):
                 store.put(TrajectoryRecord.model_validate(record))

@@ -45,7 +45,7 @@ LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_pools: dict[tuple[str, int], "RayPool"] = {}
+_pools: dict[tuple[str, str, int], "RayPool"] = {}
 
 
 class ActorLost(RuntimeError):
@@ -226,9 +226,14 @@ def pool(ctx: QueryGenContext) -> RayPool:
     connect(ctx.ray_address)
     ray = ray_module()
     size = ctx.workers if ctx.workers > 0 else max(1, int(ray.cluster_resources().get("CPU", 1)))
-    key = (ray.get_runtime_context().get_job_id(), size)
+    here = ray.get_runtime_context()
+    key = (here.get_node_id(), here.get_job_id(), size)  # a new Ray instance (or job) gets new actors
     with _lock:
-        if key not in _pools:
+        if key not in _pools:  # one pool at a time: each actor holds a CPU, another size would wait for them
+            stale = list(_pools.values())
+            _pools.clear()
+            for old in stale:
+                old.shutdown()
             _pools[key] = RayPool(size)
         return _pools[key]
 
@@ -298,6 +303,14 @@ def run_slot_on_ray(state: dict[str, Any], ctx: QueryGenContext, has_record=None
         except ActorLost as exc:
             log.warning("QueryGen slot %s: %s (attempt %d of 2)", state.get("slot"), exc, attempt + 1)
     return {"not_done": 1}  # nothing stored: the next run retries the task
+
+
+def actor_cpu_seconds() -> float:
+    """CPU the actors of this process's pools spent so far (benchmarks add it to their own)."""
+    ray = ray_module()
+    with _lock:
+        pools = list(_pools.values())
+    return sum(ray.get([a.cpu.remote() for p in pools for a in p.actors()])) if pools else 0.0
 
 
 def shutdown_ray_executor() -> None:

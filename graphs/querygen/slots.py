@@ -1,9 +1,8 @@
 """One task slot: sample its own chain from its own block of seeds, then run the chain's steps
-(in this thread, or as a coroutine in a worker process)."""
+(in this thread, or as a coroutine in a Ray actor)."""
 from __future__ import annotations
 
 
-from collections.abc import Awaitable
 from typing import Any
 
 
@@ -12,7 +11,7 @@ from envfactory.envs.chains.sampling import GoldTrajectory
 
 from envfactory.graphs.querygen.context import ContextRuntime, QueryGenContext, _ctx
 from envfactory.graphs.querygen.driver import _adrive, _drive
-from envfactory.graphs.querygen.resources import _remember_gold, _sampler, _store, _worker_flag
+from envfactory.graphs.querygen.resources import _remember_gold, _sampler, _store
 from envfactory.graphs.querygen.state import SlotState
 from envfactory.graphs.querygen.steps import _calibrate, _generate_queries, _roll_out, _verify, split_turns, task_key
 
@@ -67,7 +66,7 @@ def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
     return slot_update(update, chain_state)
 
 async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
-    """One slot as a coroutine (worker processes): many slots share one thread and one event loop,
+    """One slot as a coroutine (Ray actors): many slots share one thread and one event loop,
     so a process is busy with some slot's CPU work while the others wait on their models."""
     update, chain_state = _start_slot(state, ctx)
     if chain_state is None:
@@ -104,9 +103,3 @@ def _apply(chain_state: dict[str, Any], step_update: dict[str, Any]) -> None:
     chain_state.update(step_update)
     if records:
         chain_state["records"] = chain_state.get("records", []) + records
-
-def _run_slot_in_worker(state: SlotState, ctx: QueryGenContext) -> Awaitable[dict[str, Any]]:
-    """A slot in a worker process, on its rollout loop; records are stored by the parent (one
-    writer per store)."""
-    _worker_flag["in_worker"] = True
-    return arun_slot(state, ctx)
