@@ -42,6 +42,7 @@ def _solver_script(chain, turns):
 
 
 def _run(chain, ctx, n=1):
+    ctx.store_path = None  # every run makes its record (the workspace store would resume the task)
     return make_graph().invoke({"envs": ["library"], "n": n, "seed": chain.seed}, context=ctx)["records"][0]
 
 

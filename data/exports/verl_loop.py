@@ -20,6 +20,7 @@ Here the loop owns the episodes instead:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 import uuid
 from typing import Any, Awaitable, Callable
@@ -283,6 +284,16 @@ def _cfg(config: Any, path: str, default: Any = None) -> Any:
     return default if config is None else config
 
 
+def register_export_of(config: Any) -> None:
+    """Find the export folder from the trainer's config (the tool config and the reward function sit
+    in it) and make its environment copies resolve by name in this worker."""
+    from envfactory.data.exports.bundle import PACKAGES_FILE, register_export
+    for key in ("actor_rollout_ref.rollout.multi_turn.tool_config_path", "custom_reward_function.path"):
+        path = _cfg(config, key)
+        if path and (Path(str(path)).parent / PACKAGES_FILE).is_file():
+            register_export(Path(str(path)).parent)
+
+
 def _build_agent_loop():
     from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 
@@ -293,6 +304,7 @@ def _build_agent_loop():
         async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
             config = self.config
             multi_turn = "actor_rollout_ref.rollout.multi_turn"
+            register_export_of(config)
             task = VerlTask.from_extra_info(kwargs.get("extra_info") or {})
             # the turn's gold (verl hands every row column to the loop): replayed up front, so a row whose gold
             # no longer replays is masked here rather than trained on compute_score's placeholder
@@ -341,6 +353,9 @@ def _build_episode_tool():
         def __init__(self, config: dict, tool_schema):
             super().__init__(config, tool_schema)
             self._tasks: dict[str, str] = {}
+            if (config or {}).get("export_dir"):  # the export's own environment copies
+                from envfactory.data.exports.bundle import register_export
+                register_export(config["export_dir"])
 
         async def create(self, instance_id: str | None = None, **kwargs):
             instance_id = instance_id or uuid.uuid4().hex

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import threading
+from pathlib import Path
 from functools import lru_cache
 from typing import Any
 
@@ -93,8 +94,12 @@ def _store(ctx: QueryGenContext):
     if not ctx.store_path:
         return None
     from envfactory.data.store import RecordStore
+    from envfactory.envs.runtime.workspace import current_workspace
     with _stores_lock:  # slots start together: one store object (and one schema set-up) per path
         if ctx.store_path not in _stores:
+            ws = current_workspace()
+            if Path(ctx.store_path).resolve() == ws.store_path:
+                ws.ensure()  # the workspace's store: its folder becomes a workspace (marker) on first write
             _stores[ctx.store_path] = RecordStore(ctx.store_path)
         return _stores[ctx.store_path]
 
