@@ -131,6 +131,13 @@ def test_synthesized_environments_reach_every_command_by_name(project, capsys):
     assert result["gold"]["scored"] == 1 and result["gold"]["score"] == 1.0, result
     assert result["wrong"]["scored"] == 1 and result["wrong"]["score"] < 1.0, result
     assert "calendar_events" in result["trl_classes"]
+    # verl's agent loop finds the export from the trainer's config (the tool config sits in the folder)
+    from envfactory.data.exports.verl_loop import register_export_of
+    from envfactory.envs.runtime.packages import resolve_package
+    tool_config = moved / "verl" / "envfactory.tools.yaml"
+    register_export_of({"actor_rollout_ref": {"rollout": {"multi_turn": {"tool_config_path": str(tool_config)}}}})
+    assert resolve_package("calendar_events") == (moved / "verl" / "envs" / "calendar_events").resolve()
+    assert "export_dir: " in tool_config.read_text()   # verl's stock tool loop: EpisodeTool registers this folder
     # an edited copy is refused, not trained on
     (moved / "trl" / "envs" / "calendar_events" / "seed.json").write_text("{}")
     proc = subprocess.run([sys.executable, "-c", "import sys; from envfactory.data.exports.bundle import register_export;"
