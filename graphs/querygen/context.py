@@ -35,6 +35,7 @@ class QueryGenContext:
     chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
     step_graph: bool = field(default=False, metadata={"description": "run each chain's five steps as a subgraph, so Studio streams every step as its own node (costs ~4 ms CPU per task; threads mode only)"})
     tools: Literal["direct", "mcp"] = field(default="direct", metadata={"description": "how model rollouts reach in-process environments: tools that call the episode directly, or in-memory MCP sessions (same tools, messages and errors; MCP costs ~1 ms more CPU per call)"})
+    slots_per_wave: int = field(default=1024, metadata={"description": "task slots sent at once; the next wave starts when one is done (LangGraph's per-task cost grows with the slots pending, so waves keep it flat in n)"})
     workers: int = field(default=0, metadata={"description": "worker processes that run chains, each many at once on its event loop (0: threads in this process); one per core uses every core"})
 
 def _ctx(runtime: Runtime | None) -> QueryGenContext:
