@@ -43,7 +43,7 @@ def cmd_generate(args) -> int:
             elif chunk.get("process_chain"):
                 slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, no chain, or not run
                 resumed += slot.get("skipped", 0)
-                bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0)
+                bar.update(len(slot.get("record_keys", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0)
                            + slot.get("not_done", 0))
                 if resumed:
                     bar.set_postfix_str(f"resumed {resumed}")

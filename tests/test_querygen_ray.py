@@ -12,6 +12,7 @@ from envfactory.bench.querygen import GoldReplayModel, gold_scripts  # noqa: E40
 from envfactory.data.store import RecordStore  # noqa: E402
 from envfactory.graphs.querygen import QueryGenContext, make_graph  # noqa: E402
 from envfactory.graphs.querygen import ray_executor  # noqa: E402
+from envfactory.graphs.querygen.resources import run_records  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +39,17 @@ def test_ray_actors_give_the_records_threads_give_and_a_rerun_redoes_nothing(loc
     ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, executor="ray", store_path=str(store))
     by_ray = graph.invoke({"envs": ["library"], "n": 4, "seed": 0}, context=ctx, config={"max_concurrency": 4})
     assert by_ray["summary"]["accepted"] == 4 and by_ray["summary"]["chains"] == 4
-    assert _timeless(by_ray["records"]) == _timeless(by_threads["records"])
+    assert _timeless(run_records(by_ray, ctx)) == _timeless(run_records(by_threads))
     assert model.calls == calls_here  # the actors' copies of the model answered, not this one
     stored = sorted(r.key for r in RecordStore(store).query())
-    assert stored == sorted(r["key"] for r in by_ray["records"])  # the parent stored what the actors made
+    assert stored == sorted(by_ray["record_keys"])  # the parent stored what the actors made
     assert len(ray_executor.pool(ctx).actors()) == 2  # one per CPU of the cluster
 
     again = graph.invoke({"envs": ["library"], "n": 6, "seed": 0},
                          context=QueryGenContext(rollouts=1, chat_models={"rollout": model}, executor="ray",
                                                  store_path=str(store)))
     assert again["summary"]["skipped_as_done"] == 4  # the four finished tasks are not redone...
-    assert len(again["records"]) == 2  # ...and only the two new slots ran
+    assert len(again["record_keys"]) == 2  # ...and only the two new slots ran
     assert len(list(RecordStore(store).query())) == 6
 
 

@@ -103,3 +103,32 @@ def _store(ctx: QueryGenContext):
         return _stores[ctx.store_path]
 
 _worker_flag = {"in_worker": False}
+
+RECENT_RECORDS = 4096  # records a run without a store keeps in memory (the last ones made in this process)
+
+_recent_records = BoundedCache(RECENT_RECORDS)
+
+
+def _keep_in_memory(records: list[dict[str, Any]]) -> None:
+    for record in records:
+        _recent_records.put(record["key"], record)
+
+
+def run_records(output: dict[str, Any], ctx: QueryGenContext | None = None) -> list[dict[str, Any]]:
+    """The records a QueryGen run made (its output's ``record_keys``), as dicts, in that order: from
+    the run's record store (``ctx.store_path``), or, for a run without one, from the last
+    ``RECENT_RECORDS`` this process made. The graph's state holds keys and counts only, so its
+    memory stays flat in the number of tasks."""
+    keys = output.get("record_keys", [])
+    store = _store(ctx) if ctx is not None else None
+    if store is not None:
+        found = {k: r.model_dump() for k in keys if (r := store.get(k)) is not None}
+    else:
+        found = {k: r for k in keys if (r := _recent_records.get(k)) is not None}
+    missing = [k for k in keys if k not in found]
+    if missing:
+        where = (f"in the record store {ctx.store_path}" if store is not None else
+                 f"in memory (a run without a record store keeps the last {RECENT_RECORDS} records of this process; "
+                 "give QueryGenContext a store_path to keep them all)")
+        raise LookupError(f"{len(missing)} of the run's {len(keys)} records are not {where}; first missing key: {missing[0]}")
+    return [found[k] for k in keys]
