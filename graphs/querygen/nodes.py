@@ -50,8 +50,11 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
             reason = (r["verification"]["reason"] or "unknown").split(":")[0]
             reasons[reason] = reasons.get(reason, 0) + 1
     rates = [r["verification"]["pass_rate"] for r in records if r["verification"]["pass_rate"] is not None]
+    no_selector = sum(d.get("reason", "").startswith("no selector") for d in state.get("discarded", []))
     return {"summary": {"chains": len(records), "skipped_as_done": state.get("skipped", 0),
                         "discarded_chains": len(state.get("discarded", [])),
+                        "selector_redrawn": state.get("selector_redrawn", 0), "selector_dropped": no_selector,
+                        "undetermined": reasons.get("undetermined", 0),
                         "slots_without_chain": state.get("empty_slots", 0), "slots_not_run": state.get("not_run", 0),
                         "not_done": state.get("not_done", 0),
                         "accepted": len(accepted),

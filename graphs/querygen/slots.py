@@ -88,6 +88,8 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
         return {**update, "empty_slots": 1}, None
     if done:
         return {**update, "skipped": 1}, None
+    if chain.selector_redraws:
+        update["selector_redrawn"] = 1
     return update, {"chain": chain.model_dump()}
 
 def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:

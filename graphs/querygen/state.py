@@ -23,6 +23,7 @@ class QueryGenState(QueryGenInput, total=False):
     empty_slots: Annotated[int, operator.add]             # slots whose seeds all gave discarded chains
     not_run: Annotated[int, operator.add]                 # slots skipped because the run was asked to stop
     not_done: Annotated[int, operator.add]                # tasks left for the next run: the model endpoint kept failing
+    selector_redrawn: Annotated[int, operator.add]        # chains with an array element drawn again for lack of a selector
     records: Annotated[list[dict[str, Any]], operator.add]
     summary: dict[str, Any]
 
@@ -47,6 +48,7 @@ class ChainState(TypedDict, total=False):
     queries: list[str]
     tiers: dict[str, str]
     leaks: list[str]
+    undetermined: list[str]     # tool.param of gold arguments the user's words do not determine
     rollouts: list[dict[str, Any]]
     unfinished: str         # why the task has no verdict yet (a model endpoint kept failing): not done
     not_done: int
