@@ -77,6 +77,26 @@ def reference_clauses(traj: GoldTrajectory, i: int, schema_of: Callable[[str, st
     return out
 
 
+def turn_facts(traj: GoldTrajectory, indices: list[int],
+               schema_of: Callable[[str, str], dict[str, Any]] | None = None) -> dict[str, list[str]]:
+    """What a turn's message must convey besides its values, in plain words: how the user singles out
+    each listed item ("refund order: the order whose product name is "Green Peas"") and which earlier
+    result a value comes from (the reference sentences). Given to the model tier's prompts as facts."""
+    schema_of = schema_of or _package_schema
+    selectors, references = [], []
+    for i in indices:
+        call = traj.calls[i]
+        selectors += [f"{tool_phrase(call.tool)}: {sel.text}" for p, sel in call.selectors.items()
+                      if sel.kind != "only" and p not in call.masked_arguments]
+        references += reference_clauses(traj, i, schema_of)
+    return {"selectors": selectors, "references": references}
+
+
+def _package_schema(env: str, tool: str) -> dict[str, Any]:
+    from envfactory.envs.runtime.cache import load_env
+    return load_env(env).manifest.tool(tool).input_schema
+
+
 def _phrase(traj: GoldTrajectory, i: int, schema_of: Callable[[str, str], dict[str, Any]]) -> str:
     call = traj.calls[i]
     phrase = tool_phrase(call.tool)
@@ -104,11 +124,7 @@ def template_queries(traj: GoldTrajectory, turns: list[list[int]], descriptions:
                      schema_of: Callable[[str, str], dict[str, Any]] | None = None) -> list[str]:
     """The offline verbalizer: plain, explicit requests (no model wrote these). ``schema_of(env, tool)``
     gives a tool's input schema (default: from the environment package)."""
-    if schema_of is None:
-        from envfactory.envs.runtime.cache import load_env
-
-        def schema_of(env: str, tool: str) -> dict[str, Any]:
-            return load_env(env).manifest.tool(tool).input_schema
+    schema_of = schema_of or _package_schema
     out = []
     for n, indices in enumerate(turns):
         phrases = [_phrase(traj, i, schema_of) for i in indices]

@@ -139,3 +139,26 @@ def test_summary_counts_undetermined_tasks_and_selector_redraws():
     rejected_undetermined = [r for r in out["records"] if (r["verification"]["reason"] or "").startswith("undetermined")]
     assert s["undetermined"] == len(rejected_undetermined)
     assert s["accepted"] >= 0.75 * s["chains"]
+
+
+def test_model_prompts_receive_selectors_as_facts_and_v1_stays_usable():
+    chain = _selector_chain()
+    turns, queries = _task(chain)
+    selector_texts = [s.text for c in chain.calls for s in c.selectors.values() if s.kind != "only"]
+    query = ScriptedChatModel(script=[json.dumps({"queries": queries})])
+    refine = ScriptedChatModel(script=[json.dumps({"queries": queries})])
+    rec = _run(chain, QueryGenContext(rollouts=1, chat_models={"query": query, "refine": refine}))
+    assert rec["verification"]["accepted"], rec["verification"]
+    used = {p["id"]: p["version"] for p in rec["provenance"]["prompts"]}
+    assert used["query_agent/generate"] == "v2" and used["refine_agent/calibrate"] == "v2"
+    asked = query.requests[0][-1].content
+    assert "Selectors (convey each)" in asked and all(json.dumps(t)[1:-1] in asked for t in selector_texts)
+    refined = refine.requests[0][-1].content
+    assert "must still convey" in refined and all(json.dumps(t)[1:-1] in refined for t in selector_texts)
+    # the first versions still render (pinned runs keep working); they say nothing of selectors
+    pinned = {"query_agent/generate": "1", "refine_agent/calibrate": "1"}
+    query = ScriptedChatModel(script=[json.dumps({"queries": queries})])
+    refine = ScriptedChatModel(script=[json.dumps({"queries": queries})])
+    rec = _run(chain, QueryGenContext(rollouts=1, prompt_versions=pinned, chat_models={"query": query, "refine": refine}))
+    assert {p["version"] for p in rec["provenance"]["prompts"]} == {"v1"}
+    assert "Selectors" not in query.requests[0][-1].content and "must still convey" not in refine.requests[0][-1].content

@@ -63,7 +63,8 @@ def _generate_queries(state: ChainState, ctx: QueryGenContext):
     from envfactory.agents.structured import StructuredOutputError
     from envfactory.prompts.registry import default_registry
     turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
-              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()}}
+              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()},
+              **query_agent.turn_facts(chain, idx)}  # selectors and references (read by v2 and later)
              for idx in state["turns"]]
     rendered = default_registry().render("query_agent/generate", ctx.prompt_versions.get("query_agent/generate", "latest"),
                                          persona=ctx.persona, turns=turns)
@@ -95,8 +96,11 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     if model is not None:
         from envfactory.prompts.registry import default_registry
         known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
-        rendered = default_registry().render("refine_agent/calibrate", ctx.prompt_versions.get("refine_agent/calibrate", "latest"),
-                                             queries=queries, known=known)
+        version = ctx.prompt_versions.get("refine_agent/calibrate", "latest")
+        extra = {}
+        if "facts" in default_registry().get("refine_agent/calibrate", version).front.variables():
+            extra["facts"] = [query_agent.turn_facts(chain, idx) for idx in state["turns"]]  # v2: must survive the rewrite
+        rendered = default_registry().render("refine_agent/calibrate", version, queries=queries, known=known, **extra)
         update = {"tiers": {**state["tiers"], "refine": "model"},
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
