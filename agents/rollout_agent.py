@@ -2,8 +2,9 @@
 
 Role: ``rollout``; prompt: ``rollout_agent/system``. With a model, a tool-calling loop over the
 environment's MCP tools (langchain-mcp-adapters, one held session per episode) with step and
-token limits. Offline tier: the *oracle*, which replays the gold calls as the assistant and
-executes them for real; its messages are labelled as scripted, never as model output.
+token limits. Offline tier: ``agents/solver.py``, a rule-based solver that reads only the
+conversation, the schemas and the outputs (``offline:rule-solver``). The *oracle* here, which replays
+the gold calls, is kept for benchmarks of the rollout machinery only: it never makes training data.
 """
 from __future__ import annotations
 

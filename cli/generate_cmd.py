@@ -54,7 +54,10 @@ def cmd_generate(args) -> int:
     else:
         print(f"{summary.get('accepted', 0)} accepted, {summary.get('rejected', 0)} rejected "
               f"{summary.get('rejected_by_reason') or ''}, {summary.get('skipped_as_done', 0)} already done, "
-              f"{summary.get('discarded_chains', 0)} chains discarded while sampling; mean pass rate "
+              f"{summary.get('discarded_chains', 0)} chains discarded while sampling "
+              f"({summary.get('selector_dropped', 0)} for lack of a selector; "
+              f"{summary.get('selector_redrawn', 0)} chains redrawn to an element the user can single out), "
+              f"{summary.get('undetermined', 0)} tasks rejected as undetermined; mean pass rate "
               f"{summary.get('mean_pass_rate')}; records in {args.store}")
     if summary.get("not_done"):
         print(f"envfactory: {summary['not_done']} tasks not done: the model endpoint kept failing after its retries; "

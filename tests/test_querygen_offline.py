@@ -28,11 +28,11 @@ def test_offline_run_produces_verified_labelled_trajectories(tmp_path):
         v = rec["verification"]
         assert v["accepted"] and v["pass_rate"] == 1.0 and v["reward"]["state_equal"]
         assert rec["provenance"]["tiers"] == {"query": "offline:template-verbalizer", "refine": "offline:no-refinement",
-                                              "rollout": "offline:oracle-replay"}
+                                              "rollout": "offline:rule-solver"}
         roles = [m["role"] for m in rec["messages"]]
         assert roles[0] == "system" and roles[1] == "user" and roles[-1] == "assistant"
         called = [c["name"] for m in rec["messages"] for c in m["tool_calls"]]
-        assert called == [c["name"] for t in rec["turns"] for c in t["gold_calls"]]
+        assert called == [c["name"] for t in rec["turns"] for c in t["gold_calls"]]  # the solver read them from the text
     assert len(RecordStore(tmp_path / "r.sqlite")) == 3
 
 

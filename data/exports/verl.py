@@ -24,6 +24,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
+from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
 from envfactory.data.exports.verl_loop import AGENT_NAME
 from envfactory.data.exports.verl_task import EnvPin, VerlTask, load_env
@@ -51,6 +52,7 @@ def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
 def _row(record: TrajectoryRecord, task: VerlTask, user_index: int, calls: list[Call],
          tools: list[dict[str, Any]]) -> dict[str, Any]:
     task_json = task.model_dump_json()
+    meta = row_metadata(record)
     return {
         "data_source": "envfactory/" + "+".join(task.env_names),
         "agent_name": AGENT_NAME,
@@ -66,6 +68,9 @@ def _row(record: TrajectoryRecord, task: VerlTask, user_index: int, calls: list[
             "need_tools_kwargs": True,
             "tools_kwargs": {t["function"]["name"]: {"create_kwargs": {"task": task_json}} for t in tools},
             "difficulty": record.verification.difficulty or "",
+            # tiers, models, prompt versions: JSON text (one Arrow type), ``offline`` to filter scripted rows
+            "provenance": json.dumps(meta, ensure_ascii=False),
+            "offline": meta["offline"],
         },
     }
 

@@ -12,7 +12,9 @@ from langgraph.runtime import Runtime
 
 
 
-CODE_VERSION = "envfactory-0.1.0"
+# Part of every task key: a change in what makes a task (0.2: selectors, the determinacy check, the
+# rule-based solver instead of the oracle) gives new keys, so a rerun redoes tasks made before it.
+CODE_VERSION = "envfactory-0.2.0"
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant with access to tools. Use them to do what the user asks; "
                          "ask for missing details instead of guessing ids.")

@@ -74,6 +74,9 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
     rates = v.get("pass_rates", 0)
     return {"summary": {"chains": accepted + rejected, "skipped_as_done": state.get("skipped", 0),
                         "discarded_chains": state.get("discarded_chains", 0),
+                        "selector_redrawn": state.get("selector_redrawn", 0),
+                        "selector_dropped": state.get("selector_dropped", 0),
+                        "undetermined": reasons.get("undetermined", 0),
                         "slots_without_chain": state.get("empty_slots", 0), "slots_not_run": state.get("not_run", 0),
                         "not_done": state.get("not_done", 0),
                         "accepted": accepted,

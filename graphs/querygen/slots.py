@@ -84,10 +84,15 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
     else:
         chain, discarded, done = sample_slot(state, ctx)
     update: dict[str, Any] = {"discarded_chains": len(discarded)} if discarded else {}
+    no_selector = sum(str(d.get("reason") or "").startswith("no selector") for d in discarded)
+    if no_selector:
+        update["selector_dropped"] = no_selector
     if chain is None:
         return {**update, "empty_slots": 1}, None
     if done:
         return {**update, "skipped": 1}, None
+    if chain.selector_redraws:
+        update["selector_redrawn"] = 1
     return update, {"chain": chain.model_dump()}
 
 def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from envfactory.agents import query_agent, refine_agent, rollout_agent
+from envfactory.agents import determinacy, query_agent, refine_agent, rollout_agent, solver
 from envfactory.agents.models import model_name
 from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, TrajectoryRecord, UserTurn, Verification,
                                      record_key)
@@ -63,7 +63,8 @@ def _generate_queries(state: ChainState, ctx: QueryGenContext):
     from envfactory.agents.structured import StructuredOutputError
     from envfactory.prompts.registry import default_registry
     turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
-              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()}}
+              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()},
+              **query_agent.turn_facts(chain, idx)}  # selectors and references (read by v2 and later)
              for idx in state["turns"]]
     rendered = default_registry().render("query_agent/generate", ctx.prompt_versions.get("query_agent/generate", "latest"),
                                          persona=ctx.persona, turns=turns)
@@ -95,8 +96,11 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     if model is not None:
         from envfactory.prompts.registry import default_registry
         known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
-        rendered = default_registry().render("refine_agent/calibrate", ctx.prompt_versions.get("refine_agent/calibrate", "latest"),
-                                             queries=queries, known=known)
+        version = ctx.prompt_versions.get("refine_agent/calibrate", "latest")
+        extra = {}
+        if "facts" in default_registry().get("refine_agent/calibrate", version).front.variables():
+            extra["facts"] = [query_agent.turn_facts(chain, idx) for idx in state["turns"]]  # v2: must survive the rewrite
+        rendered = default_registry().render("refine_agent/calibrate", version, queries=queries, known=known, **extra)
         update = {"tiers": {**state["tiers"], "refine": "model"},
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
@@ -109,13 +113,16 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
         queries = out.value.queries
     names, params = refine_agent.tool_and_param_names(_tools(chain))
     report = refine_agent.check_leakage(chain, queries, state["turns"], names, params)
-    return {**update, "queries": queries, "leaks": report.leaks}
+    # before any rollout: what the user says must determine every gold argument
+    missing = determinacy.undetermined(chain, queries, state["turns"],
+                                       lambda env, tool: load_env(env).manifest.tool(tool).input_schema)
+    return {**update, "queries": queries, "leaks": report.leaks, "undetermined": missing}
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_roll_out(state, _ctx(runtime)))
 
 def _roll_out(state: ChainState, ctx: QueryGenContext):
-    if state.get("failure") or state.get("leaks") or state.get("unfinished"):
+    if state.get("failure") or state.get("leaks") or state.get("undetermined") or state.get("unfinished"):
         return {"rollouts": []}
     chain = _chain(state)
     envs = {n: load_env(n) for n in chain.envs}
@@ -125,7 +132,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     except GoldReplayError as exc:
         return {"rollouts": [{"error": f"gold replay failed: {exc}"}]}
     model = _model(ctx, "rollout")
-    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER if model is None else "model"}}
+    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": solver.SOLVER_TIER if model is None else "model"}}
     system_prompt = DEFAULT_SYSTEM_PROMPT
     if model is not None:
         from envfactory.prompts.registry import default_registry
@@ -143,7 +150,8 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     for _ in range(max(1, ctx.rollouts)):
         try:
             if model is None:
-                run = rollout_agent.oracle_rollout(envs, turns, system_prompt)
+                # the offline agent reads only the user's messages (never the gold calls)
+                run = solver.solver_rollout(envs, [t.query for t in turns], system_prompt)
             else:
                 simulator = None
                 if ctx.mode == "conv":
@@ -183,6 +191,8 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         reason = state["failure"]
     elif state.get("leaks"):
         reason = "leakage: " + "; ".join(state["leaks"])
+    elif state.get("undetermined"):
+        reason = "undetermined: " + ", ".join(state["undetermined"])
     elif rollouts and all("error" in r for r in rollouts):
         reason = "infrastructure: " + rollouts[0]["error"]
     scored = [r for r in rollouts if "reward" in r and r["reward"]["score"] is not None]
