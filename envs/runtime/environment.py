@@ -404,6 +404,7 @@ class CallRecord:
     ok: bool
     error_kind: str | None
     wrote: bool
+    warnings: list[str] | tuple = ()  # imported tools: arguments passed as given against their annotation
 
 
 class Episode:
