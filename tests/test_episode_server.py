@@ -19,18 +19,16 @@ from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, EpisodeRollout, 
 from envfactory.data.exports.verl_task import VerlTask  # noqa: E402
 from envfactory.data.records import TrajectoryRecord  # noqa: E402
 from envfactory.envs.runtime.cache import load_env  # noqa: E402
-from envfactory.graphs.querygen import QueryGenContext, make_graph, ray_executor  # noqa: E402
-from envfactory.graphs.querygen.resources import run_records
+from envfactory.graphs.querygen import QueryGenContext, make_graph  # noqa: E402
+from envfactory.graphs.querygen.resources import run_records  # noqa: E402
 from tests.seeds import kept_seeds  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def servers():
-    ray_executor.start_local(num_cpus=2)  # ray.init(num_cpus=2, include_dashboard=False), on loopback only
+def servers(local_ray):
     servers = start_episode_servers("test-episodes", servers=2)
     yield servers
     stop_episode_servers(servers)
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,6 @@ from envfactory.graphs.querygen import ray_executor  # noqa: E402
 from envfactory.graphs.querygen.resources import run_records  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray_executor.start_local(num_cpus=2)  # ray.init(num_cpus=2, include_dashboard=False), on loopback only
-    assert ray.util.get_node_ip_address() == "127.0.0.1"
-    yield
-    ray_executor.shutdown_ray_executor()
-    ray.shutdown()
-
-
 def _timeless(records):  # created_at is the wall clock; everything else must match
     out = [{**r, "provenance": {k: v for k, v in r["provenance"].items() if k != "created_at"}} for r in records]
     return sorted(out, key=lambda r: r["key"])

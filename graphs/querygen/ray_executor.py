@@ -83,9 +83,10 @@ def start_local(num_cpus: int | None = None) -> None:
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def _settings(ctx: QueryGenContext) -> dict[str, str]:
-    """The environment variables the pipeline reads, as they are now in this process."""
-    keys = {str(cfg.get("api_key_env") or "OPENAI_API_KEY") for cfg in ctx.models.values()}
+def forwarded_settings(models: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The environment variables the pipeline reads, as they are now in this process (with the key
+    variables that these per-role model settings name)."""
+    keys = {str(cfg.get("api_key_env") or "OPENAI_API_KEY") for cfg in models.values()}
     return {k: v for k, v in os.environ.items() if k.startswith(SETTING_PREFIXES) or k in keys}
 
 
@@ -244,7 +245,7 @@ def _run_args(ctx: QueryGenContext, envs: list[str]) -> tuple:
             if len(_runs) >= 16:
                 _runs.pop(next(iter(_runs)))
             hit = _runs[id(ctx)] = (ctx, os.urandom(8).hex(), [ref])
-    return hit[1], hit[2], _settings(ctx), {name: _package(name) for name in envs if _package(name) is not None}
+    return hit[1], hit[2], forwarded_settings(ctx.models), {name: _package(name) for name in envs if _package(name) is not None}
 
 
 def _package(name: str) -> tuple[str, list] | None:
