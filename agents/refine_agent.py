@@ -49,8 +49,12 @@ def calibrate_prompt(traj: GoldTrajectory, queries: list[str], turns: list[list[
     """The rendered ``refine_agent/calibrate`` prompt (what QueryGen sends)."""
     from envfactory.agents.query_agent import stated_values
     from envfactory.prompts.registry import default_registry
+    from envfactory.agents.query_agent import turn_facts
     known = [{k: v for i in idx for k, v in stated_values(traj.calls[i]).items()} for idx in turns]
-    return default_registry().render("refine_agent/calibrate", prompt_version, queries=queries, known=known)
+    extra = {}
+    if "facts" in default_registry().get("refine_agent/calibrate", prompt_version).front.variables():
+        extra["facts"] = [turn_facts(traj, idx) for idx in turns]  # v2: must survive the rewrite
+    return default_registry().render("refine_agent/calibrate", prompt_version, queries=queries, known=known, **extra)
 
 
 def calibrate(traj: GoldTrajectory, queries: list[str], turns: list[list[int]], model, *,

@@ -54,7 +54,7 @@ def dev_server(tmp_path_factory):
     proc.wait(timeout=20)
 
 
-def test_querygen_runs_over_http(dev_server):
+def test_querygen_runs_over_http(dev_server, tmp_path):
     from langgraph_sdk import get_sync_client
 
     from envfactory.data.store import RecordStore
@@ -65,18 +65,17 @@ def test_querygen_runs_over_http(dev_server):
     thread = client.threads.create()
     result = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
                               context={"rollouts": 1})
-    assert result["summary"]["accepted"] == 2
-    assert all(r["verification"]["accepted"] and r["provenance"]["tiers"]["rollout"].startswith("offline")
-               for r in result["records"])
+    assert result["summary"]["accepted"] == 2 and len(result["record_keys"]) == 2
     # stored in the server's workspace by default, where `envfactory export` finds them
-    stored = {r.key for r in RecordStore(workspace / "records.sqlite", create=False).query()}
-    assert {r["key"] for r in result["records"]} <= stored
+    store = RecordStore(workspace / "records.sqlite", create=False)
+    records = [store.get(k) for k in result["record_keys"]]  # the state holds keys; the store, records
+    assert all(r.verification.accepted and r.provenance.tiers["rollout"].startswith("offline") for r in records)
     # the same run with worker processes started from inside the server (no store: made again): the same records
     thread = client.threads.create()
     by_workers = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
                                   context={"rollouts": 1, "workers": 2, "store_path": None})
     assert by_workers["summary"]["accepted"] == 2, by_workers
-    assert sorted(r["key"] for r in by_workers["records"]) == sorted(r["key"] for r in result["records"])
+    assert sorted(by_workers["record_keys"]) == sorted(result["record_keys"])
 
 
 def test_envgen_synthesizes_over_http(dev_server, tmp_path):

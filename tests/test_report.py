@@ -75,8 +75,9 @@ def test_bad_arguments_get_a_clear_error(tmp_path, capsys):
     assert main(["report", "--workspace", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
-    assert main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
-    assert "is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:   # refused by the argument parser, in one line
+        main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "file")])
+    assert exc.value.code == 2 and "is a file" in capsys.readouterr().err
 
 
 def test_an_empty_workspace_still_renders(tmp_path):

@@ -123,6 +123,11 @@ def test_synthesized_environments_reach_every_command_by_name(project, capsys):
     shutil.copytree(trl_dir, moved / "trl")
     shutil.rmtree(ws.root)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVFACTORY_")}
+    env["ENVFACTORY_CONFIG_DIR"] = str(moved / "config")   # the other machine's user, who trusts the copy once
+    trust = subprocess.run([sys.executable, "-m", "envfactory.cli.main", "envs", "trust",
+                            str(moved / "verl" / "envs" / "calendar_events")], cwd=moved, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert trust.returncode == 0, trust.stderr   # one grant by digest: the trl copy is the same content
     proc = subprocess.run([sys.executable, "-c", FRESH_TRAINER, str(moved)], cwd=moved, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

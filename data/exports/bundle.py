@@ -2,25 +2,32 @@
 another machine loads them from the folder alone (no workspace, no ENVFACTORY_CATALOG_PATH).
 
 ``envs/<name>/`` holds a copy of every environment that is not bundled with envfactory (synthesized,
-imported), with its ``verified.json``; ``packages.json`` pins every environment the rows use, bundled
+imported), with its validation record; ``packages.json`` pins every environment the rows use, bundled
 ones included, by content digest. ``register_export(folder)`` (called by the verl reward shim, the
 verl agent loop and tool, and the TRL script) makes those copies resolve by name in the process
 and refuses a copy whose content no longer matches its pin.
+
+Trust does not travel with the folder (``envs/runtime/trust.py``: grants live in each user's trust
+store): on the training machine, review each copy and ``envfactory envs trust EXPORT/envs/NAME`` once
+(the grant is by content digest); ``register_export`` logs which copies still need it.
 """
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
 from envfactory.envs.runtime.errors import EnvironmentPackageError
 from envfactory.envs.runtime.packages import CATALOG_DIR, register_catalog, resolve_package
-from envfactory.envs.runtime.trust import package_digest
+from envfactory.envs.runtime.trust import is_trusted, package_digest
+
+log = logging.getLogger(__name__)
 
 PACKAGES_FILE = "packages.json"
 ENVS_DIR = "envs"
-_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")  # all else: verified.json must still match
+_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")  # all else, so the digest (and a trust grant) match
 
 
 def bundle_environments(names: Iterable[str], out: str | Path) -> dict[str, Any]:
@@ -71,4 +78,8 @@ def register_export(folder: str | Path) -> dict[str, Any]:
                                           f"(digest {package_digest(copy)[:12]}, pinned {pin['digest'][:12]})")
     register_catalog(folder / ENVS_DIR)
     _registered[folder] = pins
+    untrusted = [folder / p["path"] for p in pins.values() if p.get("origin") == "export" and not is_trusted(folder / p["path"])]
+    if untrusted:
+        log.warning("not trusted on this machine yet (review, then `envfactory envs trust PATH` for each): %s",
+                    ", ".join(map(str, untrusted)))
     return pins

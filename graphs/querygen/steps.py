@@ -7,7 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from envfactory.agents import query_agent, refine_agent, rollout_agent
+from envfactory.agents import determinacy, query_agent, refine_agent, rollout_agent, solver
 from envfactory.agents.models import model_name
 from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, TrajectoryRecord, UserTurn, Verification,
                                      record_key)
@@ -102,13 +102,16 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
         queries = out.value.queries
     names, params = refine_agent.tool_and_param_names(_tools(chain))
     report = refine_agent.check_leakage(chain, queries, state["turns"], names, params)
-    return {**update, "queries": queries, "leaks": report.leaks}
+    # before any rollout: what the user says must determine every gold argument
+    missing = determinacy.undetermined(chain, queries, state["turns"],
+                                       lambda env, tool: load_env(env).manifest.tool(tool).input_schema)
+    return {**update, "queries": queries, "leaks": report.leaks, "undetermined": missing}
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_roll_out(state, _ctx(runtime)))
 
 def _roll_out(state: ChainState, ctx: QueryGenContext):
-    if state.get("failure") or state.get("leaks") or state.get("unfinished"):
+    if state.get("failure") or state.get("leaks") or state.get("undetermined") or state.get("unfinished"):
         return {"rollouts": []}
     chain = _chain(state)
     envs = {n: load_env(n) for n in chain.envs}
@@ -118,7 +121,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     except GoldReplayError as exc:
         return {"rollouts": [{"error": f"gold replay failed: {exc}"}]}
     model = _model(ctx, "rollout")
-    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER if model is None else "model"}}
+    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": solver.SOLVER_TIER if model is None else "model"}}
     system_prompt = DEFAULT_SYSTEM_PROMPT
     if model is not None:
         from envfactory.prompts.registry import default_registry
@@ -136,7 +139,8 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     for _ in range(max(1, ctx.rollouts)):
         try:
             if model is None:
-                run = rollout_agent.oracle_rollout(envs, turns, system_prompt)
+                # the offline agent reads only the user's messages (never the gold calls)
+                run = solver.solver_rollout(envs, [t.query for t in turns], system_prompt)
             else:
                 simulator = None
                 if ctx.mode == "conv":
@@ -148,7 +152,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
                 in_worker = _worker_flag["in_worker"]
                 run = yield _Await(lambda: rollout_agent.model_rollout(
                     envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
-                    sessions=_session_pools(envs), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
+                    sessions=_session_pools(envs, ctx.tools), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}",
                             **({"transient": True} if _unfinished("rollout", exc) else {})})
@@ -176,6 +180,8 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         reason = state["failure"]
     elif state.get("leaks"):
         reason = "leakage: " + "; ".join(state["leaks"])
+    elif state.get("undetermined"):
+        reason = "undetermined: " + ", ".join(state["undetermined"])
     elif rollouts and all("error" in r for r in rollouts):
         reason = "infrastructure: " + rollouts[0]["error"]
     scored = [r for r in rollouts if "reward" in r and r["reward"]["score"] is not None]
@@ -232,7 +238,9 @@ def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
     for query, indices in zip(state.get("queries") or [""] * len(state["turns"]), state["turns"]):
         calls = [chain.calls[i] for i in indices]
         turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
-                                                                   masked_arguments=c.masked_arguments) for c in calls],
+                                                                   masked_arguments=c.masked_arguments,
+                                                                   selectors={p: sel.model_dump() for p, sel in c.selectors.items()})
+                                          for c in calls],
                               details={k: v for c in calls for k, v in query_agent.stated_values(c).items()}))
     return turns
 
