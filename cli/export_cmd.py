@@ -17,8 +17,7 @@ def cmd_export(args) -> int:
     store = RecordStore(args.store, create=False)  # a missing store is an error, not an empty dataset
     if args.format == "verl":
         return _export_verl(args, store)
-    summary = export_jsonl(store.query(env=args.env, status=None if args.all else "accepted"), args.format, args.out,
-                           args.name)
+    summary = export_jsonl(_records(args, store), args.format, args.out, args.name, _filters(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -30,14 +29,24 @@ def cmd_export(args) -> int:
     return 0 if summary["rows"] else 1
 
 
+def _records(args, store):
+    from envfactory.data.exports.card import filter_records
+    return filter_records(store.query(env=args.env, status=None if args.all else "accepted"), args.tier, args.model)
+
+
+def _filters(args) -> dict:
+    return {"env": args.env, "all": args.all, "tier": args.tier, "model": args.model}
+
+
 def _export_verl(args, store) -> int:
     from envfactory.data.exports.verl import write_verl
-    records = list(store.query(env=args.env, status=None if args.all else "accepted"))
+    records = list(_records(args, store))
     if not records:
-        print(f"no {'' if args.all else 'accepted '}records{f' of {args.env}' if args.env else ''} in {args.store}: "
-              "nothing to export", file=sys.stderr)
+        chosen = "".join(f" {k} {v}" for k, v in (("--tier", args.tier), ("--model", args.model)) if v)
+        print(f"envfactory: no {'' if args.all else 'accepted '}records{f' of {args.env}' if args.env else ''}"
+              f"{' matching' + chosen if chosen else ''} in {args.store}: nothing to export", file=sys.stderr)
         return 1
-    summary = write_verl(records, args.out, args.name, args.val_fraction)
+    summary = write_verl(records, args.out, args.name, args.val_fraction, _filters(args))
     total = sum(summary["rows"].values())
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -59,6 +68,11 @@ def register(sub) -> None:
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")
     p.add_argument("--env", help="only records of this environment")
     p.add_argument("--all", action="store_true", help="include rejected records too")
+    p.add_argument("--tier", action="append", default=None,
+                   help="only records made at this tier (repeatable, all must hold): 'model' (no step ran an offline "
+                        "tier), 'offline' (some step did), or a step's exact tier such as offline:oracle")
+    p.add_argument("--model", action="append", default=None,
+                   help="only records some step of which used this model (repeatable: any of them)")
     p.add_argument("--val-fraction", type=fraction, default=0.1, help="verl: share of chains in the validation split")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_export)

@@ -10,6 +10,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
 from envfactory.data.exports.bundle import bundle_environments
+from envfactory.data.exports.card import CardStats, write_card
 from envfactory.data.exports.chat import check_openai, to_openai
 from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
@@ -21,19 +22,22 @@ FORMATS = {"openai": (to_openai, check_openai), "sharegpt": (to_sharegpt, check_
            "trl": (to_trl, check_trl)}
 
 
-def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str) -> dict[str, Any]:
+def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str,
+                 filters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
     format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
     the script that wires our environments into GRPOTrainer.
 
     ``skipped`` lists each record that lost rows once: its key, its distinct problems, and, when rows failed
     the checker, how many of its rows were left out and how many were written (a record that cannot be
-    converted at all has only key and problems)."""
+    converted at all has only key and problems). The folder's dataset card (``README.md``, ``card.py``)
+    gets this file's section; ``filters``: how the records were chosen, for the card."""
     convert, check = FORMATS[fmt]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.{fmt}.jsonl"
     rows, skipped, environments = 0, [], set()
+    stats = CardStats()
     with target.open("w", encoding="utf-8") as fh:
         for record in records:
             try:
@@ -58,9 +62,12 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
             if left_out:
                 skipped.append({"key": record.key, "problems": problems, "rows_skipped": left_out,
                                 "rows_written": len(converted) - left_out})
+            if left_out < len(converted):
+                stats.add(record)
     info = None
+    packages = {}
     if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
-        bundle_environments(environments, out)   # and carry them, so the folder alone trains
+        packages = bundle_environments(environments, out)   # and carry them, so the folder alone trains
         info = out / f"{name}.trl_train.py"
         info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
                         encoding="utf-8")
@@ -69,5 +76,7 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
         existing = json.loads(info.read_text()) if info.exists() else {}
         existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
         info.write_text(json.dumps(existing, indent=2))
-    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
+    card = write_card(out, stats.section(file=target.name, fmt=fmt, rows=rows, skipped=len(skipped), filters=filters,
+                                         environments={n: p["origin"] for n, p in packages.items()}))
+    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped, "card": str(card),
             "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}

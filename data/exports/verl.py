@@ -32,6 +32,7 @@ from envfactory.data.reward import Call
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
 from envfactory.data.exports.bundle import PACKAGES_FILE, bundle_environments
+from envfactory.data.exports.card import CardStats, write_card
 from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
 from envfactory.data.exports.verl_loop import AGENT_NAME
@@ -331,7 +332,7 @@ def _shared_tool_names(records: list[TrajectoryRecord]) -> frozenset[str]:
 
 
 def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str = "envfactory",
-               val_fraction: float = 0.1) -> dict[str, Any]:
+               val_fraction: float = 0.1, filters: dict[str, Any] | None = None) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -347,6 +348,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     env_names: set[str] = set()
     qualified = _shared_tool_names(records)
     index = 0
+    stats = CardStats()
     for record in records:
         try:
             rows = to_verl(record, qualified)
@@ -355,6 +357,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             skipped.append({"key": record.key, "problems": [str(exc)]})
             continue
         split = "val" if (record.provenance.chain_id or record.key) in in_val else "train"
+        written = index
         for row in rows:
             row["extra_info"]["index"] = index
             row["extra_info"]["split"] = split
@@ -365,6 +368,8 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             index += 1
             splits[split].append(row)
             env_names.update(p["name"] for p in row["extra_info"]["envs"])
+        if index > written:
+            stats.add(record)
     files = {}
     for split, rows in splits.items():
         if rows:
@@ -377,7 +382,10 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     tools_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (out / "agent_loop.yaml").write_text(yaml.safe_dump([{"name": AGENT_NAME, "_target_": AGENT_LOOP_TARGET}], sort_keys=False))
     (out / "reward_fn.py").write_text(REWARD_SHIM)
-    (out / "README.md").write_text(readme_text(name, out, bool(splits["val"])))
+    write_card(out, stats.section(file=f"{name}.{{train,val}}.parquet", fmt="verl", rows=index,
+                                  skipped=len({s["key"] for s in skipped}), filters=filters,
+                                  environments={n: p["origin"] for n, p in packages.items()}),
+               head=readme_text(name, out, bool(splits["val"])))   # how to train, then the dataset card
     return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()},
             "tool_config": str(tools_path), "tool_config_problems": schema_problems, "agent_loop_config": str(out / "agent_loop.yaml"),
             "reward_function": str(out / "reward_fn.py"), "readme": str(out / "README.md"), "skipped": skipped,
