@@ -53,8 +53,8 @@ def test_a_non_bundled_environment_travels_to_the_actors(local_ray, tmp_path, mo
     shutil.copytree(CATALOG_DIR / "library", catalog / "library_copy")
     manifest = json.loads((catalog / "library_copy" / "env.json").read_text())
     (catalog / "library_copy" / "env.json").write_text(json.dumps({**manifest, "name": "library_copy"}))
-    from envfactory.envs.runtime.trust import package_digest
-    (catalog / "library_copy" / "verified.json").write_text(json.dumps({"digest": package_digest(catalog / "library_copy")}))
+    from envfactory.envs.runtime.trust import grant_trust
+    grant_trust(catalog / "library_copy")  # the user's grant, in this process's trust store: it travels beside the package
     monkeypatch.setenv("ENVFACTORY_CATALOG_PATH", str(catalog))
     name = "library_copy"
     digest = ray_executor._package(name)[0]

@@ -136,7 +136,7 @@ class _SlotActor:
 
     async def _prepare(self, run: tuple) -> QueryGenContext:
         digest, boxed_ctx, settings, packages = run
-        catalogs = [await self._unpack(name, d, boxed[0]) for name, (d, boxed) in sorted(packages.items())]
+        catalogs = [await self._unpack(name, d, boxed[0], trusted) for name, (d, boxed, trusted) in sorted(packages.items())]
         settings = dict(settings)
         settings[CATALOG_PATH_VAR] = os.pathsep.join(
             [*dict.fromkeys(catalogs), *filter(None, [settings.get(CATALOG_PATH_VAR)])])
@@ -151,12 +151,16 @@ class _SlotActor:
                 self._contexts.popitem(last=False)
         return self._contexts[digest]
 
-    async def _unpack(self, name: str, digest: str, ref: Any) -> str:
-        """A package from the object store, unpacked once into its own catalog folder."""
+    async def _unpack(self, name: str, digest: str, ref: Any, trusted: bool) -> str:
+        """A package from the object store, unpacked once into its own catalog folder; trusted in this
+        actor only when the driver's user trusts it (else it loads as any untrusted package does)."""
         if digest not in self._unpacked:
             root = os.path.join(self._catalogs, digest)
             with tarfile.open(fileobj=io.BytesIO(await ref)) as tar:
                 tar.extractall(os.path.join(root, name), filter="data")
+            if trusted:
+                from envfactory.envs.runtime.trust import trust_in_this_process
+                trust_in_this_process(os.path.join(root, name))
             self._unpacked[digest] = root
         return self._unpacked[digest]
 
@@ -248,8 +252,9 @@ def _run_args(ctx: QueryGenContext, envs: list[str]) -> tuple:
     return hit[1], hit[2], forwarded_settings(ctx.models), {name: _package(name) for name in envs if _package(name) is not None}
 
 
-def _package(name: str) -> tuple[str, list] | None:
-    """A non-bundled environment's package, packed once per content (None: bundled, every node has it)."""
+def _package(name: str) -> tuple[str, list, bool] | None:
+    """A non-bundled environment's package, packed once per content, with whether this process's user
+    trusts it (None: bundled, every node has it)."""
     from envfactory.envs.runtime.packages import CATALOG_DIR, resolve_package
     path = resolve_package(name)
     if CATALOG_DIR in path.parents or path.parent == CATALOG_DIR:
@@ -265,7 +270,8 @@ def _package(name: str) -> tuple[str, list] | None:
                     tar.add(p, arcname=str(p.relative_to(path)))
             data = buf.getvalue()
             hit = _packages[(name, stamp)] = (hashlib.sha256(data).hexdigest()[:16], [ray_module().put(data)])
-    return hit
+    from envfactory.envs.runtime.trust import is_trusted
+    return (*hit, is_trusted(path))
 
 
 def run_slot_on_ray(state: dict[str, Any], ctx: QueryGenContext, has_record=None) -> dict[str, Any]:
