@@ -139,23 +139,10 @@ def is_bundled(package_dir: Path) -> bool:
     return CATALOG_DIR in Path(package_dir).resolve().parents
 
 
-# Grants a user's own process made for copies it sent to this one (a Ray actor unpacking a package the
-# driver trusts): held in memory only, never written, and keyed by content like the trust store.
-_process_grants: set[str] = set()
-
-
-def trust_in_this_process(package_dir: Path) -> None:
-    """Trust this content for this process only: for a copy of a package that the user's own driver
-    process trusts and sent here (the grant travels beside the package, never inside it)."""
-    _process_grants.add(package_digest(Path(package_dir).resolve()))
-
-
 def is_trusted(package_dir: Path) -> bool:
     """Bundled packages, and packages whose current content the user trusted."""
     package_dir = Path(package_dir).resolve()
     if is_bundled(package_dir):
-        return True
-    if _process_grants and package_digest(package_dir) in _process_grants:
         return True
     key_path = config_dir() / KEY_FILE
     if not key_path.is_file():
