@@ -1,4 +1,4 @@
-"""The JSON-lines exports (openai, sharegpt, alpaca, trl): every row checked against its format's rules
+"""The JSON-lines exports (openai, openai-ft, sharegpt, alpaca, trl): every row checked against its format's rules
 before it is written, and every record that cannot be exported reported with its key and the reason."""
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
 from envfactory.data.exports.chat import check_openai, to_openai
+from envfactory.data.exports.openai_ft import check_openai_ft, to_openai_ft
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
 from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
 # format -> (converter: record -> rows, checker: row -> problems). verl is not here: it writes parquet
 # splits and config files, not one JSONL (see verl.write_verl)
-FORMATS = {"openai": (to_openai, check_openai), "sharegpt": (to_sharegpt, check_sharegpt), "alpaca": (to_alpaca, check_alpaca),
+FORMATS = {"openai": (to_openai, check_openai), "openai-ft": (to_openai_ft, check_openai_ft), "sharegpt": (to_sharegpt, check_sharegpt), "alpaca": (to_alpaca, check_alpaca),
            "trl": (to_trl, check_trl)}
 
 
