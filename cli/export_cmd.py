@@ -45,9 +45,12 @@ def _export_verl(args, store) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, sharegpt, alpaca, trl, verl)")
-    p.add_argument("--format", choices=["openai", "sharegpt", "alpaca", "trl", "verl"], required=True,
-                   help="trl: GRPOTrainer rows (one per user turn) plus a script wiring our environments and reward")
+    p = sub.add_parser("export", help="export verified trajectories for trainers (openai, openai-ft, sharegpt, alpaca, "
+                                      "trl, verl)")
+    p.add_argument("--format", choices=["openai", "openai-ft", "sharegpt", "alpaca", "trl", "verl"], required=True,
+                   help="openai-ft: OpenAI's fine-tuning format exactly (arguments as JSON strings, tool messages "
+                        "without name); trl: GRPOTrainer rows (one per user turn) plus a script wiring our "
+                        "environments and reward")
     p.add_argument("--store", default="out/run/records.sqlite", help="the record store to read")
     p.add_argument("--out", default="out/export")
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")

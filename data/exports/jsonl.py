@@ -1,7 +1,8 @@
-"""The JSON-lines exports (openai, sharegpt, alpaca, trl): every row checked against its format's rules
+"""The JSON-lines exports (openai, openai-ft, sharegpt, alpaca, trl): every row checked against its format's rules
 before it is written, and every record that cannot be exported reported with its key and the reason."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -11,12 +12,13 @@ from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCod
 
 from envfactory.data.exports.chat import check_openai, to_openai
 from envfactory.data.exports.provenance import row_metadata
+from envfactory.data.exports.openai_ft import check_openai_ft, to_openai_ft
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
 from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
 # format -> (converter: record -> rows, checker: row -> problems). verl is not here: it writes parquet
 # splits and config files, not one JSONL (see verl.write_verl)
-FORMATS = {"openai": (to_openai, check_openai), "sharegpt": (to_sharegpt, check_sharegpt), "alpaca": (to_alpaca, check_alpaca),
+FORMATS = {"openai": (to_openai, check_openai), "openai-ft": (to_openai_ft, check_openai_ft), "sharegpt": (to_sharegpt, check_sharegpt), "alpaca": (to_alpaca, check_alpaca),
            "trl": (to_trl, check_trl)}
 
 
@@ -33,7 +35,9 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.{fmt}.jsonl"
     rows, skipped, environments = 0, [], set()
-    with target.open("w", encoding="utf-8") as fh:
+    side_path = out / f"{name}.{fmt}.metadata.jsonl" if fmt == "openai-ft" else None
+    with target.open("w", encoding="utf-8") as fh, \
+            (side_path.open("w", encoding="utf-8") if side_path else contextlib.nullcontext()) as side:
         for record in records:
             try:
                 converted = convert(record)
@@ -49,8 +53,13 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                     problems += [p for p in found[:3] if p not in problems]
                     left_out += 1
                     continue
-                # every row says what made it (tiers, models, prompt versions): offline rows can be filtered
-                fh.write(json.dumps({**row, "metadata": row_metadata(record)}, ensure_ascii=False) + "\n")
+                # every row says what made it (tiers, models, prompt versions): offline rows can be filtered;
+                # OpenAI's fine-tuning format allows no extra key, so there it goes to a line-aligned side file
+                if side is None:
+                    fh.write(json.dumps({**row, "metadata": row_metadata(record)}, ensure_ascii=False) + "\n")
+                else:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    side.write(json.dumps(row_metadata(record), ensure_ascii=False) + "\n")
                 rows += 1
                 if fmt == "trl":
                     environments.add(row["environment"])
