@@ -208,3 +208,28 @@ class GeneratedQueries(BaseModel):
     """What the query model must return: one user message per turn."""
 
     queries: list[str]
+
+
+DEFAULT_PERSONA = "a regular customer of the service, polite and brief"
+
+
+def generate_prompt(traj: GoldTrajectory, turns: list[list[int]], descriptions: dict[str, str],
+                    persona: str = DEFAULT_PERSONA, prompt_version: str = "latest"):
+    """The rendered ``query_agent/generate`` prompt for a chain cut into turns (what QueryGen sends)."""
+    from envfactory.prompts.registry import default_registry
+    plans = [{"actions": "; ".join(descriptions.get(traj.calls[i].tool, traj.calls[i].tool) for i in idx),
+              "known": {k: v for i in idx for k, v in stated_values(traj.calls[i]).items()},
+              **turn_facts(traj, idx)}  # selectors and references (read by v2 and later)
+             for idx in turns]
+    return default_registry().render("query_agent/generate", prompt_version, persona=persona, turns=plans)
+
+
+def generate(traj: GoldTrajectory, turns: list[list[int]], model, *, persona: str = DEFAULT_PERSONA,
+             prompt_version: str = "latest", retry=None) -> list[str]:
+    """One user message per turn, written by ``model`` (a plain call, e.g. from a notebook); the
+    QueryGen graph makes the same call and then checks the messages for leaks."""
+    from envfactory.agents.structured import invoke_structured
+    from envfactory.envs.runtime.cache import load_env
+    descriptions = {t.name: t.description for n in traj.envs for t in load_env(n).tool_specs}
+    rendered = generate_prompt(traj, turns, descriptions, persona, prompt_version)
+    return invoke_structured(model, rendered.messages(), GeneratedQueries, retry=retry).value.queries

@@ -4,11 +4,17 @@ from __future__ import annotations
 import json
 import sys
 
+from envfactory.cli.arguments import fraction, output_dir, store_file
+
 
 def cmd_export(args) -> int:
     from envfactory.data.exports import export_jsonl
     from envfactory.data.store import RecordStore
-    store = RecordStore(args.store)
+    from envfactory.envs.runtime.workspace import current_workspace
+    ws = current_workspace()
+    args.store = args.store or str(ws.store_path)
+    args.out = args.out or str(ws.exports_dir / ("verl" if args.format == "verl" else ""))
+    store = RecordStore(args.store, create=False)  # a missing store is an error, not an empty dataset
     if args.format == "verl":
         return _export_verl(args, store)
     summary = export_jsonl(store.query(env=args.env, status=None if args.all else "accepted"), args.format, args.out,
@@ -51,11 +57,11 @@ def register(sub) -> None:
                    help="openai-ft: OpenAI's fine-tuning format exactly (arguments as JSON strings, tool messages "
                         "without name); trl: GRPOTrainer rows (one per user turn) plus a script wiring our "
                         "environments and reward")
-    p.add_argument("--store", default="out/run/records.sqlite", help="the record store to read")
-    p.add_argument("--out", default="out/export")
+    p.add_argument("--store", type=store_file, default=None, help="the record store to read (default: the workspace's records.sqlite)")
+    p.add_argument("--out", type=output_dir, default=None, help="where the files go (default: the workspace's exports/, verl: exports/verl)")
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")
     p.add_argument("--env", help="only records of this environment")
     p.add_argument("--all", action="store_true", help="include rejected records too")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="verl: share of chains in the validation split")
+    p.add_argument("--val-fraction", type=fraction, default=0.1, help="verl: share of chains in the validation split")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_export)

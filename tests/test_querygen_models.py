@@ -49,6 +49,7 @@ def _stating(chain, turns, tag: str) -> list[str]:
 
 
 def _run(chain, ctx, n=1):
+    ctx.store_path = None  # every run makes its record (the workspace store would resume the task)
     return run_records(make_graph().invoke({"envs": ["library"], "n": n, "seed": chain.seed}, context=ctx))[0]
 
 

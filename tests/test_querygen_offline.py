@@ -133,8 +133,8 @@ def test_slots_go_out_in_waves_with_the_same_result(tmp_path):
 
     from envfactory.graphs.querygen import run_records
     g = make_graph()
-    one = g.invoke({"envs": ["library"], "n": 5, "seed": 2}, context=QueryGenContext(rollouts=1))
-    nodes, waves = [], QueryGenContext(rollouts=1, slots_per_wave=2)
+    one = g.invoke({"envs": ["library"], "n": 5, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=None))
+    nodes, waves = [], QueryGenContext(rollouts=1, slots_per_wave=2, store_path=None)  # no store: both runs make them
     final = None
     for mode, chunk in g.stream({"envs": ["library"], "n": 5, "seed": 2}, context=waves, stream_mode=["updates", "values"]):
         if mode == "updates":
@@ -155,8 +155,8 @@ def test_slots_go_out_in_waves_with_the_same_result(tmp_path):
         elif mode == "values":
             final = chunk
     assert seen == 2 and final["summary"]["slots_not_run"] == 3
-    with pytest.raises(ValueError, match="slots_per_wave >= 1"):
-        g.invoke({"envs": ["library"], "n": 1}, context=QueryGenContext(slots_per_wave=0))
+    with pytest.raises(ValueError, match="context key 'slots_per_wave' must be at least 1, got 0"):
+        g.invoke({"envs": ["library"], "n": 1}, context={"slots_per_wave": 0})
 
 
 def test_records_of_a_run_come_from_its_store_or_the_recent_ones_in_memory(tmp_path):

@@ -45,6 +45,10 @@ def _calls_text(calls) -> str:
     return "".join(f"<tool_call>\n{json.dumps({'name': c['name'], 'arguments': c['arguments']})}\n</tool_call>\n" for c in calls)
 
 
+def gold_name(row) -> str:
+    return json.loads(row["reward_model"]["ground_truth"])[0]["name"]
+
+
 def _gold(row):
     return json.loads(row["reward_model"]["ground_truth"])
 
@@ -419,6 +423,12 @@ def test_episode_tool_keeps_one_episode_per_request_for_the_stock_loop(export, f
             await tool.release(iid)
         return agent.extra_fields[EXTRA_FIELDS_KEY]
 
+    from envfactory.data.exports import bundle
+    [tool_entry] = [t for t in config["tools"] if t["tool_schema"]["function"]["name"] == gold_name(row)][:1]
+    assert tool_entry["config"]["export_dir"] == str(export[0].resolve())
+    tool_cls(tool_entry["config"], tool_entry["tool_schema"])   # the tool registers its export's environments
+    assert export[0].resolve() in bundle._registered
+    assert json.loads((export[0] / "packages.json").read_text())["library"]["origin"] == "bundled"
     gold = _gold(row)
     fields = asyncio.run(rollout("req-1", gold))
     other = asyncio.run(rollout("req-2", gold[:1]))

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from envfactory.data.records import TrajectoryRecord
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
+from envfactory.data.exports.bundle import bundle_environments
 from envfactory.data.exports.chat import check_openai, to_openai
 from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.openai_ft import check_openai_ft, to_openai_ft
@@ -68,6 +69,7 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                                 "rows_written": len(converted) - left_out})
     info = None
     if fmt == "trl" and rows:  # TRL steps our environments itself: write the script that wires them in
+        bundle_environments(environments, out)   # and carry them, so the folder alone trains
         info = out / f"{name}.trl_train.py"
         info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
                         encoding="utf-8")

@@ -31,6 +31,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
+from envfactory.data.exports.bundle import PACKAGES_FILE, bundle_environments
 from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
 from envfactory.data.exports.verl_loop import AGENT_NAME
@@ -235,13 +236,16 @@ def check_tool_schema(schema: dict[str, Any]) -> list[str]:
     return problems
 
 
-def tool_config(env_names: Iterable[str], qualified: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+def tool_config(env_names: Iterable[str], qualified: frozenset[str] = frozenset(),
+                export_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """verl's tool config: the tools of the exported environments (one per name: shared names qualified),
     native type, our EpisodeTool class.
 
     Tools whose schema verl would refuse are left out (and reported): our agent loop shows the
-    environment's full schemas itself, the YAML only serves verl's own loaders."""
+    environment's full schemas itself, the YAML only serves verl's own loaders. ``export_dir``: where
+    the tool finds the export's environment copies (``bundle.register_export``)."""
     tools, problems = [], []
+    where = {"export_dir": str(export_dir.resolve())} if export_dir is not None else {}
     for name in sorted(set(env_names)):
         for spec in load_env(name).tool_specs:
             schema = _schema(name, spec, qualified)
@@ -250,12 +254,19 @@ def tool_config(env_names: Iterable[str], qualified: frozenset[str] = frozenset(
                 problems += [f"{name}: {p}" for p in found]
                 continue
             tools.append({"class_name": TOOL_CLASS,
-                          "config": {"type": "native", "env": name}, "tool_schema": schema})
+                          "config": {"type": "native", "env": name, **where}, "tool_schema": schema})
     return {"tools": tools}, problems
 
 
-REWARD_SHIM = '''"""verl custom reward function: envfactory's composite reward (see envfactory/data/exports/verl_reward.py)."""
+REWARD_SHIM = '''"""verl custom reward function: envfactory's composite reward (see envfactory/data/exports/verl_reward.py).
+
+The environments the rows use resolve from this folder (envs/, pinned in packages.json)."""
+from pathlib import Path
+
+from envfactory.data.exports.bundle import register_export
 from envfactory.data.exports.verl_reward import compute_score  # noqa: F401
+
+register_export(Path(__file__).resolve().parent)
 '''
 
 
@@ -265,8 +276,13 @@ def readme_text(name: str, out: Path, has_val: bool) -> str:
     return f"""# verl export ({name})
 
 Rows: one per user turn with gold calls (`{name}.train.parquet`, `{name}.val.parquet`, split by chain).
-envfactory (this project, with the exported environments) must be installed where verl runs: the agent
-loop and the reward rebuild each turn's state from it.
+envfactory must be installed where verl runs: the agent loop and the reward rebuild each turn's state
+with it. The environments the rows use travel with this folder: `envs/` holds a copy of each one that is
+not bundled with envfactory (synthesized, imported) and `{PACKAGES_FILE}` pins every one by content digest;
+the reward function, the agent loop and the tool find them here (no workspace or ENVFACTORY_CATALOG_PATH
+needed), and refuse a copy edited after the export. Trust does not travel: on the training machine, review
+each copy and run `envfactory envs trust {o}/envs/NAME` once. Moved the folder? Fix the paths below (and the
+`export_dir` of the tool config, used only by verl's stock tool loop).
 
 ```bash
 python3 -m verl.trainer.main_ppo \\
@@ -356,11 +372,13 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             pq.write_table(pa.Table.from_pylist(rows), path)
             files[split] = str(path)
     tools_path = out / f"{name}.tools.yaml"
-    config, schema_problems = tool_config(env_names, qualified)
+    packages = bundle_environments(env_names, out)   # the folder alone rebuilds every row's episodes
+    config, schema_problems = tool_config(env_names, qualified, out)
     tools_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (out / "agent_loop.yaml").write_text(yaml.safe_dump([{"name": AGENT_NAME, "_target_": AGENT_LOOP_TARGET}], sort_keys=False))
     (out / "reward_fn.py").write_text(REWARD_SHIM)
     (out / "README.md").write_text(readme_text(name, out, bool(splits["val"])))
     return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()},
             "tool_config": str(tools_path), "tool_config_problems": schema_problems, "agent_loop_config": str(out / "agent_loop.yaml"),
-            "reward_function": str(out / "reward_fn.py"), "readme": str(out / "README.md"), "skipped": skipped}
+            "reward_function": str(out / "reward_fn.py"), "readme": str(out / "README.md"), "skipped": skipped,
+            "environments": {n: p["origin"] for n, p in packages.items()}}

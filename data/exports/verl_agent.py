@@ -31,8 +31,9 @@ except ImportError:  # older verl: tools return plain text
 from envfactory.envs.runtime.lru import BoundedCache
 
 from envfactory.data.exports.episode_client import RemoteRollout, servers_from_environment
+from envfactory.data.exports.bundle import register_export
 from envfactory.data.exports.verl_loop import (AGENT_NAME, EXTRA_FIELDS_KEY, EpisodeRollout, config_value,
-                                               row_tools, run_token_loop)
+                                               register_export_of, row_tools, run_token_loop)
 from envfactory.data.exports.verl_task import VerlTask, task_from_tools_kwargs
 
 MULTI_TURN = "actor_rollout_ref.rollout.multi_turn"
@@ -44,6 +45,7 @@ class EnvFactoryAgentLoop(AgentLoopBase):
 
     def __init__(self, *args, tools: Any = None, **kwargs):
         super().__init__(*args, **kwargs)  # ``tools``: verl's global tool list; rows carry their own
+        register_export_of(getattr(self, "config", None))  # the export's own environment copies, by name
 
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
         config = self.config
@@ -88,6 +90,11 @@ class EpisodeTool(BaseTool):
     # rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)
     # (evicted under the cache's lock: only close, no replay)
     rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.close())
+
+    def __init__(self, config: dict, tool_schema):
+        super().__init__(config, tool_schema)
+        if (config or {}).get("export_dir"):  # written by the export: its own environment copies resolve by name
+            register_export((config or {})["export_dir"])
 
     async def create(self, instance_id: str | None = None, **kwargs):
         return instance_id or uuid.uuid4().hex, _response()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 import re
 from typing import Any, Awaitable, Callable
 
@@ -301,6 +302,16 @@ def config_value(config: Any, path: str, default: Any = None) -> Any:
             return default
         config = config.get(part) if hasattr(config, "get") else getattr(config, part, None)
     return default if config is None else config
+
+
+def register_export_of(config: Any) -> None:
+    """Find the export folder from the trainer's config (the tool config and the reward function sit
+    in it) and make its environment copies resolve by name in this worker."""
+    from envfactory.data.exports.bundle import PACKAGES_FILE, register_export
+    for key in ("actor_rollout_ref.rollout.multi_turn.tool_config_path", "custom_reward_function.path"):
+        path = config_value(config, key)
+        if path and (Path(str(path)).parent / PACKAGES_FILE).is_file():
+            register_export(Path(str(path)).parent)
 
 
 def row_tools(extra_info: dict[str, Any]) -> list[dict[str, Any]] | None:

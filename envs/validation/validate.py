@@ -220,9 +220,10 @@ def run_validate_command(args) -> int:
     if args.all:
         targets = catalog_names()
     elif args.target:
+        resolve_package(args.target)  # an unknown name or a folder that is no package: exit 2, like every command
         targets = [args.target]
     else:
-        print("name a package or pass --all", file=sys.stderr)
+        print("envfactory: name a package or pass --all", file=sys.stderr)
         return 2
     limits = SandboxLimits(wall_seconds=args.timeout)
     reports = [validate_package(t, limits=limits) for t in tqdm(targets, desc="validating", file=sys.stderr,

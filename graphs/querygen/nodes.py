@@ -15,7 +15,8 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.graphs.querygen.context import QueryGenContext, _ctx
 from envfactory.graphs.querygen.resources import _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.chain import CHAIN_GRAPH
-from envfactory.graphs.querygen.slots import _run_slot_in_worker, _start_slot, run_slot, slot_result, slot_update
+from envfactory.graphs.querygen.slots import (_run_slot_in_worker, _start_slot, _writer, progress_event, run_slot,
+                                              slot_result, slot_update)
 from envfactory.graphs.querygen.state import QueryGenState, SlotState
 
 def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
@@ -111,6 +112,7 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
         if store is not None:  # one writer: the records come back here and are stored by this process
             for record in out.get("records", []):
                 store.put(TrajectoryRecord.model_validate(record))
+        _writer(runtime)(progress_event(state, "verify", {"records": out.get("records", [])}, out))  # one event: an actor ran the steps
         return slot_result(out, ctx)
     if ctx.workers > 0 and not _worker_flag["in_worker"]:
         from envfactory.graphs.querygen import workers
@@ -119,6 +121,7 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
         if store is not None:  # one writer: the records come back here and are stored by this process
             for record in out.get("records", []):
                 store.put(TrajectoryRecord.model_validate(record))
+        _writer(runtime)(progress_event(state, "verify", {"records": out.get("records", [])}, out))  # one event: the worker ran the steps
         return slot_result(out, ctx)
     if ctx.step_graph:
         update, chain_state = _start_slot(state, ctx)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict  # not typing.TypedDict: pydantic (Studio's schemas) needs this one on 3.11
 
 
 

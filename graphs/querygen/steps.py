@@ -3,7 +3,6 @@ verify), each a graph node and a generator body the slot drivers run."""
 from __future__ import annotations
 
 
-import json
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -73,13 +72,8 @@ def _generate_queries(state: ChainState, ctx: QueryGenContext):
         queries = query_agent.template_queries(chain, state["turns"], descriptions)
         return {"queries": queries, "tiers": {**state.get("tiers", {}), "query": query_agent.OFFLINE_TIER}}
     from envfactory.agents.structured import StructuredOutputError
-    from envfactory.prompts.registry import default_registry
-    turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
-              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()},
-              **query_agent.turn_facts(chain, idx)}  # selectors and references (read by v2 and later)
-             for idx in state["turns"]]
-    rendered = default_registry().render("query_agent/generate", ctx.prompt_versions.get("query_agent/generate", "latest"),
-                                         persona=ctx.persona, turns=turns)
+    rendered = query_agent.generate_prompt(chain, state["turns"], descriptions, ctx.persona,
+                                           ctx.prompt_versions.get("query_agent/generate", "latest"))
     update = {"tiers": {**state.get("tiers", {}), "query": "model"},
               "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
               "models": {**state.get("models", {}), "query": model_name(model)}}
@@ -106,13 +100,8 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     update: dict[str, Any] = {"tiers": {**state["tiers"], "refine": refine_agent.OFFLINE_TIER}}
     model = _model(ctx, "refine")
     if model is not None:
-        from envfactory.prompts.registry import default_registry
-        known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
-        version = ctx.prompt_versions.get("refine_agent/calibrate", "latest")
-        extra = {}
-        if "facts" in default_registry().get("refine_agent/calibrate", version).front.variables():
-            extra["facts"] = [query_agent.turn_facts(chain, idx) for idx in state["turns"]]  # v2: must survive the rewrite
-        rendered = default_registry().render("refine_agent/calibrate", version, queries=queries, known=known, **extra)
+        rendered = refine_agent.calibrate_prompt(chain, queries, state["turns"],
+                                                 ctx.prompt_versions.get("refine_agent/calibrate", "latest"))
         update = {"tiers": {**state["tiers"], "refine": "model"},
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
@@ -241,14 +230,8 @@ def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]):
     model = _model(ctx, "judge")
     if model is None or not messages:
         return None
-    from envfactory.agents.judge import Verdict
-    from envfactory.prompts.registry import default_registry
-    lines = []
-    for m in messages:
-        calls = "; ".join(f"{c['name']}({json.dumps(c['arguments'])})" for c in m.get("tool_calls", []))
-        lines.append(f"{m['role']}: {m['content']}" + (f" [calls: {calls}]" if calls else ""))
-    rendered = default_registry().render("judge/trajectory", ctx.prompt_versions.get("judge/trajectory", "latest"),
-                                         conversation="\n".join(lines))
+    from envfactory.agents.judge import Verdict, judge_prompt
+    rendered = judge_prompt(messages, ctx.prompt_versions.get("judge/trajectory", "latest"))
     try:
         verdict = (yield _Ask(model, rendered.messages(), Verdict, _retry(ctx, "judge"))).value
     except Exception as exc:  # a judge failure costs the signal, never the trajectory
