@@ -15,6 +15,7 @@ from envfactory.envs.chains.sampling import GoldTrajectory
 from envfactory.envs.runtime.cache import load_env
 from envfactory.graphs.querygen import QueryGenContext, make_graph
 from envfactory.graphs.querygen.resources import _gold_reference, _sampler
+from envfactory.graphs.querygen.resources import run_records
 from tests.doubles import ScriptedChatModel
 
 CATALOG = ("commerce", "communication", "devtools", "finance", "health", "library", "productivity", "travel")
@@ -102,7 +103,7 @@ def test_removing_a_selector_from_the_query_makes_the_solver_fail_and_the_task_u
 
 
 def _run(chain: GoldTrajectory, ctx: QueryGenContext) -> dict:
-    return make_graph().invoke({"envs": chain.envs, "seeds": [chain.seed]}, context=ctx)["records"][0]
+    return run_records(make_graph().invoke({"envs": chain.envs, "seeds": [chain.seed]}, context=ctx))[0]
 
 
 def test_a_refined_query_that_drops_a_selector_is_rejected_as_undetermined():
@@ -136,7 +137,7 @@ def test_summary_counts_undetermined_tasks_and_selector_redraws():
     out = make_graph().invoke({"envs": ["library"], "n": 12, "seed": 0}, context=QueryGenContext(rollouts=1))
     s = out["summary"]
     assert {"selector_redrawn", "selector_dropped", "undetermined"} <= set(s)
-    rejected_undetermined = [r for r in out["records"] if (r["verification"]["reason"] or "").startswith("undetermined")]
+    rejected_undetermined = [r for r in run_records(out) if (r["verification"]["reason"] or "").startswith("undetermined")]
     assert s["undetermined"] == len(rejected_undetermined)
     assert s["accepted"] >= 0.75 * s["chains"]
 

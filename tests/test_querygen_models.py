@@ -9,7 +9,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from envfactory.envs.chains.sampling import GoldTrajectory
-from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen import QueryGenContext, make_graph, run_records
 from envfactory.graphs.querygen.resources import _sampler
 from tests.doubles import OpenAIStubServer, ScriptedChatModel, malformed, tool_call_message
 from tests.doubles.openai_stub import text_reply, tool_reply
@@ -49,7 +49,7 @@ def _stating(chain, turns, tag: str) -> list[str]:
 
 
 def _run(chain, ctx, n=1):
-    return make_graph().invoke({"envs": ["library"], "n": n, "seed": chain.seed}, context=ctx)["records"][0]
+    return run_records(make_graph().invoke({"envs": ["library"], "n": n, "seed": chain.seed}, context=ctx))[0]
 
 
 def test_correct_model_rollout_is_accepted(chain):

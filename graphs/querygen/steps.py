@@ -14,6 +14,7 @@ from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, Trajectory
                                      record_key)
 from envfactory.data.reward import (GoldReplayError, RewardConfig, score_episodes)
 from envfactory.envs.runtime.cache import load_env
+from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.chains.sampling import GoldTrajectory
 
 
@@ -28,8 +29,19 @@ def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
     return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), models,
                       injected, ctx.offline, CODE_VERSION)
 
+_validated_chains = BoundedCache(1024)  # id(chain dict) -> (that dict, its GoldTrajectory)
+
 def _chain(state: ChainState) -> GoldTrajectory:
-    return GoldTrajectory.model_validate(state["chain"])
+    """The state's chain as a ``GoldTrajectory``, validated once per chain dict rather than in each
+    of the five steps (pydantic validation of a chain was ~5% of a task's CPU). Keyed by the dict's
+    identity, checked on lookup, so a copied or replaced dict is validated afresh."""
+    data = state["chain"]
+    hit = _validated_chains.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    chain = GoldTrajectory.model_validate(data)
+    _validated_chains.put(id(data), (data, chain))
+    return chain
 
 def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     chain = _chain(state)
@@ -163,7 +175,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
                 in_worker = _worker_flag["in_worker"]
                 run = yield _Await(lambda: rollout_agent.model_rollout(
                     envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
-                    sessions=_session_pools(envs), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
+                    sessions=_session_pools(envs, ctx.tools), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}",
                             **({"transient": True} if _unfinished("rollout", exc) else {})})
