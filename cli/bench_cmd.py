@@ -19,6 +19,9 @@ def cmd_bench(args) -> int:
     if wanted in ("querygen", "all"):
         from envfactory.bench.querygen import bench_querygen
         results["querygen"] = bench_querygen(tasks=args.tasks, concurrency=tuple(args.concurrency), repeats=args.repeats)
+    if wanted in ("sandbox", "all"):
+        from envfactory.bench.sandbox import bench_sandbox
+        results["sandbox"] = bench_sandbox()
     if wanted in ("reward", "all"):
         from envfactory.bench.reward import bench_reward
         results["reward"] = bench_reward()
@@ -38,7 +41,7 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run benchmarks (ratios against same-process baselines)")
-    p.add_argument("which", choices=["envs", "reward", "querygen", "all"], nargs="?", default="envs")
+    p.add_argument("which", choices=["envs", "reward", "querygen", "sandbox", "all"], nargs="?", default="envs")
     p.add_argument("--rows", type=int, default=10_000, help="rows in the reset/snapshot benchmark")
     p.add_argument("--episodes", type=int, default=512, help="concurrent episodes")
     p.add_argument("--tasks", type=int, default=64, help="QueryGen tasks per run")

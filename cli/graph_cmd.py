@@ -7,7 +7,7 @@ from pathlib import Path
 
 def _load(names, trust):
     from envfactory.envs import Environment
-    return [Environment.load(n, trust=trust) for n in names]
+    return [Environment.load(n, trust=True) if trust else Environment.open(n) for n in names]
 
 
 def cmd_graph(args) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,11 @@ def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]])
                 if step.expect.error_kind and step.expect.error_kind != res.error_kind:
                     problems.append(f"error kind {res.error_kind!r}, expected {step.expect.error_kind!r}")
             for check in step.expect_state:
-                rows = [list(r) for r in ep.conn.execute(check.sql).fetchall()]
+                try:  # read-only: a test query may not write, ATTACH a file or load an extension
+                    rows = [list(r) for r in ep.query(check.sql)]
+                except sqlite3.Error as exc:
+                    problems.append(f"state check {check.sql!r} failed: {exc}")
+                    continue
                 diffs = match(check.rows, rows, "rows")
                 if diffs:
                     problems.append(f"state check {check.sql!r}: " + "; ".join(diffs))
