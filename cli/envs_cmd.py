@@ -132,7 +132,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class", dest="class_name", help="the class to import (default: the only candidate)")
     p.add_argument("--out", help="destination folder (default: ./envs_imported/<name>)")
     p.add_argument("--name", help="environment name (default: derived from the class)")
-    p.add_argument("--scenario", help="JSON file with the initial state to load")
+    p.add_argument("--scenario", help="JSON file with the initial state to load (any size)")
+    p.add_argument("--import-root", help="folder to put on the import path (default: above the file's package, "
+                                         "or its own folder when it imports sibling modules)")
+    p.add_argument("--source", choices=["auto", "class", "mcp"], default="auto",
+                   help="serve the @mcp.tool() functions of an MCP server file (mcp), the class's methods "
+                        "(class), or the functions when there are some (auto)")
+    p.add_argument("--no-explore", action="store_true",
+                   help="do not explore the tools to classify reads and writes and write tests")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_import)
 

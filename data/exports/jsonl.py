@@ -10,6 +10,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
 from envfactory.data.exports.chat import check_openai, to_openai
+from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
 from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
@@ -48,7 +49,8 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                     problems += [p for p in found[:3] if p not in problems]
                     left_out += 1
                     continue
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                # every row says what made it (tiers, models, prompt versions): offline rows can be filtered
+                fh.write(json.dumps({**row, "metadata": row_metadata(record)}, ensure_ascii=False) + "\n")
                 rows += 1
                 if fmt == "trl":
                     environments.add(row["environment"])

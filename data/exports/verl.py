@@ -9,7 +9,14 @@ Arrow typing: a parquet column has one type for every row, and struct fields are
 rows (missing ones read back as null). Payloads whose shape varies from row to row are therefore
 JSON strings: ``reward_model.ground_truth`` (the calls and their arguments), ``extra_info.prefix_calls``,
 ``extra_info.tools`` (the row's tool schemas), tool-call ``arguments`` inside ``prompt`` (the OpenAI
-wire form, which chat templates print verbatim) and ``tools_kwargs.*.create_kwargs.task``.
+wire form, which chat templates print verbatim) and ``tools_kwargs.envfactory.create_kwargs.task``.
+For the same reason ``tools_kwargs`` has one key on every row (``envfactory``): a key per tool would
+become a struct field on every row, null on the rows of other environments.
+
+Tools are scoped per row: ``extra_info.tools`` and ``extra_info.tool_selection`` (which verl's stock
+loop reads too) list the row's own environments' tools only. A tool name that several exported
+environments share is qualified as ``env__tool`` everywhere a row or the tool config shows it (schemas,
+earlier calls in the prompt, gold calls); ``verl_task.internal_calls`` maps gold calls back.
 """
 from __future__ import annotations
 
@@ -24,18 +31,30 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
+from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
 from envfactory.data.exports.verl_loop import AGENT_NAME
-from envfactory.data.exports.verl_task import EnvPin, VerlTask, load_env
+from envfactory.data.exports.verl_task import (TASK_KWARGS_KEY, EnvPin, VerlTask, colliding_tools, exported_name,
+                                               load_env, route)
 
 ABILITY = "tool_use"
+AGENT_LOOP_TARGET = "envfactory.data.exports.verl_agent.EnvFactoryAgentLoop"   # module-level: hydra imports it
+TOOL_CLASS = "envfactory.data.exports.verl_agent.EpisodeTool"
 
 
-def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
+def _schema(env: str, spec, qualified: frozenset[str]) -> dict[str, Any]:
+    schema = spec.openai_schema()
+    name = exported_name(env, spec.name, qualified)
+    return schema if name == spec.name else {**schema, "function": {**schema["function"], "name": name}}
+
+
+def to_verl(record: TrajectoryRecord, qualified: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The record's rows (without ``index`` and split: the writer numbers them): one per turn with gold
-    calls, cut and checked by ``turns.cut_turns`` (NotExportable says why a record cannot be)."""
+    calls, cut and checked by ``turns.cut_turns`` (NotExportable says why a record cannot be). ``qualified``:
+    tool names several exported environments share, shown as ``env__tool`` (``write_verl`` finds them)."""
     envs, turns = cut_turns(record)
-    tools = [spec.openai_schema() for env in envs.values() for spec in env.tool_specs]
+    tools = [_schema(name, spec, qualified) for name, env in envs.items() for spec in env.tool_specs]
+    prompt = [_shown_message(m.openai(), envs, qualified) for m in record.messages]
     rows = []
     for turn in turns:
         if not turn.calls:
@@ -44,17 +63,33 @@ def to_verl(record: TrajectoryRecord) -> list[dict[str, Any]]:
                        turn_state_hash=turn.start_hashes[ref.name], gold_final_hash=turn.gold_hashes[ref.name])
                 for ref in record.envs]
         task = VerlTask(record_key=record.key, turn=turn.index, envs=pins, prefix_calls=turn.prefix)
-        rows.append(_row(record, task, turn.user_index, turn.calls, tools))
+        gold = [c.model_copy(update={"name": exported_name(c.env, c.name, qualified)}) if c.env else c for c in turn.calls]
+        rows.append(_row(record, task, prompt[: turn.user_index + 1], gold, tools))
     return rows
 
 
-def _row(record: TrajectoryRecord, task: VerlTask, user_index: int, calls: list[Call],
+def _shown_message(message: dict[str, Any], envs: dict, qualified: frozenset[str]) -> dict[str, Any]:
+    """A prompt message with the tool names the row shows (shared names qualified with their environment)."""
+    def shown(name: str | None) -> str | None:
+        owner = route(envs, name) if name else None
+        return exported_name(owner[0], owner[1], qualified) if owner else name
+
+    if message.get("tool_calls"):
+        message["tool_calls"] = [{**c, "function": {**c["function"], "name": shown(c["function"]["name"])}}
+                                 for c in message["tool_calls"]]
+    if message.get("role") == "tool" and message.get("name"):
+        message["name"] = shown(message["name"])
+    return message
+
+
+def _row(record: TrajectoryRecord, task: VerlTask, prompt: list[dict[str, Any]], calls: list[Call],
          tools: list[dict[str, Any]]) -> dict[str, Any]:
     task_json = task.model_dump_json()
+    meta = row_metadata(record)
     return {
         "data_source": "envfactory/" + "+".join(task.env_names),
         "agent_name": AGENT_NAME,
-        "prompt": [m.openai() for m in record.messages[: user_index + 1]],
+        "prompt": prompt,
         "ability": ABILITY,
         "reward_model": {"style": "rule", "ground_truth": json.dumps([c.model_dump() for c in calls], ensure_ascii=False)},
         "extra_info": {
@@ -63,9 +98,13 @@ def _row(record: TrajectoryRecord, task: VerlTask, user_index: int, calls: list[
             "envs": [p.model_dump() for p in task.envs],
             "prefix_calls": json.dumps([c.model_dump() for c in task.prefix_calls], ensure_ascii=False),
             "tools": json.dumps(tools, ensure_ascii=False),
+            "tool_selection": [t["function"]["name"] for t in tools],   # verl's stock loop shows only these
             "need_tools_kwargs": True,
-            "tools_kwargs": {t["function"]["name"]: {"create_kwargs": {"task": task_json}} for t in tools},
+            "tools_kwargs": {TASK_KWARGS_KEY: {"create_kwargs": {"task": task_json}}},
             "difficulty": record.verification.difficulty or "",
+            # tiers, models, prompt versions: JSON text (one Arrow type), ``offline`` to filter scripted rows
+            "provenance": json.dumps(meta, ensure_ascii=False),
+            "offline": meta["offline"],
         },
     }
 
@@ -152,10 +191,14 @@ def check_verl(row: dict[str, Any]) -> list[str]:
     if info.get("need_tools_kwargs") is not True:
         problems.append("extra_info.need_tools_kwargs must be true")
     kwargs = info.get("tools_kwargs") or {}
-    for name in sorted(n for n in names if n):
-        entry = kwargs.get(name)
-        if not isinstance(entry, dict) or not isinstance((entry.get("create_kwargs") or {}).get("task"), str):
-            problems.append(f"extra_info.tools_kwargs lacks create_kwargs.task for tool {name!r}")
+    entry = kwargs.get(TASK_KWARGS_KEY) if isinstance(kwargs, dict) else None
+    if not isinstance(entry, dict) or not isinstance((entry.get("create_kwargs") or {}).get("task"), str):
+        problems.append(f"extra_info.tools_kwargs lacks {TASK_KWARGS_KEY}.create_kwargs.task")
+    if isinstance(kwargs, dict) and set(kwargs) - {TASK_KWARGS_KEY}:
+        problems.append(f"extra_info.tools_kwargs must hold only {TASK_KWARGS_KEY!r} (any other key becomes a null "
+                        "struct field on every other row)")
+    if list(info.get("tool_selection") or []) != [t.get("function", {}).get("name") for t in tools if isinstance(t, dict)]:
+        problems.append("extra_info.tool_selection must list the row's tools (extra_info.tools), in order")
     try:
         task = VerlTask.from_extra_info(info)
         if not task.envs:
@@ -192,20 +235,21 @@ def check_tool_schema(schema: dict[str, Any]) -> list[str]:
     return problems
 
 
-def tool_config(env_names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
-    """verl's tool config: the tools of the exported environments, native type, our EpisodeTool class.
+def tool_config(env_names: Iterable[str], qualified: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+    """verl's tool config: the tools of the exported environments (one per name: shared names qualified),
+    native type, our EpisodeTool class.
 
     Tools whose schema verl would refuse are left out (and reported): our agent loop shows the
     environment's full schemas itself, the YAML only serves verl's own loaders."""
     tools, problems = [], []
     for name in sorted(set(env_names)):
         for spec in load_env(name).tool_specs:
-            schema = spec.openai_schema()
+            schema = _schema(name, spec, qualified)
             found = check_tool_schema(schema)
             if found:
                 problems += [f"{name}: {p}" for p in found]
                 continue
-            tools.append({"class_name": "envfactory.data.exports.verl_loop.EpisodeTool",
+            tools.append({"class_name": TOOL_CLASS,
                           "config": {"type": "native", "env": name}, "tool_schema": schema})
     return {"tools": tools}, problems
 
@@ -259,6 +303,17 @@ python3 -m verl.trainer.main_ppo \\
 """
 
 
+def _shared_tool_names(records: list[TrajectoryRecord]) -> frozenset[str]:
+    """Tool names that more than one of the records' environments has (those that still load)."""
+    envs = {}
+    for ref_name in sorted({ref.name for r in records for ref in r.envs}):
+        try:
+            envs[ref_name] = load_env(ref_name)
+        except (EnvironmentPackageError, UntrustedCodeError):
+            continue  # its records are skipped with the reason below
+    return colliding_tools(envs)
+
+
 def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str = "envfactory",
                val_fraction: float = 0.1) -> dict[str, Any]:
     import pyarrow as pa
@@ -274,10 +329,11 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     if val_fraction > 0 and not in_val and len(chains) >= 2:  # keep a validation set even for tiny exports
         in_val = {min(chains, key=lambda c: hashlib.sha256(c.encode()).hexdigest())}
     env_names: set[str] = set()
+    qualified = _shared_tool_names(records)
     index = 0
     for record in records:
         try:
-            rows = to_verl(record)
+            rows = to_verl(record, qualified)
         except (NotExportable, EnvironmentPackageError, UntrustedCodeError) as exc:
             # an environment that no longer loads costs its records, never the export
             skipped.append({"key": record.key, "problems": [str(exc)]})
@@ -300,10 +356,9 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             pq.write_table(pa.Table.from_pylist(rows), path)
             files[split] = str(path)
     tools_path = out / f"{name}.tools.yaml"
-    config, schema_problems = tool_config(env_names)
+    config, schema_problems = tool_config(env_names, qualified)
     tools_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    (out / "agent_loop.yaml").write_text(yaml.safe_dump(
-        [{"name": AGENT_NAME, "_target_": "envfactory.data.exports.verl_loop.EnvFactoryAgentLoop"}], sort_keys=False))
+    (out / "agent_loop.yaml").write_text(yaml.safe_dump([{"name": AGENT_NAME, "_target_": AGENT_LOOP_TARGET}], sort_keys=False))
     (out / "reward_fn.py").write_text(REWARD_SHIM)
     (out / "README.md").write_text(readme_text(name, out, bool(splits["val"])))
     return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()},

@@ -11,6 +11,22 @@ import traceback
 from pathlib import Path
 
 
+# HTTP client libraries an imported module may import: urllib3 opens a socket at import (to test
+# IPv6); imported here, before the containment, the import works the same everywhere and every
+# connection the code then tries is still refused by seccomp.
+_PREIMPORTABLE = {"requests", "httpx", "urllib3", "aiohttp"}
+
+
+def _preimport(names: list[str]) -> None:
+    import importlib
+    for name in names:
+        if name in _PREIMPORTABLE:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # not installed: the module's own import reports it
+
+
 def main() -> int:
     request = json.loads(sys.argv[1])
     config = json.loads(os.environ["EF_SANDBOX"])
@@ -21,9 +37,11 @@ def main() -> int:
     from envfactory.envs.imports import importer  # noqa: F401
     from envfactory.envs.sandbox import contain
     from envfactory.envs.validation import validate  # noqa: F401
-    target = Path(request.get("package") or request.get("path") or workspace)
+    _preimport(request.get("preimport", []))
+    readable = [Path(p) for p in (request.get("package"), request.get("path"), request.get("root"),
+                                  request.get("scenario")) if p]
     try:
-        layers = contain.contain(parent_pid=config["parent_pid"], readable=contain.system_readable() + [target],
+        layers = contain.contain(parent_pid=config["parent_pid"], readable=contain.system_readable() + readable,
                                  writable=[workspace / "work"], memory_mb=config["memory_mb"],
                                  file_size_mb=config["file_size_mb"], open_files=config["open_files"],
                                  processes=config["processes"], allow_weak=config["allow_weak"])
@@ -44,7 +62,11 @@ def main() -> int:
         if request["task"] == "validate":
             payload = validate.child_validate(Path(request["package"]), request.get("strict", False))
         elif request["task"] == "introspect":
-            payload = importer.child_introspect(Path(request["path"]), request.get("class_name"), request.get("scenario"))
+            payload = importer.child_introspect(Path(request["path"]), request.get("class_name"), request.get("scenario"),
+                                                request.get("root"), request.get("dotted"), request.get("source", "auto"),
+                                                request.get("explore", True))
+            if "result_file" in payload:  # written in the child's working folder, read by the parent
+                payload["result_file"] = f"work/{payload['result_file']}"
         else:
             payload = {"error": f"unknown task {request['task']!r}"}
         emit(payload)

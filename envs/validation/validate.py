@@ -193,7 +193,10 @@ def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, st
         try:
             target = workspace / "package"
             copy_package(package_dir, target)
-            result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict}, workspace, limits)
+            from envfactory.envs.imports.importer import http_clients
+            preimport = http_clients(sorted(target.rglob("*.py")))  # imported before the containment
+            result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict, "preimport": preimport},
+                                   workspace, limits)
         except EnvironmentPackageError as exc:
             result = SandboxResult(status="ok", payload={"stages": [{"name": "import", "status": "fail",
                                                                       "messages": [exc.problem]}]})
