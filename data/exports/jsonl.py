@@ -11,6 +11,7 @@ from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCod
 
 from envfactory.data.exports.chat import check_openai, to_openai
 from envfactory.data.exports.openai_ft import check_openai_ft, to_openai_ft
+from envfactory.data.exports.llamafactory_card import write_card
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
 from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
@@ -20,7 +21,8 @@ FORMATS = {"openai": (to_openai, check_openai), "openai-ft": (to_openai_ft, chec
            "trl": (to_trl, check_trl)}
 
 
-def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str) -> dict[str, Any]:
+def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str,
+                 tokenizer: str | None = None) -> dict[str, Any]:
     """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
     format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
     the script that wires our environments into GRPOTrainer.
@@ -33,6 +35,7 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.{fmt}.jsonl"
     rows, skipped, environments = 0, [], set()
+    written: list[TrajectoryRecord] = []
     with target.open("w", encoding="utf-8") as fh:
         for record in records:
             try:
@@ -53,6 +56,8 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                 rows += 1
                 if fmt == "trl":
                     environments.add(row["environment"])
+            if left_out < len(converted):
+                written.append(record)
             if left_out:
                 skipped.append({"key": record.key, "problems": problems, "rows_skipped": left_out,
                                 "rows_written": len(converted) - left_out})
@@ -61,10 +66,14 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
         info = out / f"{name}.trl_train.py"
         info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
                         encoding="utf-8")
+    card = None
     if fmt in ("sharegpt", "alpaca"):
         info = out / "dataset_info.json"
         existing = json.loads(info.read_text()) if info.exists() else {}
         existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
         info.write_text(json.dumps(existing, indent=2))
-    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
-            "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
+        if rows:  # what LlamaFactory must be told: cutoff_len, template, mask_history
+            card = write_card(written, out, name, fmt, rows, tokenizer)
+    summary = {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
+               "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
+    return {**summary, "llamafactory": card} if card else summary
