@@ -48,6 +48,34 @@ def cmd_call(args) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_trust(args) -> int:
+    """Grant, revoke or list the user's trust: the only way a non-bundled package runs in-process."""
+    from envfactory.envs.runtime import trust
+    from envfactory.envs.runtime.packages import resolve_package
+    if args.list:
+        entries = trust.trusted_entries()
+        text = "\n".join(f"{e.get('name', '?'):<20}{e.get('digest', '')[:16]}  {'ok' if e['valid'] else 'BAD SIGNATURE'}"
+                         f"  {e.get('by', '')}  {e.get('path', '')}" for e in entries) or "nothing is trusted"
+        _print(args, entries, f"trust store: {trust.config_dir() / trust.STORE_FILE}\n{text}")
+        return 0
+    if not args.target:
+        print("name a package (NAME or PATH) or pass --list", file=sys.stderr)
+        return 2
+    package = resolve_package(args.target)
+    if trust.is_bundled(package):
+        _print(args, {"package": str(package), "bundled": True}, f"{package.name} is bundled: it is always trusted")
+        return 0
+    if args.revoke:
+        n = trust.revoke_trust(package)
+        _print(args, {"package": str(package), "revoked": n},
+               f"revoked {n} grant(s) for {package}" if n else f"{package} was not trusted")
+        return 0
+    entry = trust.grant_trust(package)
+    _print(args, entry, f"trusted {entry['name']} ({entry['digest'][:16]}): its tool code now runs in this process; "
+                        f"any edit to the package revokes this")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from envfactory.envs.validation.validate import run_validate_command
     return run_validate_command(args)
@@ -86,12 +114,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_validate)
 
+    p = esub.add_parser("trust", help="trust a package's code to run in-process (after you reviewed it)")
+    p.add_argument("target", nargs="?", help="package name (on ENVFACTORY_CATALOG_PATH) or folder")
+    p.add_argument("--revoke", action="store_true", help="withdraw the trust")
+    p.add_argument("--list", action="store_true", help="list the trusted packages")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_trust)
+
     p = esub.add_parser("import", help="turn a Python class file with stateful tools into a package")
     p.add_argument("path", help="a .py file holding the class")
     p.add_argument("--class", dest="class_name", help="the class to import (default: the only candidate)")
     p.add_argument("--out", help="destination folder (default: ./envs_imported/<name>)")
     p.add_argument("--name", help="environment name (default: derived from the class)")
-    p.add_argument("--scenario", help="JSON file with the initial state to load")
+    p.add_argument("--scenario", help="JSON file with the initial state to load (any size)")
+    p.add_argument("--import-root", help="folder to put on the import path (default: above the file's package, "
+                                         "or its own folder when it imports sibling modules)")
+    p.add_argument("--source", choices=["auto", "class", "mcp"], default="auto",
+                   help="serve the @mcp.tool() functions of an MCP server file (mcp), the class's methods "
+                        "(class), or the functions when there are some (auto)")
+    p.add_argument("--no-explore", action="store_true",
+                   help="do not explore the tools to classify reads and writes and write tests")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_import)
 

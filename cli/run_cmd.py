@@ -53,7 +53,7 @@ def _tier_line() -> str:
     from envfactory.agents.models import ModelSettings
     configured = {role: cfg.model for role, cfg in ModelSettings.load().roles.items() if cfg.model}
     if not configured:
-        return "offline tiers (corpus research, skeleton code, template queries, oracle rollouts): no model configured"
+        return "offline tiers (corpus research, skeleton code, template queries, rule-based solver rollouts): no model configured"
     return "models for " + ", ".join(f"{r}={m}" for r, m in sorted(configured.items())) + "; offline tiers for the other roles"
 
 
@@ -120,12 +120,17 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps({"validation": validation, "summary": summary}, indent=2))
     else:
-        print(f"\n{'env':<22}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}  pass rate  rejected by reason")
+        print(f"\n{'env':<22}{'chains':>7}{'accepted':>9}{'rejected':>9}{'resumed':>8}{'discarded':>10}"
+              f"{'no selector':>12}{'redrawn':>8}{'undetermined':>13}  pass rate  rejected by reason")
         for name, s in per_env.items():
             rate = "-" if s["mean_pass_rate"] is None else f"{s['mean_pass_rate']:.2f}"
             print(f"{name:<22}{s['chains']:>7}{s['accepted']:>9}{s['rejected']:>9}{s['skipped_as_done']:>8}"
-                  f"{s['discarded_chains']:>10}  {rate:>9}  {s['rejected_by_reason'] or '-'}")
+                  f"{s['discarded_chains']:>10}{s.get('selector_dropped', 0):>12}{s.get('selector_redrawn', 0):>8}"
+                  f"{s.get('undetermined', 0):>13}  {rate:>9}  {s['rejected_by_reason'] or '-'}")
         counts = summary["records"]
+        total = {k: sum(s.get(k, 0) for s in per_env.values()) for k in ("selector_dropped", "selector_redrawn", "undetermined")}
+        print(f"\nselectors: {total['selector_redrawn']} chains redrawn and {total['selector_dropped']} dropped because a "
+              f"listed element could not be singled out; {total['undetermined']} tasks rejected as undetermined")
         print(f"\n{len(made)}/{len(synthesized)} corpus services synthesized into verified environments; "
               f"{len(good) - len(made)}/{len(validation)} bundled environments verified; store {summary['store']} holds "
               f"{counts.get('accepted', 0)} accepted and {counts.get('rejected', 0)} rejected trajectories "

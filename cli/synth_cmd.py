@@ -80,8 +80,9 @@ def _outcome(item: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concurrency: int = 2,
-                     show: bool = True) -> list[dict[str, Any]]:
-    """Synthesize every item (resuming threads found in ``checkpoints``), with a progress bar."""
+                     show: bool = True, executor: str = "threads", ray_address: str | None = None) -> list[dict[str, Any]]:
+    """Synthesize every item (resuming threads found in ``checkpoints``), with a progress bar; with
+    ``executor="ray"`` each target is a Ray task (``_synthesize_on_ray``)."""
     from langgraph.checkpoint.sqlite import SqliteSaver
     from tqdm import tqdm
 
@@ -90,24 +91,74 @@ def synthesize_batch(items: list[dict[str, str]], ctx, checkpoints: Path, concur
     # a repeated line is one synthesis (one ctx for all: equal items are equal threads)
     items = list({json.dumps(item, sort_keys=True): item for item in items}.values())
     results = []
-    bar = tqdm(total=len(items), desc="synthesizing environments", unit="env", disable=not show, file=sys.stderr)
-    with SqliteSaver.from_conn_string(str(checkpoints)) as saver:
-        graph = make_graph().copy(update={"checkpointer": saver})
+    bar = tqdm(total=len(items), desc="synthesizing environments" + (" (Ray)" if executor == "ray" else ""),
+               unit="env", disable=not show, file=sys.stderr)
+    if executor == "ray":
+        results = _synthesize_on_ray(items, ctx, checkpoints, concurrency, bar, ray_address)
+    else:
+        with SqliteSaver.from_conn_string(str(checkpoints)) as saver:
+            graph = make_graph().copy(update={"checkpointer": saver})
 
-        def step(item, node):
-            bar.set_postfix_str(f"{item.get('name') or item['target'][:30]}: {node}")
+            def step(item, node):
+                bar.set_postfix_str(f"{item.get('name') or item['target'][:30]}: {node}")
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            futures = {pool.submit(synthesize, graph, item, ctx, step): item for item in items}
-            for fut in as_completed(futures):
-                try:
-                    results.append(fut.result())
-                except Exception as exc:  # one target's crash must not lose the others
-                    results.append(_unfinished(futures[fut], exc))
-                bar.update(1)
+            with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+                futures = {pool.submit(synthesize, graph, item, ctx, step): item for item in items}
+                for fut in as_completed(futures):
+                    try:
+                        results.append(fut.result())
+                    except Exception as exc:  # one target's crash must not lose the others
+                        results.append(_unfinished(futures[fut], exc))
+                    bar.update(1)
     bar.close()
     order = {item["target"]: i for i, item in enumerate(items)}
     return sorted(results, key=lambda r: order.get(r["target"], 0))
+
+
+def _synthesize_on_ray(items, ctx, checkpoints: Path, concurrency: int, bar, address: str | None) -> list[dict[str, Any]]:
+    """One Ray task per target (one CPU each, ``concurrency`` in flight), each in its own worker
+    process with its own sandboxes, checkpointed in the run's checkpoint database as in threads
+    mode: a task whose worker died is rerun once by Ray and continues from its last step. The
+    workspace, catalog and checkpoint paths must be on a filesystem every node sees (one machine,
+    or a shared mount)."""
+    import os
+
+    from envfactory.graphs.querygen.ray_executor import connect, forwarded_settings, ray_module
+    ray = ray_module()
+    connect(address)
+    task = ray.remote(num_cpus=1, max_retries=1)(_synthesize_task)
+    settings = forwarded_settings(getattr(ctx, "models", {}))
+    queue, pending, results = list(items), {}, []
+    while queue or pending:
+        while queue and len(pending) < max(1, concurrency):
+            item = queue.pop(0)
+            pending[task.remote(item, ctx, str(checkpoints.resolve()), settings, os.getcwd())] = item
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            item = pending.pop(ref)
+            try:
+                results.append(ray.get(ref))
+            except ray.exceptions.RayTaskError as exc:  # the target's own failure, raised in the task
+                results.append(_unfinished(item, exc.cause if isinstance(exc.cause, Exception) else exc))
+            except ray.exceptions.RayError as exc:  # its worker died twice, or the cluster lost it
+                results.append(_unfinished(item, exc))
+            bar.update(1)
+    return results
+
+
+def _synthesize_task(item: dict[str, str], ctx, checkpoints: str, settings: dict[str, str], cwd: str) -> dict[str, Any]:
+    """A target in a Ray worker (one task at a time per worker process), with its own connection to
+    the run's checkpoints, in the caller's working directory: relative paths mean what they meant
+    there, and the context (so the thread's id) is the one threads mode would use."""
+    import os
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from envfactory.graphs.envgen import make_graph
+    os.environ.update(settings)
+    os.chdir(cwd)
+    with SqliteSaver.from_conn_string(checkpoints) as saver:
+        return synthesize(make_graph().copy(update={"checkpointer": saver}), item, ctx)
 
 
 def _unfinished(item: dict[str, str], exc: Exception) -> dict[str, Any]:
@@ -133,7 +184,17 @@ def cmd_synth(args) -> int:
     ctx = EnvGenContext(max_rounds=args.max_rounds, max_tokens=args.max_tokens, search_backend=args.search_backend,
                         catalog_dir=args.catalog, workspace_dir=str(out), offline=args.offline,
                         sandbox_seconds=args.timeout)
-    results = synthesize_batch(items, ctx, out / "checkpoints.sqlite", args.concurrency, show=not args.json)
+    if args.ray_address and args.executor != "ray":
+        print("envfactory synth: --ray-address needs --executor ray", file=sys.stderr)
+        return 2
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("envfactory synth: --executor ray needs Ray: pip install 'envfactory[ray]'", file=sys.stderr)
+            return 2
+    results = synthesize_batch(items, ctx, out / "checkpoints.sqlite", args.concurrency, show=not args.json,
+                               executor=args.executor, ray_address=args.ray_address)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -154,6 +215,12 @@ def register(sub) -> None:
     p.add_argument("--name", help="package name (default: from the research brief)")
     p.add_argument("--batch", help="file of targets: one per line, or JSON lines with target and name")
     p.add_argument("--concurrency", type=int, default=2, help="targets synthesized at once")
+    p.add_argument("--executor", choices=["threads", "ray"], default="threads",
+                   help="ray: one Ray task per target (the out and catalog folders must be on a filesystem every "
+                        "node sees); needs the ray extra")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the cluster to join ('auto', ray://HOST:10001); default: a local "
+                        "Ray instance on loopback")
     p.add_argument("--out", default="out/envgen", help="attempts, results and the checkpoint database")
     p.add_argument("--catalog", default="out/catalog", help="where accepted environments land")
     p.add_argument("--max-rounds", type=int, default=3, help="repair rounds after the first attempt")

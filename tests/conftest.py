@@ -29,7 +29,27 @@ def _own_cache_dir(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path_factory, monkeypatch):
+    """A trust store of this test alone, never the user's (subprocesses inherit it too)."""
+    monkeypatch.setenv("ENVFACTORY_CONFIG_DIR", str(tmp_path_factory.mktemp("envfactory-config")))
+    yield
+
+
 @pytest.fixture(scope="session")
 def library_env():
     from envfactory.envs import Environment
     return Environment.load("library")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance for one test module: ``ray.init(num_cpus=2, include_dashboard=False)`` with every
+    port on loopback; the module's actor pools and the instance stop after it."""
+    ray = pytest.importorskip("ray", reason="the ray extra is part of dev")
+    from envfactory.graphs.querygen import ray_executor
+    ray_executor.start_local(num_cpus=2)
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    yield ray
+    ray_executor.shutdown_ray_executor()
+    ray.shutdown()

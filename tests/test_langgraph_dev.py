@@ -52,23 +52,32 @@ def dev_server(tmp_path_factory):
     proc.wait(timeout=20)
 
 
-def test_querygen_runs_over_http(dev_server):
+def test_querygen_runs_over_http(dev_server, tmp_path):
     from langgraph_sdk import get_sync_client
+
+    from envfactory.data.store import RecordStore
     client = get_sync_client(url=dev_server)
     assistants = client.assistants.search(graph_id="querygen")
     assert assistants, "querygen is not registered"
     thread = client.threads.create()
+    store = tmp_path / "records.sqlite"
     result = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
-                              context={"rollouts": 1})
-    assert result["summary"]["accepted"] == 2
-    assert all(r["verification"]["accepted"] and r["provenance"]["tiers"]["rollout"].startswith("offline")
-               for r in result["records"])
+                              context={"rollouts": 1, "store_path": str(store)})
+    assert result["summary"]["accepted"] == 2 and len(result["record_keys"]) == 2
+    records = [RecordStore(store).get(k) for k in result["record_keys"]]  # the state holds keys; the store, records
+    assert all(r.verification.accepted and r.provenance.tiers["rollout"].startswith("offline") for r in records)
     # the same run with worker processes started from inside the server: the same records
     thread = client.threads.create()
     by_workers = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
                                   context={"rollouts": 1, "workers": 2})
     assert by_workers["summary"]["accepted"] == 2, by_workers
-    assert sorted(r["key"] for r in by_workers["records"]) == sorted(r["key"] for r in result["records"])
+    assert sorted(by_workers["record_keys"]) == sorted(result["record_keys"])
+    # and on Ray actors: the server starts a local Ray instance (loopback only) from inside a run
+    thread = client.threads.create()
+    by_ray = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
+                              context={"rollouts": 1, "executor": "ray"})
+    assert by_ray["summary"]["accepted"] == 2, by_ray
+    assert sorted(by_ray["record_keys"]) == sorted(result["record_keys"])
 
 
 def test_envgen_synthesizes_over_http(dev_server, tmp_path):

@@ -43,14 +43,18 @@ def test_bundled_package_passes_with_full_coverage():
     assert "audit-hook guard" in report.sandbox.isolation
 
 
-def test_pass_writes_a_verification_record_that_expires_on_edit(tmp_path):
+def test_pass_writes_a_validation_record_that_grants_nothing(tmp_path):
+    from envfactory.envs.runtime.trust import grant_trust
     pkg = make_package(tmp_path)
     with pytest.raises(UntrustedCodeError):
         Environment.load(pkg)
     report = validate_package(pkg, limits=FAST)
     assert report.verdict == "PASS" and (pkg / "verified.json").exists()
+    with pytest.raises(UntrustedCodeError):
+        Environment.load(pkg)
+    grant_trust(pkg)
     assert Environment.load(pkg).name == "library"
-    (pkg / "tools.py").write_text((pkg / "tools.py").read_text() + "\n# an edit after validation\n")
+    (pkg / "tools.py").write_text((pkg / "tools.py").read_text() + "\n# an edit after trusting\n")
     with pytest.raises(UntrustedCodeError):
         Environment.load(pkg)
 

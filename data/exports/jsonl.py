@@ -12,6 +12,7 @@ from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCod
 from envfactory.data.exports.chat import check_openai, to_openai
 from envfactory.data.exports.openai_ft import check_openai_ft, to_openai_ft
 from envfactory.data.exports.llamafactory_card import write_card
+from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
 from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
@@ -36,7 +37,9 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
     target = out / f"{name}.{fmt}.jsonl"
     rows, skipped, environments = 0, [], set()
     written: list[TrajectoryRecord] = []
-    with target.open("w", encoding="utf-8") as fh:
+    # OpenAI's fine-tuning format allows no other key on a line: there the metadata goes to a sidecar, line for line
+    sidecar = out / f"{name}.{fmt}.metadata.jsonl" if fmt == "openai-ft" else None
+    with target.open("w", encoding="utf-8") as fh, (sidecar.open("w", encoding="utf-8") if sidecar else fh) as meta_fh:
         for record in records:
             try:
                 converted = convert(record)
@@ -52,7 +55,12 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                     problems += [p for p in found[:3] if p not in problems]
                     left_out += 1
                     continue
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                # every row says what made it (tiers, models, prompt versions): offline rows can be filtered
+                if sidecar:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    meta_fh.write(json.dumps(row_metadata(record), ensure_ascii=False) + "\n")
+                else:
+                    fh.write(json.dumps({**row, "metadata": row_metadata(record)}, ensure_ascii=False) + "\n")
                 rows += 1
                 if fmt == "trl":
                     environments.add(row["environment"])
@@ -76,4 +84,6 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
             card = write_card(written, out, name, fmt, rows, tokenizer)
     summary = {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
                "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
+    if sidecar:
+        summary["metadata"] = str(sidecar)
     return {**summary, "llamafactory": card} if card else summary

@@ -31,6 +31,7 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.data.reward import Call
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
+from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
 from envfactory.data.exports.verl_command import MARGIN, command, measure_lengths, overrides, shipped_config
 from envfactory.data.exports.verl_loop import AGENT_NAME
@@ -89,6 +90,7 @@ def _shown_message(message: dict[str, Any], envs: dict, qualified: frozenset[str
 def _row(record: TrajectoryRecord, task: VerlTask, prompt: list[dict[str, Any]], calls: list[Call],
          tools: list[dict[str, Any]]) -> dict[str, Any]:
     task_json = task.model_dump_json()
+    meta = row_metadata(record)
     return {
         "data_source": "envfactory/" + "+".join(task.env_names),
         "agent_name": AGENT_NAME,
@@ -105,6 +107,9 @@ def _row(record: TrajectoryRecord, task: VerlTask, prompt: list[dict[str, Any]],
             "need_tools_kwargs": True,
             "tools_kwargs": {TASK_KWARGS_KEY: {"create_kwargs": {"task": task_json}}},
             "difficulty": record.verification.difficulty or "",
+            # tiers, models, prompt versions: JSON text (one Arrow type), ``offline`` to filter scripted rows
+            "provenance": json.dumps(meta, ensure_ascii=False),
+            "offline": meta["offline"],
         },
     }
 

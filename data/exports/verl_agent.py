@@ -30,6 +30,7 @@ except ImportError:  # older verl: tools return plain text
 
 from envfactory.envs.runtime.lru import BoundedCache
 
+from envfactory.data.exports.episode_client import RemoteRollout, servers_from_environment
 from envfactory.data.exports.verl_loop import (AGENT_NAME, EXTRA_FIELDS_KEY, EpisodeRollout, config_value,
                                                row_tools, run_token_loop)
 from envfactory.data.exports.verl_task import VerlTask, task_from_tools_kwargs
@@ -51,8 +52,10 @@ class EnvFactoryAgentLoop(AgentLoopBase):
         # the turn's gold (verl hands every row column to the loop): replayed up front, so a row whose gold
         # no longer replays is masked here rather than trained on compute_score's placeholder
         gold = (kwargs.get("reward_model") or {}).get("ground_truth")
-        rollout = EpisodeRollout(task, config_value(config, f"{MULTI_TURN}.max_parallel_calls"), gold=gold,
-                                 tools=row_tools(extra_info))
+        servers = servers_from_environment()  # ENVFACTORY_EPISODE_SERVERS: episodes on the cluster's servers
+        max_calls = config_value(config, f"{MULTI_TURN}.max_parallel_calls")
+        rollout = (await RemoteRollout.open(servers, extra_info, gold, max_calls) if servers is not None
+                   else EpisodeRollout(task, max_calls, gold=gold, tools=row_tools(extra_info)))
         request_id = uuid.uuid4().hex
 
         async def generate(prompt_ids: list[int]):

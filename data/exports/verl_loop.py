@@ -18,9 +18,13 @@ Here the loop owns the episodes instead:
 
 A row shows its own environments' tools (``extra_info.tools``, ``extra_info.tool_selection``); a name
 that several exported environments share is shown as ``env__tool`` (``verl_task.exported_name``).
+
+With ``ENVFACTORY_EPISODE_SERVERS`` set (to the name given to ``episode_server.start_episode_servers``)
+the loop's episodes live on those Ray actors (``episode_client.RemoteRollout``), not in the loop's process.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from typing import Any, Awaitable, Callable
@@ -260,6 +264,8 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
         if max_user_turns and user_turns >= max_user_turns:
             break
         tool_messages = rollout.step(tokenizer.decode(out))
+        if inspect.isawaitable(tool_messages):  # a RemoteRollout: the episode lives on an episode server
+            tool_messages = await tool_messages
         if not tool_messages:
             break
         for m in tool_messages:
@@ -273,6 +279,8 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
         logprobs = logprobs + [0.0] * len(tool_ids) if logprobs is not None else None
         user_turns += 1
     fields = rollout.finish()
+    if inspect.isawaitable(fields):
+        fields = await fields
     if fields["failure"] is not None:
         mask = [0] * len(mask)
     if not response_ids:  # the environment failed before generation: one masked placeholder token

@@ -77,7 +77,7 @@ def _environment(path: Path, origin: str, run_tests: bool) -> EnvInfo:
                    "maskable_arguments": list(t.maskable_arguments)} for t in manifest.tools]
     info.sources = [s.model_dump() for s in manifest.provenance]
     info.trust_note = ("bundled: our own code" if origin == "bundled" else
-                       "verified and trusted: loads in-process" if info.trusted else untrusted_reason(path))
+                       "trusted by you: loads in-process" if info.trusted else untrusted_reason(path))
     info.synthesis = _read_json(path / "synthesis" / "synthesis.json")
     info.validation = _stored_validation(path)
     if info.trusted:  # only code this process may run: graphs are built by executing chains

@@ -164,13 +164,24 @@ class Environment(EnvironmentBase):
         self.tables = st.read_tables(conn, manifest.volatile_columns)
         # What the hash reads of each table in the initial state: an episode's hash re-reads only
         # the tables it has written (same bytes hashed, so the same hash as a full scan).
-        self.initial_sections = {name: st.table_section(conn, t) for name, t in self.tables.items()}
+        sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        # ... and a touched table's rows in hash order, so its hash reads only the changed rows
+        self.section_indexes = {name: st.SectionIndex.build(conn, t, sql.get(name)) for name, t in self.tables.items()}
+        self.initial_sections = {name: index.section if index is not None else st.table_section(conn, self.tables[name])
+                                 for name, index in self.section_indexes.items()}
         self.initial_hash = st.state_hash(conn, self.tables, known=self.initial_sections)
         self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
         main_triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
         self._has_sequence = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
         conn.close()
         self.all_rowid = all(t.has_rowid for t in self.tables.values())  # change tracking sees every write
+        # The change log sees every write only with recursive triggers on: without them, the row a
+        # REPLACE (INSERT OR REPLACE, UPDATE OR REPLACE) deletes to resolve a conflict fires no
+        # delete trigger. Turning them on would change what a package's own triggers do (one that
+        # writes its own table would recurse), so with package triggers the log is not trusted and
+        # diffs, hashes and undo compare whole states instead.
+        self.package_triggers = main_triggers
+        self.log_complete = not main_triggers
         # Undoing logged writes is exact only when the log sees every write and nothing else
         # reacts to the undo (a trigger of the package's own would fire again).
         self._undo_ok = self.all_rowid and not main_triggers
@@ -393,6 +404,7 @@ class CallRecord:
     ok: bool
     error_kind: str | None
     wrote: bool
+    warnings: list[str] | tuple = ()  # imported tools: arguments passed as given against their annotation
 
 
 class Episode:
@@ -407,6 +419,8 @@ class Episode:
         reused, clean = env._take_connection() if isinstance(env, Environment) else (None, False)
         self.conn = reused or sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA foreign_keys = ON")
+        if not getattr(env, "package_triggers", 0):  # REPLACE's implicit deletes reach the change log
+            self.conn.execute("PRAGMA recursive_triggers = ON")
         self._tracking_installed = reused is not None  # a reused connection keeps its triggers
         self._base: bytes = env.initial_state
         self._base_attached = False
@@ -468,15 +482,16 @@ class Episode:
                 return st.state_hash(self.conn, self.env.tables)
             if not dirty:
                 return self.env.initial_hash  # the change log proves nothing changed: skip the scan
-            # tables the change log shows untouched hash as they did initially: read only the others
-            known = {n: text for n, text in self.env.initial_sections.items() if n not in dirty}
-            return st.state_hash(self.conn, self.env.tables, known=known)
+            # tables the change log shows untouched hash as they did initially; touched ones read
+            # only their changed rows
+            return st.state_hash_from_changes(self.conn, self.env.tables, self.env.initial_sections,
+                                              self.env.section_indexes, dirty)
 
     def _dirty_since_initial(self) -> dict[str, set[int]] | None:
         """Rowids written since the environment's initial state, or None when the change log
         cannot tell (another base, a restore without its log, a table without rowids)."""
         if not (isinstance(self.env, Environment) and self._tracking_valid and self._base is self.env.initial_state
-                and self.env.all_rowid):
+                and self.env.all_rowid and self.env.log_complete):
             return None
         return self._dirty()
 
@@ -495,7 +510,7 @@ class Episode:
             return st.diff_schemas(self.conn, self.env.tables, "base", "main", self._dirty())
 
     def _dirty(self) -> dict[str, set[int]] | None:
-        if not self._tracking_valid:
+        if not self._tracking_valid or not getattr(self.env, "log_complete", True):
             return None
         return st.dirty_rowids(self.conn) if self._tracking_installed else {}
 

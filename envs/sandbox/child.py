@@ -66,6 +66,22 @@ def _violate(state: dict, detail: str) -> None:
     raise SandboxViolation(detail)
 
 
+# HTTP client libraries an imported module may import: urllib3 binds a socket at import (to test
+# IPv6), which the guard refuses; imported here, before the guard, the import works and every
+# connection the code then tries is still refused.
+_PREIMPORTABLE = {"requests", "httpx", "urllib3", "aiohttp"}
+
+
+def _preimport(names: list[str]) -> None:
+    import importlib
+    for name in names:
+        if name in _PREIMPORTABLE:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # not installed: the module's own import reports it
+
+
 def main() -> int:
     request = json.loads(sys.argv[1])
     result_fd = int(os.environ["EF_RESULT_FD"])
@@ -79,6 +95,7 @@ def main() -> int:
         isolation = ["network namespace"] if [n for _, n in socket.if_nameindex()] == ["lo"] else []
     except OSError:
         isolation = []
+    _preimport(request.get("preimport", []))
     install_guard(workspace, result_fd)
 
     def emit(payload: dict) -> None:
@@ -91,7 +108,9 @@ def main() -> int:
             payload = validate.child_validate(Path(request["package"]), request.get("strict", False))
         elif request["task"] == "introspect":
             from envfactory.envs.imports import importer
-            payload = importer.child_introspect(Path(request["path"]), request.get("class_name"), request.get("scenario"))
+            payload = importer.child_introspect(Path(request["path"]), request.get("class_name"), request.get("scenario"),
+                                                request.get("root"), request.get("dotted"), request.get("source", "auto"),
+                                                request.get("explore", True))
         else:
             payload = {"error": f"unknown task {request['task']!r}"}
         violation = _STATE["state"]["violation"]

@@ -144,7 +144,10 @@ def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, st
     try:
         target = workspace / "package"
         shutil.copytree(package_dir, target, ignore=shutil.ignore_patterns("__pycache__", VERIFIED_FILE))
-        result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict}, workspace, limits)
+        from envfactory.envs.imports.importer import http_clients
+        preimport = http_clients(sorted(target.rglob("*.py")))  # imported before the guard, connections still refused
+        result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict, "preimport": preimport},
+                               workspace, limits)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     digest = package_digest(package_dir)

@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 from envfactory.agents import code_agent, test_agent
 from envfactory.agents.models import model_name
 from envfactory.envs.validation.contamination import benchmark_overlap, describe_overlap
+from envfactory.envs.runtime.trust import VERIFIED_FILE
 from envfactory.envs.skeleton.spec import ResearchBrief, slug
 
 
@@ -246,7 +247,7 @@ def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[st
 
 def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     """Copy the passing attempt into the catalog with how it was made, and mark it verified."""
-    from envfactory.envs.runtime.trust import package_digest
+    from envfactory.envs.runtime.trust import grant_trust, package_digest
     from envfactory.envs.validation.validate import ValidationReport, write_verified
     ctx = _ctx(runtime)
     brief = ResearchBrief.model_validate(state["brief"])
@@ -267,10 +268,26 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     report = report.model_copy(update={"digest": package_digest(staging), "path": str(dest.resolve())})
     model_written = state.get("tiers", {}).get("code") == "model"
     write_verified(staging, report, model_written=model_written)
+    if _is_our_skeleton(staging, brief, ctx.seed):  # our generator's code: trusted like bundled code
+        grant_trust(staging, by="envgen: byte-exact skeleton output")
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)  # the catalog only ever holds whole packages
     _write_result(ctx, state, "accepted", None, str(dest))
     return {"status": "accepted", "reason": "", "package_path": str(dest)}
+
+def _is_our_skeleton(package: Path, brief: ResearchBrief, seed: int) -> bool:
+    """Is every file that runs (tools, schema, manifest, seed) byte for byte what the deterministic
+    skeleton generator makes of this spec, with nothing else beside them but tests and the record?"""
+    try:
+        expected = {n: t.encode("utf-8") for n, t in code_agent.skeleton_files(brief, seed).items()}
+    except Exception:
+        return False
+    present = {p.relative_to(package).as_posix() for p in package.rglob("*") if not p.is_dir()}
+    ignored = {VERIFIED_FILE, "tests.json"}
+    if {p for p in present if p not in ignored and not p.startswith("synthesis/")} != set(expected):
+        return False
+    return all((package / n).is_file() and not (package / n).is_symlink() and (package / n).read_bytes() == data
+               for n, data in expected.items())
 
 def _report_path(attempt_folder: Path) -> Path:
     """The validation report sits beside the attempt, outside the package."""

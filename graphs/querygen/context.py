@@ -12,7 +12,9 @@ from langgraph.runtime import Runtime
 
 
 
-CODE_VERSION = "envfactory-0.1.0"
+# Part of every task key: a change in what makes a task (0.2: selectors, the determinacy check, the
+# rule-based solver instead of the oracle) gives new keys, so a rerun redoes tasks made before it.
+CODE_VERSION = "envfactory-0.2.0"
 
 DEFAULT_SYSTEM_PROMPT = ("You are a helpful assistant with access to tools. Use them to do what the user asks; "
                          "ask for missing details instead of guessing ids.")
@@ -34,7 +36,11 @@ class QueryGenContext:
     persona: str = field(default="a regular customer of the service, polite and brief", metadata={"description": "who the simulated user is"})
     chat_models: dict[str, Any] = field(default_factory=dict, metadata={"description": "injected chat-model objects per role (notebooks, tests)"})
     step_graph: bool = field(default=False, metadata={"description": "run each chain's five steps as a subgraph, so Studio streams every step as its own node (costs ~4 ms CPU per task; threads mode only)"})
+    tools: Literal["direct", "mcp"] = field(default="direct", metadata={"description": "how model rollouts reach in-process environments: tools that call the episode directly, or in-memory MCP sessions (same tools, messages and errors; MCP costs ~1 ms more CPU per call)"})
+    slots_per_wave: int = field(default=1024, metadata={"description": "task slots sent at once; the next wave starts when one is done (LangGraph's per-task cost grows with the slots pending, so waves keep it flat in n)"})
     workers: int = field(default=0, metadata={"description": "worker processes that run chains, each many at once on its event loop (0: threads in this process); one per core uses every core"})
+    executor: Literal["threads", "ray"] = field(default="threads", metadata={"description": "where chains run: 'threads' (this process, or its worker processes with workers > 0) or 'ray' (Ray async actors, one per CPU of the cluster unless workers says how many; pip install 'envfactory[ray]')"})
+    ray_address: str | None = field(default=None, metadata={"description": "executor 'ray': the cluster to join ('auto': the one `ray start` runs here; 'ray://host:10001'); None starts a local Ray instance on loopback"})
 
 def _ctx(runtime: Runtime | None) -> QueryGenContext:
     return (runtime.context if runtime is not None and runtime.context is not None else None) or QueryGenContext()

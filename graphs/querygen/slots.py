@@ -12,9 +12,10 @@ from envfactory.envs.chains.sampling import GoldTrajectory
 
 from envfactory.graphs.querygen.context import ContextRuntime, QueryGenContext, _ctx
 from envfactory.graphs.querygen.driver import _adrive, _drive
-from envfactory.graphs.querygen.resources import _remember_gold, _sampler, _store, _worker_flag
+from envfactory.graphs.querygen.resources import _keep_in_memory, _remember_gold, _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.state import SlotState
-from envfactory.graphs.querygen.steps import _calibrate, _generate_queries, _roll_out, _verify, split_turns, task_key
+from envfactory.graphs.querygen.steps import (_calibrate, _generate_queries, _roll_out, _validated_chains, _verify, split_turns,
+                                             task_key)
 
 SEEDS_PER_SLOT = 8
 
@@ -83,12 +84,19 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
         chain, discarded, done = GoldTrajectory.model_validate(state["chain"]), [], False
     else:
         chain, discarded, done = sample_slot(state, ctx)
-    update: dict[str, Any] = {"discarded": discarded} if discarded else {}
+    update: dict[str, Any] = {"discarded_chains": len(discarded)} if discarded else {}
+    no_selector = sum(str(d.get("reason") or "").startswith("no selector") for d in discarded)
+    if no_selector:
+        update["selector_dropped"] = no_selector
     if chain is None:
         return {**update, "empty_slots": 1}, None
     if done:
         return {**update, "skipped": 1}, None
-    return update, {"chain": chain.model_dump()}
+    if chain.selector_redraws:
+        update["selector_redrawn"] = 1
+    data = chain.model_dump()
+    _validated_chains.put(id(data), (data, chain))  # the steps read the chain back without validating it again
+    return update, {"chain": data}
 
 def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:
     """What a processed chain adds to the run's state: its record, or a task not done."""
@@ -96,6 +104,29 @@ def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str
     if chain_state.get("not_done"):
         out["not_done"] = chain_state["not_done"]
     return out
+
+def slot_result(out: dict[str, Any], ctx: QueryGenContext) -> dict[str, Any]:
+    """A slot's update for the run's state: its records become their keys and verdict counts (the
+    bodies are in the record store already, or, without one, in the in-memory buffer
+    ``run_records`` reads)."""
+    out = dict(out)
+    records = out.pop("records", None) or []
+    if not records:
+        return out
+    if _store(ctx) is None:
+        _keep_in_memory(records)
+    verdicts: dict[str, float] = {}
+    for r in records:
+        v = r["verification"]
+        outcome = "accepted" if v["accepted"] else "rejected"
+        verdicts[outcome] = verdicts.get(outcome, 0) + 1
+        if not v["accepted"]:
+            reason = "reason:" + (v["reason"] or "unknown").split(":")[0]
+            verdicts[reason] = verdicts.get(reason, 0) + 1
+        if v["pass_rate"] is not None:
+            verdicts["pass_rate_sum"] = verdicts.get("pass_rate_sum", 0) + v["pass_rate"]
+            verdicts["pass_rates"] = verdicts.get("pass_rates", 0) + 1
+    return {**out, "record_keys": [r["key"] for r in records], "verdicts": verdicts}
 
 def _apply(chain_state: dict[str, Any], step_update: dict[str, Any]) -> None:
     """A step's update, with ``records`` appended (the reducer the per-step graph declares)."""

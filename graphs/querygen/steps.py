@@ -8,12 +8,13 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from envfactory.agents import query_agent, refine_agent, rollout_agent
+from envfactory.agents import determinacy, query_agent, refine_agent, rollout_agent, solver
 from envfactory.agents.models import model_name
 from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, TrajectoryRecord, UserTurn, Verification,
                                      record_key)
 from envfactory.data.reward import (GoldReplayError, RewardConfig, score_episodes)
 from envfactory.envs.runtime.cache import load_env
+from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.chains.sampling import GoldTrajectory
 
 
@@ -28,8 +29,19 @@ def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
     return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), models,
                       injected, ctx.offline, CODE_VERSION)
 
+_validated_chains = BoundedCache(1024)  # id(chain dict) -> (that dict, its GoldTrajectory)
+
 def _chain(state: ChainState) -> GoldTrajectory:
-    return GoldTrajectory.model_validate(state["chain"])
+    """The state's chain as a ``GoldTrajectory``, validated once per chain dict rather than in each
+    of the five steps (pydantic validation of a chain was ~5% of a task's CPU). Keyed by the dict's
+    identity, checked on lookup, so a copied or replaced dict is validated afresh."""
+    data = state["chain"]
+    hit = _validated_chains.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    chain = GoldTrajectory.model_validate(data)
+    _validated_chains.put(id(data), (data, chain))
+    return chain
 
 def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     chain = _chain(state)
@@ -63,7 +75,8 @@ def _generate_queries(state: ChainState, ctx: QueryGenContext):
     from envfactory.agents.structured import StructuredOutputError
     from envfactory.prompts.registry import default_registry
     turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
-              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()}}
+              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()},
+              **query_agent.turn_facts(chain, idx)}  # selectors and references (read by v2 and later)
              for idx in state["turns"]]
     rendered = default_registry().render("query_agent/generate", ctx.prompt_versions.get("query_agent/generate", "latest"),
                                          persona=ctx.persona, turns=turns)
@@ -95,8 +108,11 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     if model is not None:
         from envfactory.prompts.registry import default_registry
         known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
-        rendered = default_registry().render("refine_agent/calibrate", ctx.prompt_versions.get("refine_agent/calibrate", "latest"),
-                                             queries=queries, known=known)
+        version = ctx.prompt_versions.get("refine_agent/calibrate", "latest")
+        extra = {}
+        if "facts" in default_registry().get("refine_agent/calibrate", version).front.variables():
+            extra["facts"] = [query_agent.turn_facts(chain, idx) for idx in state["turns"]]  # v2: must survive the rewrite
+        rendered = default_registry().render("refine_agent/calibrate", version, queries=queries, known=known, **extra)
         update = {"tiers": {**state["tiers"], "refine": "model"},
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
@@ -109,13 +125,16 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
         queries = out.value.queries
     names, params = refine_agent.tool_and_param_names(_tools(chain))
     report = refine_agent.check_leakage(chain, queries, state["turns"], names, params)
-    return {**update, "queries": queries, "leaks": report.leaks}
+    # before any rollout: what the user says must determine every gold argument
+    missing = determinacy.undetermined(chain, queries, state["turns"],
+                                       lambda env, tool: load_env(env).manifest.tool(tool).input_schema)
+    return {**update, "queries": queries, "leaks": report.leaks, "undetermined": missing}
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_roll_out(state, _ctx(runtime)))
 
 def _roll_out(state: ChainState, ctx: QueryGenContext):
-    if state.get("failure") or state.get("leaks") or state.get("unfinished"):
+    if state.get("failure") or state.get("leaks") or state.get("undetermined") or state.get("unfinished"):
         return {"rollouts": []}
     chain = _chain(state)
     envs = {n: load_env(n) for n in chain.envs}
@@ -125,7 +144,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     except GoldReplayError as exc:
         return {"rollouts": [{"error": f"gold replay failed: {exc}"}]}
     model = _model(ctx, "rollout")
-    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER if model is None else "model"}}
+    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": solver.SOLVER_TIER if model is None else "model"}}
     system_prompt = DEFAULT_SYSTEM_PROMPT
     if model is not None:
         from envfactory.prompts.registry import default_registry
@@ -143,7 +162,8 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     for _ in range(max(1, ctx.rollouts)):
         try:
             if model is None:
-                run = rollout_agent.oracle_rollout(envs, turns, system_prompt)
+                # the offline agent reads only the user's messages (never the gold calls)
+                run = solver.solver_rollout(envs, [t.query for t in turns], system_prompt)
             else:
                 simulator = None
                 if ctx.mode == "conv":
@@ -155,7 +175,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
                 in_worker = _worker_flag["in_worker"]
                 run = yield _Await(lambda: rollout_agent.model_rollout(
                     envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
-                    sessions=_session_pools(envs), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
+                    sessions=_session_pools(envs, ctx.tools), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}",
                             **({"transient": True} if _unfinished("rollout", exc) else {})})
@@ -183,6 +203,8 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         reason = state["failure"]
     elif state.get("leaks"):
         reason = "leakage: " + "; ".join(state["leaks"])
+    elif state.get("undetermined"):
+        reason = "undetermined: " + ", ".join(state["undetermined"])
     elif rollouts and all("error" in r for r in rollouts):
         reason = "infrastructure: " + rollouts[0]["error"]
     scored = [r for r in rollouts if "reward" in r and r["reward"]["score"] is not None]
@@ -245,7 +267,9 @@ def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
     for query, indices in zip(state.get("queries") or [""] * len(state["turns"]), state["turns"]):
         calls = [chain.calls[i] for i in indices]
         turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
-                                                                   masked_arguments=c.masked_arguments) for c in calls],
+                                                                   masked_arguments=c.masked_arguments,
+                                                                   selectors={p: sel.model_dump() for p, sel in c.selectors.items()})
+                                          for c in calls],
                               details={k: v for c in calls for k, v in query_agent.stated_values(c).items()}))
     return turns
 
