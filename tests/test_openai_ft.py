@@ -27,6 +27,9 @@ def test_the_export_command_writes_lines_that_follow_openais_rules(store, tmp_pa
     summary = json.loads(capsys.readouterr().out)
     lines = [json.loads(line) for line in (tmp_path / "envfactory.openai-ft.jsonl").read_text().splitlines()]
     assert summary["rows"] == len(lines) == 3 and not summary["skipped"]
+    # what made each line (tiers: scripted rows are labelled) sits in a sidecar, line for line
+    meta = [json.loads(line) for line in (tmp_path / "envfactory.openai-ft.metadata.jsonl").read_text().splitlines()]
+    assert len(meta) == len(lines) and all(m["record_key"] and "tiers" in m for m in meta)
     for line in lines:
         assert check_openai_ft(line) == []
         assert set(line) == {"messages", "tools"}
@@ -42,8 +45,8 @@ def test_the_export_command_writes_lines_that_follow_openais_rules(store, tmp_pa
 
 def test_the_checker_names_each_broken_rule(store):
     record = next(RecordStore(store).query(status="accepted"))
-    # the plain openai export (for HF chat templates) names the tool on its tool messages, which OpenAI's rules forbid
-    plain = to_openai(record)[0]
+    # the openai rows in the object form HF chat templates also take, with the tool name on results: two broken rules
+    plain = to_openai(record, arguments_as="dict")[0]
     problems = check_openai_ft(plain)
     assert any("(tool): keys outside the documented schema ['name']" in p for p in problems)
     good = to_openai_ft(record)[0]

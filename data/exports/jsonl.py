@@ -2,7 +2,6 @@
 before it is written, and every record that cannot be exported reported with its key and the reason."""
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,8 +11,9 @@ from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCod
 
 from envfactory.data.exports.bundle import bundle_environments
 from envfactory.data.exports.chat import check_openai, to_openai
-from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.openai_ft import check_openai_ft, to_openai_ft
+from envfactory.data.exports.llamafactory_card import write_card
+from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.llamafactory import check_alpaca, check_sharegpt, dataset_info_entry, to_alpaca, to_sharegpt
 from envfactory.data.exports.trl_env import FACTORY_SNIPPET, check_trl, to_trl
 
@@ -23,7 +23,8 @@ FORMATS = {"openai": (to_openai, check_openai), "openai-ft": (to_openai_ft, chec
            "trl": (to_trl, check_trl)}
 
 
-def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str) -> dict[str, Any]:
+def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path, name: str,
+                 tokenizer: str | None = None) -> dict[str, Any]:
     """Write records in a JSON-lines format (openai, sharegpt, alpaca, trl), each row checked against the
     format's rules first; sharegpt and alpaca are also registered in ``dataset_info.json``, and trl gets
     the script that wires our environments into GRPOTrainer.
@@ -36,9 +37,10 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.{fmt}.jsonl"
     rows, skipped, environments = 0, [], set()
-    side_path = out / f"{name}.{fmt}.metadata.jsonl" if fmt == "openai-ft" else None
-    with target.open("w", encoding="utf-8") as fh, \
-            (side_path.open("w", encoding="utf-8") if side_path else contextlib.nullcontext()) as side:
+    written: list[TrajectoryRecord] = []
+    # OpenAI's fine-tuning format allows no other key on a line: there the metadata goes to a sidecar, line for line
+    sidecar = out / f"{name}.{fmt}.metadata.jsonl" if fmt == "openai-ft" else None
+    with target.open("w", encoding="utf-8") as fh, (sidecar.open("w", encoding="utf-8") if sidecar else fh) as meta_fh:
         for record in records:
             try:
                 converted = convert(record)
@@ -54,16 +56,17 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
                     problems += [p for p in found[:3] if p not in problems]
                     left_out += 1
                     continue
-                # every row says what made it (tiers, models, prompt versions): offline rows can be filtered;
-                # OpenAI's fine-tuning format allows no extra key, so there it goes to a line-aligned side file
-                if side is None:
-                    fh.write(json.dumps({**row, "metadata": row_metadata(record)}, ensure_ascii=False) + "\n")
-                else:
+                # every row says what made it (tiers, models, prompt versions): offline rows can be filtered
+                if sidecar:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    side.write(json.dumps(row_metadata(record), ensure_ascii=False) + "\n")
+                    meta_fh.write(json.dumps(row_metadata(record), ensure_ascii=False) + "\n")
+                else:
+                    fh.write(json.dumps({**row, "metadata": row_metadata(record)}, ensure_ascii=False) + "\n")
                 rows += 1
                 if fmt == "trl":
                     environments.add(row["environment"])
+            if left_out < len(converted):
+                written.append(record)
             if left_out:
                 skipped.append({"key": record.key, "problems": problems, "rows_skipped": left_out,
                                 "rows_written": len(converted) - left_out})
@@ -73,10 +76,16 @@ def export_jsonl(records: Iterable[TrajectoryRecord], fmt: str, out: str | Path,
         info = out / f"{name}.trl_train.py"
         info.write_text(FACTORY_SNIPPET.format(rows_file=target.name, name=name, envs=sorted(environments)),
                         encoding="utf-8")
+    card = None
     if fmt in ("sharegpt", "alpaca"):
         info = out / "dataset_info.json"
         existing = json.loads(info.read_text()) if info.exists() else {}
         existing.update(dataset_info_entry(f"{name}_{fmt}", target.name, fmt))
         info.write_text(json.dumps(existing, indent=2))
-    return {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
-            "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
+        if rows:  # what LlamaFactory must be told: cutoff_len, template, mask_history
+            card = write_card(written, out, name, fmt, rows, tokenizer)
+    summary = {"format": fmt, "file": str(target), "rows": rows, "skipped": skipped,
+               "dataset_info" if fmt != "trl" else "trainer_script": str(info) if info else None}
+    if sidecar:
+        summary["metadata"] = str(sidecar)
+    return {**summary, "llamafactory": card} if card else summary
