@@ -117,7 +117,37 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     # before any rollout: what the user says must determine every gold argument
     missing = determinacy.undetermined(chain, queries, state["turns"],
                                        lambda env, tool: load_env(env).manifest.tool(tool).input_schema)
+    paraphrased = "model" in (update["tiers"].get("refine"), update["tiers"].get("query"))
+    orders = determinacy.order_selectors(chain, missing) if paraphrased and not report.leaks else None
+    if orders:  # a model paraphrased an order ("my most recent order"): the judge role may settle it
+        settled, judged = yield from _judge_selectors(ctx, queries, orders)
+        missing = [m for m in missing if m not in settled]
+        if judged:
+            update = {**update, "prompts": update.get("prompts", state.get("prompts", [])) + [judged["prompt"]],
+                      "models": {**update.get("models", state.get("models", {})), "selector_judge": judged["model"]},
+                      "tiers": {**update["tiers"], "selector_judge": "model"}}
     return {**update, "queries": queries, "leaks": report.leaks, "undetermined": missing}
+
+
+def _judge_selectors(ctx: QueryGenContext, queries: list[str], orders: dict[str, Any]):
+    """The order selectors the judge says the messages still convey (none without a judge model, or
+    when it fails: the task is then rejected as undetermined, never accepted on a guess)."""
+    model = _model(ctx, "judge")
+    if model is None:
+        return set(), None
+    from envfactory.agents.judge import SelectorVerdict
+    from envfactory.prompts.registry import default_registry
+    items = list(orders.items())
+    rendered = default_registry().render("judge/selectors", ctx.prompt_versions.get("judge/selectors", "latest"),
+                                         messages=queries, selectors=[sel.text for _, sel in items])
+    try:
+        verdict = (yield _Ask(model, rendered.messages(), SelectorVerdict, _retry(ctx, "judge"))).value
+    except Exception:
+        return set(), None
+    if len(verdict.conveyed) != len(items):
+        return set(), None
+    judged = {"prompt": rendered.ref.model_dump(), "model": model_name(model)}
+    return {item for (item, _), ok in zip(items, verdict.conveyed) if ok}, judged
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_roll_out(state, _ctx(runtime)))
