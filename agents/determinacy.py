@@ -160,6 +160,19 @@ def _same(value: Any, want: Any) -> bool:
     return value == want
 
 
+def order_selectors(chain: GoldTrajectory, missing: list[str]) -> dict[str, Selector] | None:
+    """``tool.param`` -> its order selector, when every undetermined argument in ``missing`` is one
+    whose order selector the words did not match (a paraphrase the judge role may settle); else None."""
+    found: dict[str, Selector] = {}
+    for item in missing:
+        tool, _, param = item.partition(".")
+        sel = next((c.selectors.get(param) for c in chain.calls if c.tool == tool and param in c.selectors), None)
+        if sel is None or sel.kind != "order":
+            return None
+        found[item] = sel
+    return found or None
+
+
 def undetermined(chain: GoldTrajectory, queries: list[str], turns: list[list[int]],
                  input_schema: Callable[[str, str], dict[str, Any]]) -> list[str]:
     """``tool.param`` of every gold argument the user's messages (up to its turn) do not determine.

@@ -3,6 +3,7 @@ writes them, the determinacy check and the rule-based solver read them (one voca
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _VERB_FIXES = {"get": "look up", "list": "list", "search": "search for", "find": "find"}
 
@@ -11,6 +12,7 @@ def words(identifier: str) -> str:
     return identifier.replace("_", " ").strip()
 
 
+@lru_cache(maxsize=4096)
 def tool_phrase(tool: str) -> str:
     """The words the verbalizer asks for a tool with ("look up order" for get_order)."""
     verb, _, rest = tool.partition("_")
@@ -18,11 +20,13 @@ def tool_phrase(tool: str) -> str:
     return f"{verb} {words(rest)}".strip() if rest else verb
 
 
+@lru_cache(maxsize=4096)
 def param_phrase(param: str) -> str:
     """The words the verbalizer states a parameter with ("customer number" for customer_id)."""
     return words(param).replace(" id", " number")
 
 
+@lru_cache(maxsize=4096)
 def selector_noun(param: str) -> str:
     """What a parameter refers to ("lot" for lot_id, "depends on" for depends_on_id)."""
     return words(re.sub(r"_ids?$", "", param)) or words(param)

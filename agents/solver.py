@@ -13,6 +13,7 @@ changed. Scripted output: labelled ``offline:rule-solver``, never model output.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from envfactory.agents.determinacy import aliases, arrays, derive, listed, select
@@ -75,16 +76,18 @@ def solver_rollout(envs: dict[str, Environment], queries: list[str], system_prom
 
 
 # ------------------------------------------------------------------ reading the request
+@lru_cache(maxsize=256)
+def _action_pattern(tools: tuple[str, ...]) -> tuple[re.Pattern, dict[str, str]]:
+    """One regex for every tool phrase after "you" or "then" (longest first), and phrase -> tool."""
+    by_phrase = {tool_phrase(t).lower(): t for t in tools}
+    alternatives = "|".join(re.escape(p) for p in sorted(by_phrase, key=len, reverse=True))
+    return re.compile(rf"(?:\byou|\bthen)\s+({alternatives})\b", re.IGNORECASE), by_phrase
+
+
 def _segments(query: str, specs: dict) -> list[tuple[str, str, str]]:
     """(tool, stated details, the rest of its clause) for each action the message asks for, in order."""
-    phrases = sorted(((tool_phrase(t), t) for t in specs), key=lambda p: -len(p[0]))
-    starts = []
-    for m in re.finditer(r"(?:\byou|\bthen)\s+", query):
-        at = m.end()
-        for phrase, tool in phrases:
-            if re.match(re.escape(phrase) + r"\b", query[at:], re.IGNORECASE):
-                starts.append((at, at + len(phrase), tool))
-                break
+    pattern, by_phrase = _action_pattern(tuple(sorted(specs)))
+    starts = [(m.start(1), m.end(1), by_phrase[m[1].lower()]) for m in pattern.finditer(query)]
     out = []
     for k, (at, end, tool) in enumerate(starts):
         stop = starts[k + 1][0] if k + 1 < len(starts) else len(query)
@@ -302,12 +305,15 @@ def past(verb: str) -> str:
     return verb + "ed"
 
 
+@lru_cache(maxsize=4096)
+def _is_fact(key: str) -> bool:
+    return not key.endswith("_id") and any(label in key for label in _LABELS)
+
+
 def _describe(obj: dict, limit: int = 5) -> str:
     """``order 101 (status "pending", total 54.0)`` from an output object."""
     ident = next(((k, v) for k, v in obj.items() if k.endswith("_id") and not isinstance(v, (dict, list))), None)
-    facts = [(k, v) for k, v in obj.items()
-             if not isinstance(v, (dict, list)) and v is not None and not k.endswith("_id")
-             and any(label in k for label in _LABELS)][:limit]
+    facts = [(k, v) for k, v in obj.items() if v is not None and not isinstance(v, (dict, list)) and _is_fact(k)][:limit]
     head = f"{words(ident[0][:-3])} {ident[1]}" if ident else ""
     body = ", ".join(f"{words(k)} {_show(v)}" for k, v in facts)
     return f"{head} ({body})" if head and body else head or body

@@ -30,6 +30,9 @@ def cmd_bench(args) -> int:
         from envfactory.bench.on_ray import bench_episode_servers, bench_querygen_executors
         results["ray_querygen"] = bench_querygen_executors(tasks=args.tasks, concurrency=tuple(args.concurrency))
         results["episode_servers"] = bench_episode_servers(n=args.episodes)
+    if wanted in ("sandbox", "all"):
+        from envfactory.bench.sandbox import bench_sandbox
+        results["sandbox"] = bench_sandbox()
     if wanted in ("reward", "all"):
         from envfactory.bench.reward import bench_reward
         results["reward"] = bench_reward()
@@ -49,7 +52,7 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run benchmarks (ratios against same-process baselines)")
-    p.add_argument("which", choices=["envs", "reward", "querygen", "ray", "all"], nargs="?", default="envs",
+    p.add_argument("which", choices=["envs", "reward", "querygen", "ray", "sandbox", "all"], nargs="?", default="envs",
                    help="which benchmark")
     p.add_argument("--rows", type=positive_int, default=10_000, help="rows in the reset/snapshot benchmark")
     p.add_argument("--episodes", type=positive_int, default=512, help="concurrent episodes")

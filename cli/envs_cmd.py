@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from envfactory.cli.arguments import existing_file, output_dir, port, positive_float
+from envfactory.cli.arguments import existing_file, output_dir, port, positive_float, positive_int
 
 
 def _print(args, payload: Any, text: str) -> None:
@@ -42,15 +42,20 @@ def cmd_list(args) -> int:
 
 def cmd_call(args) -> int:
     from envfactory.envs import Environment
-    env = Environment.load(args.env, trust=args.trust)
     try:
         arguments = json.loads(args.args)
     except json.JSONDecodeError as exc:
         print(f"envfactory: --args is not valid JSON: {exc.msg} at column {exc.colno}", file=sys.stderr)
         return 2
-    with env.episode() as ep:
-        result = ep.call(args.tool, arguments)
-        diff = ep.diff()
+    # untrusted packages run in a contained child server (same contract)
+    env = Environment.load(args.env, trust=True) if args.trust else Environment.open(args.env)
+    try:
+        with env.episode() as ep:
+            result = ep.call(args.tool, arguments)
+            diff = ep.diff()
+    finally:
+        if getattr(env, "sandboxed", False):
+            env.close()
     payload = result.to_dict() | {"state_changes": diff.summary()}
     text = result.text if result.ok else f"error [{result.error_kind}]: {result.error}"
     _print(args, payload, text)
@@ -112,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("env", help="environment name (bundled or in the workspace's catalog) or package folder")
     p.add_argument("tool", help="the tool's name")
     p.add_argument("--args", default="{}", help="arguments as a JSON object")
-    p.add_argument("--trust", action="store_true", help="run an unverified package's code in this process")
+    p.add_argument("--trust", action="store_true", help="run an untrusted package's code in this process, this once "
+                                                          "(otherwise it runs in the sandbox)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_call)
 
@@ -151,7 +157,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="stdio (one client) or streamable HTTP")
     p.add_argument("--host", default="127.0.0.1", help="http: the address to listen on")
     p.add_argument("--port", type=port, default=8765, help="http: the port to listen on")
-    p.add_argument("--trust", action="store_true", help="run an unverified package's code in this process")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="an Origin (e.g. https://app.example) browsers may call from (http; repeatable)")
+    p.add_argument("--idle-seconds", type=positive_float, default=1800.0, help="close sessions and episodes idle this long (http)")
+    p.add_argument("--max-episodes", type=positive_int, default=1024, help="episodes the server holds at most (http)")
+    p.add_argument("--trust", action="store_true", help="run an untrusted package's code in this process, this once "
+                                                          "(otherwise it runs in the sandbox)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_serve)
 

@@ -14,7 +14,7 @@ def _workspace_dir(name: str) -> Path:
 
 def _load(names, trust):
     from envfactory.envs import Environment
-    return [Environment.load(n, trust=trust) for n in names]
+    return [Environment.load(n, trust=True) if trust else Environment.open(n) for n in names]
 
 
 def cmd_graph(args) -> int:

@@ -76,12 +76,12 @@ def cmd_run(args) -> int:
             print(f"{Path(r.get('package') or r['target']).name:<22}{r['status'] or '?':<10}{r.get('attempts', 0):>9}"
                   f"{r.get('tests', '-'):>9}  {tiers or r.get('reason')}")
     made = [Path(r["package"]).name for r in synthesized if r["status"] == "accepted"]
-    from envfactory.envs.runtime.trust import is_trusted, untrusted_reason
+    from envfactory.envs.runtime.trust import is_trusted
     for r in synthesized:
-        if r["status"] == "accepted" and not is_trusted(Path(r["package"])):
-            made.remove(Path(r["package"]).name)  # model-written code runs in-process only on the user's opt-in
-            if show:
-                print(f"not used for trajectories: {untrusted_reason(Path(r['package']).resolve())}")
+        if r["status"] == "accepted" and not is_trusted(Path(r["package"])) and show:
+            # model-written code runs in-process only once the user trusts it; until then, in the sandbox
+            print(f"{Path(r['package']).name}: not trusted, its trajectories run in the sandbox "
+                  f"(`envfactory envs trust {r['package']}` after review runs it in-process)")
     names = args.envs or catalog_names()
     validation = _validate_all(names, show)
     if show:

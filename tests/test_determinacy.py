@@ -164,3 +164,47 @@ def test_model_prompts_receive_selectors_as_facts_and_v1_stays_usable():
     rec = _run(chain, QueryGenContext(rollouts=1, prompt_versions=pinned, chat_models={"query": query, "refine": refine}))
     assert {p["version"] for p in rec["provenance"]["prompts"]} == {"v1"}
     assert "Selectors" not in query.requests[0][-1].content and "must still convey" not in refine.requests[0][-1].content
+
+
+def _order_chain() -> GoldTrajectory:
+    for env in CATALOG:
+        try:
+            return _selector_chain(env, kinds=("order",))
+        except AssertionError:
+            continue
+    raise AssertionError("no chain with an order selector in the catalog")
+
+
+def test_a_paraphrased_order_selector_is_settled_by_the_judge_role():
+    from tests.doubles import tool_call_message
+    chain = _order_chain()
+    turns, queries = _task(chain)
+    order = next(s for c in chain.calls for s in c.selectors.values() if s.kind == "order")
+    paraphrased = [q.replace(order.text, f"the {order.entity} that comes first by {order.fields[0].replace('_', ' ')}")
+                   for q in queries]
+    assert paraphrased != queries
+
+    def rollout():  # an agent that makes the gold calls (the offline solver reads only template words)
+        script = []
+        for idx in turns:
+            script += [tool_call_message(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + ["Done."]
+        return ScriptedChatModel(script=script)
+
+    def ctx(judge=None):
+        models = {"refine": ScriptedChatModel(script=[json.dumps({"queries": paraphrased})]), "rollout": rollout()}
+        if judge is not None:
+            models["judge"] = judge
+        return QueryGenContext(rollouts=1, chat_models=models)
+
+    rec = _run(chain, ctx())  # no judge: the code cannot match the words, so the task is undetermined
+    assert rec["verification"]["reason"].startswith("undetermined: ")
+    no = ScriptedChatModel(script=[json.dumps({"conveyed": [False]})])
+    rec = _run(chain, ctx(no))
+    assert rec["verification"]["reason"].startswith("undetermined: ") and no.requests
+    yes = ScriptedChatModel(script=[json.dumps({"conveyed": [True]}), tool_call_message("Verdict", {"score": 4})])
+    rec = _run(chain, ctx(yes))
+    assert rec["verification"]["accepted"], rec["verification"]
+    assert rec["provenance"]["tiers"]["selector_judge"] == "model"
+    assert "judge/selectors" in {p["id"] for p in rec["provenance"]["prompts"]}
+    asked = yes.requests[0][-1].content
+    assert order.text in asked and paraphrased[0] in asked

@@ -137,6 +137,48 @@ def test_the_same_records_give_the_same_export_files_whatever_order_they_finishe
     assert (tmp_path / "a" / "x.openai.jsonl").read_bytes() == (tmp_path / "b" / "x.openai.jsonl").read_bytes()
 
 
+def test_llamafactory_exports_come_with_their_settings(store, tmp_path):
+    """The card and the example training YAML say what LlamaFactory must be told: a cutoff_len above the longest
+    sample (measured with the model's chat template when given), qwen3_nothink, mask_history for alpaca."""
+    import yaml
+    from envfactory.data.training import tiny
+    records = list(RecordStore(store).query(status="accepted"))
+    rows = [row for r in records for row in to_openai(r)]
+    tokenizer = tiny.train_tokenizer(tiny.render_conversations(rows, training=False), vocab_size=1024)
+    model = tmp_path / "tok"
+    tokenizer.save_pretrained(model)
+    def count(r):
+        ids = tokenizer.apply_chat_template(r["messages"], tools=r["tools"], tokenize=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    longest = max(count(r) for r in rows)
+    for fmt in ("sharegpt", "alpaca"):
+        assert main(["export", "--format", fmt, "--store", str(store), "--out", str(tmp_path / "lf"),
+                     "--tokenizer", str(model)]) == 0
+        config = yaml.safe_load((tmp_path / "lf" / f"envfactory_{fmt}.llamafactory.yaml").read_text())
+        assert config["dataset"] == f"envfactory_{fmt}" and config["template"] == "qwen3_nothink"
+        assert longest < config["cutoff_len"] <= longest * 1.25 + 256 and config["cutoff_len"] % 256 == 0
+        assert config.get("mask_history") is (True if fmt == "alpaca" else None)
+        assert config["model_name_or_path"] == str(model)
+        card = (tmp_path / "lf" / f"envfactory_{fmt}.card.md").read_text()
+        assert f"`cutoff_len: {config['cutoff_len']}`" in card and f"is {longest} tokens" in card
+        assert ("mask_history: true" in card) is (fmt == "alpaca")
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
+    assert set(info) == {"envfactory_sharegpt", "envfactory_alpaca"}
+    # without a tokenizer the cutoff is estimated (and says so); a bad --tokenizer is refused
+    assert main(["export", "--format", "sharegpt", "--store", str(store), "--out", str(tmp_path / "est")]) == 0
+    assert "estimated from UTF-8 bytes" in (tmp_path / "est" / "envfactory_sharegpt.card.md").read_text()
+    with pytest.raises(SystemExit) as exc:   # refused by the argument parser, in one line
+        main(["export", "--format", "alpaca", "--store", str(store), "--out", str(tmp_path / "x"),
+              "--tokenizer", str(tmp_path / "nope")])
+    assert exc.value.code == 2
+
+
+def test_the_llamafactory_check_says_what_it_needs(tmp_path, capsys):
+    from envfactory.data.exports.llamafactory_check import main as check_main
+    assert check_main([str(tmp_path), "--model", str(tmp_path)]) == 2
+    assert "dataset_info.json does not exist" in capsys.readouterr().err
+
+
 def test_every_exported_row_says_its_tiers_and_openai_arguments_are_json_text(store, tmp_path, capsys):
     for fmt in ("openai", "sharegpt", "alpaca", "trl"):
         assert main(["export", "--format", fmt, "--store", str(store), "--out", str(tmp_path), "--json"]) == 0

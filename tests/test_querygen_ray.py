@@ -44,29 +44,35 @@ def test_ray_actors_give_the_records_threads_give_and_a_rerun_redoes_nothing(loc
     assert len(list(RecordStore(store).query())) == 6
 
 
-def test_a_non_bundled_environment_travels_to_the_actors(local_ray, tmp_path, monkeypatch):
-    """A package on this machine's catalog path reaches actors through the object store, not the filesystem."""
+def test_a_non_bundled_environment_travels_to_the_actors_with_its_trust(local_ray, tmp_path, monkeypatch):
+    """A package on this machine's catalog path reaches actors through the object store, not the
+    filesystem; its code runs there only if this process trusts it (the user's grant travels with it)."""
     import shutil
 
     from envfactory.envs.runtime.packages import CATALOG_DIR
+    from envfactory.envs.runtime.trust import grant_trust
+    monkeypatch.setenv("ENVFACTORY_CONFIG_DIR", str(tmp_path / "config"))  # this test's trust store
     catalog = tmp_path / "catalog"
-    shutil.copytree(CATALOG_DIR / "library", catalog / "library_copy")
-    manifest = json.loads((catalog / "library_copy" / "env.json").read_text())
-    (catalog / "library_copy" / "env.json").write_text(json.dumps({**manifest, "name": "library_copy"}))
-    from envfactory.envs.runtime.trust import package_digest
-    (catalog / "library_copy" / "verified.json").write_text(json.dumps({"digest": package_digest(catalog / "library_copy")}))
+    for name in ("library_copy", "library_untrusted"):
+        shutil.copytree(CATALOG_DIR / "library", catalog / name)
+        manifest = json.loads((catalog / name / "env.json").read_text())
+        (catalog / name / "env.json").write_text(json.dumps({**manifest, "name": name}))
+    grant_trust(catalog / "library_copy")
     monkeypatch.setenv("ENVFACTORY_CATALOG_PATH", str(catalog))
-    name = "library_copy"
-    digest = ray_executor._package(name)[0]
-    assert ray_executor._package(name)[0] == digest  # packed once per content
+    shipped = ray_executor._package("library_copy")
+    assert ray_executor._package("library_copy") is shipped  # packed once per content
+    assert shipped[2] and not ray_executor._package("library_untrusted")[2]
     assert ray_executor._package("library") is None  # bundled: every node has it
     ctx = QueryGenContext(rollouts=1, executor="ray")
-    run = ray_executor._run_args(ctx, [name])
-    assert list(run[3]) == [name]
-    shutil.rmtree(catalog / name)  # gone from the filesystem: the actor can only load its own unpacked copy
-    out, _ = ray_executor.pool(ctx).call("run", {"slot": 0, "envs": [name], "seed": 0}, run)
-    assert out["records"] and out["records"][0]["envs"][0]["name"] == name
+    p = ray_executor.pool(ctx)
+    runs = {name: ray_executor._run_args(ctx, [name]) for name in ("library_copy", "library_untrusted")}
+    shutil.rmtree(catalog)  # gone from the filesystem: the actors can only load their own unpacked copies
+    out, _ = p.call("run", {"slot": 0, "envs": ["library_copy"], "seed": 0}, runs["library_copy"])
+    assert out["records"] and out["records"][0]["envs"][0]["name"] == "library_copy"
     assert out["records"][0]["verification"]["accepted"]
+    with pytest.raises(Exception, match="library_untrusted"):
+        p.call("run", {"slot": 0, "envs": ["library_untrusted"], "seed": 0}, runs["library_untrusted"])
+
 
 def test_generate_runs_on_ray_when_asked_and_refuses_bad_flags(local_ray, tmp_path, capsys):
     from envfactory.cli.main import main

@@ -616,3 +616,24 @@ def test_trl_and_verl_readers_refuse_a_bad_call_list_with_the_same_words(export,
 def library_cls_for_export():
     from envfactory.data.exports.trl_env import environment_class
     return environment_class("library")
+
+
+def test_the_readme_and_the_export_print_the_same_verl_command(export):
+    """The project README shows the command the export writes (and test_verl_real runs), with placeholders."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```bash\npython3 -m verl\.trainer\.main_ppo \\\n(.*?)```", readme, re.DOTALL).group(1)
+    shown = [line.strip().rstrip("\\").strip() for line in block.strip().splitlines()]
+    written = (export[0] / "README.md").read_text()
+    exported = [line.strip().rstrip("\\").strip() for line in
+                re.search(r"python3 -m verl\.trainer\.main_ppo \\\n(.*?)```", written, re.DOTALL).group(1).strip().splitlines()]
+    assert [s.split("=", 1)[0] for s in shown] == [e.split("=", 1)[0] for e in exported]
+    for s, e in zip(shown, exported):  # same values, where the README does not stand in a placeholder
+        value = s.split("=", 1)[1]
+        if not re.fullmatch(r"DIR/.*|[A-Z]|MODEL_PATH", value):
+            assert value == e.split("=", 1)[1], (s, e)
+    config = yaml.safe_load((export[0] / "envfactory.verl.yaml").read_text())
+    assert config["defaults"] == ["ppo_trainer", "_self_"]
+    assert config["reward"]["custom_reward_function"]["name"] == "compute_score"
+    assert config["data"]["filter_overlong_prompts"] is False

@@ -35,11 +35,13 @@ from envfactory.data.exports.bundle import PACKAGES_FILE, bundle_environments
 from envfactory.data.exports.card import CardStats, write_card
 from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
+from envfactory.data.exports.verl_command import MARGIN, command, measure_lengths, overrides, shipped_config
 from envfactory.data.exports.verl_loop import AGENT_NAME
 from envfactory.data.exports.verl_task import (TASK_KWARGS_KEY, EnvPin, VerlTask, colliding_tools, exported_name,
                                                load_env, route)
 
 ABILITY = "tool_use"
+CONTINUATION = "_gold_continuation"   # a row's gold reply messages, kept out of the parquet
 AGENT_LOOP_TARGET = "envfactory.data.exports.verl_agent.EnvFactoryAgentLoop"   # module-level: hydra imports it
 TOOL_CLASS = "envfactory.data.exports.verl_agent.EpisodeTool"
 
@@ -57,6 +59,7 @@ def to_verl(record: TrajectoryRecord, qualified: frozenset[str] = frozenset()) -
     envs, turns = cut_turns(record)
     tools = [_schema(name, spec, qualified) for name, env in envs.items() for spec in env.tool_specs]
     prompt = [_shown_message(m.openai(), envs, qualified) for m in record.messages]
+    ends = [t.user_index for t in turns[1:]] + [len(prompt)]
     rows = []
     for turn in turns:
         if not turn.calls:
@@ -66,7 +69,9 @@ def to_verl(record: TrajectoryRecord, qualified: frozenset[str] = frozenset()) -
                 for ref in record.envs]
         task = VerlTask(record_key=record.key, turn=turn.index, envs=pins, prefix_calls=turn.prefix)
         gold = [c.model_copy(update={"name": exported_name(c.env, c.name, qualified)}) if c.env else c for c in turn.calls]
-        rows.append(_row(record, task, prompt[: turn.user_index + 1], gold, tools))
+        row = _row(record, task, prompt[: turn.user_index + 1], gold, tools)
+        row[CONTINUATION] = prompt[turn.user_index + 1: ends[turns.index(turn)]]  # for the lengths; not written
+        rows.append(row)
     return rows
 
 
@@ -271,52 +276,47 @@ register_export(Path(__file__).resolve().parent)
 '''
 
 
-def readme_text(name: str, out: Path, has_val: bool) -> str:
-    o = out.resolve()
-    val = f"{o}/{name}.val.parquet" if has_val else f"{o}/{name}.train.parquet"
+def readme_text(name: str, out: Path, items: list[str], lengths: dict[str, Any]) -> str:
+    model_note = ("Set `actor_rollout_ref.model.path` (`MODEL_PATH` below) to your model's folder; the lengths were "
+                  if any(i.endswith("=MODEL_PATH") for i in items) else "The lengths were ")
     return f"""# verl export ({name})
 
-Rows: one per user turn with gold calls (`{name}.train.parquet`, `{name}.val.parquet`, split by chain).
-envfactory must be installed where verl runs: the agent loop and the reward rebuild each turn's state
-with it. The environments the rows use travel with this folder: `envs/` holds a copy of each one that is
+Rows: one per user turn with gold calls (`{name}.train.parquet`, `{name}.val.parquet`, split by chain), each
+with its own environments' tools only. envfactory (this project, with the exported environments) must be
+installed where verl runs: the agent loop and the reward rebuild each turn's state from it. verl's agent loop
+also needs `fastapi` and `uvicorn` (not in verl's core requirements).
+The environments the rows use travel with this folder: `envs/` holds a copy of each one that is
 not bundled with envfactory (synthesized, imported) and `{PACKAGES_FILE}` pins every one by content digest;
 the reward function, the agent loop and the tool find them here (no workspace or ENVFACTORY_CATALOG_PATH
 needed), and refuse a copy edited after the export. Trust does not travel: on the training machine, review
-each copy and run `envfactory envs trust {o}/envs/NAME` once. Moved the folder? Fix the paths below (and the
-`export_dir` of the tool config, used only by verl's stock tool loop).
+each copy and run `envfactory envs trust {Path(out).resolve()}/envs/NAME` once. Moved the folder? Fix the paths
+below (and the `export_dir` of the tool config, used only by verl's stock tool loop).
 
 ```bash
-python3 -m verl.trainer.main_ppo \\
-  algorithm.adv_estimator=grpo \\
-  data.train_files={o}/{name}.train.parquet \\
-  data.val_files={val} \\
-  data.return_raw_chat=True \\
-  actor_rollout_ref.rollout.mode=async \\
-  actor_rollout_ref.rollout.n=8 \\
-  actor_rollout_ref.rollout.multi_turn.enable=True \\
-  actor_rollout_ref.rollout.multi_turn.format=hermes \\
-  actor_rollout_ref.rollout.multi_turn.tool_config_path={o}/{name}.tools.yaml \\
-  actor_rollout_ref.rollout.multi_turn.max_assistant_turns=10 \\
-  actor_rollout_ref.rollout.multi_turn.max_user_turns=10 \\
-  actor_rollout_ref.rollout.multi_turn.max_parallel_calls=4 \\
-  actor_rollout_ref.rollout.multi_turn.max_tool_response_length=512 \\
-  actor_rollout_ref.rollout.agent.agent_loop_config_path={o}/agent_loop.yaml \\
-  custom_reward_function.path={o}/reward_fn.py \\
-  custom_reward_function.name=compute_score
+{command(items)}
 ```
+
+The same settings are in `envfactory.verl.yaml` (`python3 -m verl.trainer.main_ppo --config-path {Path(out).resolve()}
+--config-name {name}.verl`). {model_note}{lengths["how"]}: the longest prompt is {lengths["longest_prompt"]}
+tokens and the longest gold continuation of a turn {lengths["longest_response"]}, so `data.max_prompt_length` and
+`data.max_response_length` are set {int((MARGIN - 1) * 100)}% above them (rounded up). `data.filter_overlong_prompts`
+stays off: verl would measure each prompt with every tool of the tool config, not the row's own. Batch sizes and
+the rollout engine (`rollout.name`) are starting points for your hardware.
 
 - The rows name the agent loop `{AGENT_NAME}` (`agent_loop.yaml` registers it): each rollout, each of
   the n samples of a prompt included, gets its own isolated episode at the turn's starting state.
   verl's stock `tool_agent` loop creates a tool instance per call; if you keep it anyway, the tool
-  config's `EpisodeTool` keys one episode on the request id instead.
+  config's `EpisodeTool` keys one episode on the request id instead (rows set `extra_info.tool_selection`).
 - `compute_score` replays the turn's gold calls and the rollout's calls on the rebuilt state and
   returns `score` plus every component (`trajectory`, `state`, `length_penalty`, `format_penalty`,
-  `matched_calls`, `predicted_calls`, `gold_calls`, `state_equal`, `scored`, `failure_code`).
-  Optional `custom_reward_function.reward_kwargs`: `tau`, `length_slack`, `failure_score`.
+  `matched_calls`, `predicted_calls`, `gold_calls`, `state_equal`, `read_only_gold`, `scored`, `failure_code`).
+  Optional `reward.custom_reward_function.reward_kwargs`: `tau`, `length_slack`, `failure_score`.
 - A sample whose environment drifted or crashed has no score: `scored=0`, its response mask is zeroed
   by the agent loop (it trains nothing) and `score` is only a placeholder (`failure_score`, default 0).
 - JSON strings (Arrow needs one type per column): `reward_model.ground_truth`, `extra_info.prefix_calls`,
-  `extra_info.tools`, tool-call `arguments` in `prompt`, `tools_kwargs.*.create_kwargs.task`.
+  `extra_info.tools`, tool-call `arguments` in `prompt`, `tools_kwargs.envfactory.create_kwargs.task`.
+- A tool name that several exported environments share is shown as `env__tool` (schemas, the prompt's
+  calls, gold calls, tool config).
 """
 
 
@@ -332,7 +332,12 @@ def _shared_tool_names(records: list[TrajectoryRecord]) -> frozenset[str]:
 
 
 def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str = "envfactory",
-               val_fraction: float = 0.1, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+               val_fraction: float = 0.1, tokenizer: str | None = None,
+               filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parquet splits, tool config, agent-loop config, reward shim, and the verl command (README.md and
+    envfactory.verl.yaml) with lengths measured on the rows (``tokenizer``: a model folder whose chat template
+    measures them; it also becomes the command's model path). README.md ends with the dataset card
+    (``card.py``; ``filters``: how the records were chosen)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -347,6 +352,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
         in_val = {min(chains, key=lambda c: hashlib.sha256(c.encode()).hexdigest())}
     env_names: set[str] = set()
     qualified = _shared_tool_names(records)
+    samples: list[tuple[list, list, list]] = []
     index = 0
     stats = CardStats()
     for record in records:
@@ -359,6 +365,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
         split = "val" if (record.provenance.chain_id or record.key) in in_val else "train"
         written = index
         for row in rows:
+            continuation = row.pop(CONTINUATION, [])
             row["extra_info"]["index"] = index
             row["extra_info"]["split"] = split
             problems = check_verl(row)
@@ -367,6 +374,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
                 continue
             index += 1
             splits[split].append(row)
+            samples.append((row["prompt"], continuation, json.loads(row["extra_info"]["tools"])))
             env_names.update(p["name"] for p in row["extra_info"]["envs"])
         if index > written:
             stats.add(record)
@@ -382,11 +390,15 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     tools_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     (out / "agent_loop.yaml").write_text(yaml.safe_dump([{"name": AGENT_NAME, "_target_": AGENT_LOOP_TARGET}], sort_keys=False))
     (out / "reward_fn.py").write_text(REWARD_SHIM)
+    lengths = measure_lengths(samples, tokenizer)
+    items = overrides(out, name, bool(splits["val"]), lengths, tokenizer, len(splits["train"]), AGENT_NAME)
+    (out / f"{name}.verl.yaml").write_text(yaml.safe_dump(shipped_config(items), sort_keys=False))
     write_card(out, stats.section(file=f"{name}.{{train,val}}.parquet", fmt="verl", rows=index,
                                   skipped=len({s["key"] for s in skipped}), filters=filters,
                                   environments={n: p["origin"] for n, p in packages.items()}),
-               head=readme_text(name, out, bool(splits["val"])))   # how to train, then the dataset card
-    return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()},
+               head=readme_text(name, out, items, lengths))   # how to train, then the dataset card
+    return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()}, "lengths": lengths,
+            "verl_config": str(out / f"{name}.verl.yaml"),
             "tool_config": str(tools_path), "tool_config_problems": schema_problems, "agent_loop_config": str(out / "agent_loop.yaml"),
             "reward_function": str(out / "reward_fn.py"), "readme": str(out / "README.md"), "skipped": skipped,
             "environments": {n: p["origin"] for n, p in packages.items()}}

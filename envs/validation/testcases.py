@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,13 @@ def _walk(state: Any, path: list[str | int]) -> tuple[bool, Any]:
 def check_state(ep, check: StateCheck) -> list[str]:
     """Problems with one state check on an episode (empty when it holds)."""
     if check.sql is not None:
-        conn = getattr(ep, "conn", None)
-        if conn is None:
+        query = getattr(ep, "query", None)
+        if query is None:
             return [f"state check {check.sql!r}: SQL checks need a SQLite environment; use a path check"]
-        rows = [list(r) for r in conn.execute(check.sql).fetchall()]
+        try:  # read-only: a test query may not write, ATTACH a file or load an extension
+            rows = [list(r) for r in query(check.sql)]
+        except sqlite3.Error as exc:
+            return [f"state check {check.sql!r} failed: {exc}"]
         diffs = match(check.rows, rows, "rows")
         return [f"state check {check.sql!r}: " + "; ".join(diffs)] if diffs else []
     state_json = getattr(ep, "state_json", None)

@@ -31,6 +31,7 @@ import os
 import tarfile
 import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from envfactory.graphs.querygen.context import QueryGenContext
@@ -39,6 +40,7 @@ ACTOR_MAX_CONCURRENCY = 1024  # slots one actor runs at once; the run's max_conc
 CONTEXTS_PER_ACTOR = 8
 SETTING_PREFIXES = ("ENVFACTORY_", "OPENAI_", "LANGSMITH_", "LANGCHAIN_", "HF_")
 CATALOG_PATH_VAR = "ENVFACTORY_CATALOG_PATH"
+CONFIG_DIR_VAR = "ENVFACTORY_CONFIG_DIR"
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class _SlotActor:
         self._applied: dict[str, str] = {}
         self._unpacked: dict[str, str] = {}
         self._catalogs = tempfile.mkdtemp(prefix="envfactory-ray-catalog-")
+        self._config = tempfile.mkdtemp(prefix="envfactory-ray-config-")
 
     def pid(self) -> int:
         return os.getpid()
@@ -136,10 +139,10 @@ class _SlotActor:
 
     async def _prepare(self, run: tuple) -> QueryGenContext:
         digest, boxed_ctx, settings, packages = run
-        catalogs = [await self._unpack(name, d, boxed[0]) for name, (d, boxed) in sorted(packages.items())]
-        settings = dict(settings)
-        settings[CATALOG_PATH_VAR] = os.pathsep.join(
-            [*dict.fromkeys(catalogs), *filter(None, [settings.get(CATALOG_PATH_VAR)])])
+        os.environ[CONFIG_DIR_VAR] = self._config  # its own trust store: grants for the packages it was sent
+        catalogs = [await self._unpack(name, *shipped) for name, shipped in sorted(packages.items())]
+        settings = {**settings, CONFIG_DIR_VAR: self._config, CATALOG_PATH_VAR: os.pathsep.join(
+            [*dict.fromkeys(catalogs), *filter(None, [settings.get(CATALOG_PATH_VAR)])])}
         if settings != self._applied:
             for key in set(self._applied) - set(settings):
                 os.environ.pop(key, None)
@@ -151,12 +154,18 @@ class _SlotActor:
                 self._contexts.popitem(last=False)
         return self._contexts[digest]
 
-    async def _unpack(self, name: str, digest: str, ref: Any) -> str:
-        """A package from the object store, unpacked once into its own catalog folder."""
+    async def _unpack(self, name: str, digest: str, boxed: list, trusted: bool) -> str:
+        """A package from the object store, unpacked once into its own catalog folder. Its code runs
+        here only if the parent trusted it (its user's grant, or bundled) and the content arrived as
+        it left: the parent's digest is the grant, checked against what was unpacked."""
+        from envfactory.envs.runtime.trust import grant_trust, package_digest
         if digest not in self._unpacked:
-            root = os.path.join(self._catalogs, digest)
-            with tarfile.open(fileobj=io.BytesIO(await ref)) as tar:
+            root = os.path.join(self._catalogs, digest[:16])
+            with tarfile.open(fileobj=io.BytesIO(await boxed[0])) as tar:
                 tar.extractall(os.path.join(root, name), filter="data")
+            package = os.path.join(root, name)
+            if trusted and package_digest(Path(package)) == digest:
+                grant_trust(Path(package), by="the Ray executor's parent process")
             self._unpacked[digest] = root
         return self._unpacked[digest]
 
@@ -225,7 +234,7 @@ def pool(ctx: QueryGenContext) -> RayPool:
 
 
 _runs: dict[int, tuple[QueryGenContext, str, list]] = {}
-_packages: dict[tuple[str, str], tuple[str, list]] = {}
+_packages: dict[tuple, tuple[str, list, bool]] = {}
 
 
 def _run_args(ctx: QueryGenContext, envs: list[str]) -> tuple:
@@ -245,26 +254,29 @@ def _run_args(ctx: QueryGenContext, envs: list[str]) -> tuple:
             if len(_runs) >= 16:
                 _runs.pop(next(iter(_runs)))
             hit = _runs[id(ctx)] = (ctx, os.urandom(8).hex(), [ref])
-    return hit[1], hit[2], forwarded_settings(ctx.models), {name: _package(name) for name in envs if _package(name) is not None}
+    shipped = {name: _package(name) for name in envs}
+    return hit[1], hit[2], forwarded_settings(ctx.models), {k: v for k, v in shipped.items() if v is not None}
 
 
-def _package(name: str) -> tuple[str, list] | None:
-    """A non-bundled environment's package, packed once per content (None: bundled, every node has it)."""
-    from envfactory.envs.runtime.packages import CATALOG_DIR, resolve_package
+def _package(name: str) -> tuple[str, list, bool] | None:
+    """A non-bundled environment's package, packed once per content: (its content digest, its bytes
+    in the object store, whether this process trusts it). None: bundled, every node has it."""
+    from envfactory.envs.runtime.packages import resolve_package
+    from envfactory.envs.runtime.trust import is_bundled, is_trusted, package_digest
     path = resolve_package(name)
-    if CATALOG_DIR in path.parents or path.parent == CATALOG_DIR:
+    if is_bundled(path):
         return None
-    files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    stamp = hashlib.sha256(repr([(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files]).encode()).hexdigest()
+    files = sorted(p for p in path.rglob("*") if "__pycache__" not in p.parts)
+    stamp = (name, str(path), tuple((str(p), p.lstat().st_mtime_ns, p.lstat().st_size) for p in files))
     with _lock:
-        hit = _packages.get((name, stamp))
-        if hit is None:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-                for p in files:
-                    tar.add(p, arcname=str(p.relative_to(path)))
-            data = buf.getvalue()
-            hit = _packages[(name, stamp)] = (hashlib.sha256(data).hexdigest()[:16], [ray_module().put(data)])
+        hit = _packages.get(stamp)
+    if hit is None:  # slots of a run ask for the same packages: hashed and packed once, until a file changes
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(path, arcname=".", filter=lambda info: None if "__pycache__" in info.name else info)
+        hit = (package_digest(path), [ray_module().put(buf.getvalue())], is_trusted(path))
+        with _lock:
+            _packages[stamp] = hit
     return hit
 
 

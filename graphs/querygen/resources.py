@@ -83,8 +83,10 @@ def _remember_gold(chain: GoldTrajectory) -> None:
     _gold_refs.put(_gold_key(chain, calls), gold)
 
 def _gold_reference(chain: GoldTrajectory, envs: dict[str, Environment]) -> GoldReference:
+    """The chain's gold reference, taken out of the cache (its one rollout step is its only reader:
+    entries left behind made a run's memory grow with its tasks, up to the cache's size)."""
     calls = _gold_calls(chain)
-    gold = _gold_refs.get(_gold_key(chain, calls))
+    gold = _gold_refs.pop(_gold_key(chain, calls))
     return gold if gold is not None else replay_gold(envs, calls)
 
 def _gold_calls(chain: GoldTrajectory) -> list[Call]:

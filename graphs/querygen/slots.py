@@ -14,7 +14,8 @@ from envfactory.graphs.querygen.context import ContextRuntime, QueryGenContext, 
 from envfactory.graphs.querygen.driver import _adrive, _drive
 from envfactory.graphs.querygen.resources import _keep_in_memory, _remember_gold, _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.state import SlotState
-from envfactory.graphs.querygen.steps import _calibrate, _generate_queries, _roll_out, _verify, split_turns, task_key
+from envfactory.graphs.querygen.steps import (_calibrate, _generate_queries, _roll_out, _validated_chains, _verify, split_turns,
+                                             task_key)
 
 SEEDS_PER_SLOT = 8
 
@@ -125,7 +126,9 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
         return {**update, "skipped": 1}, None
     if chain.selector_redraws:
         update["selector_redrawn"] = 1
-    return update, {"chain": chain.model_dump()}
+    data = chain.model_dump()
+    _validated_chains.put(id(data), (data, chain))  # the steps read the chain back without validating it again
+    return update, {"chain": data}
 
 def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:
     """What a processed chain adds to the run's state: its record, or a task not done."""

@@ -13,6 +13,7 @@ from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, Trajectory
                                      record_key)
 from envfactory.data.reward import (GoldReplayError, RewardConfig, score_episodes)
 from envfactory.envs.runtime.cache import load_env
+from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.chains.sampling import GoldTrajectory
 
 
@@ -27,8 +28,19 @@ def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
     return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), models,
                       injected, ctx.offline, CODE_VERSION)
 
+_validated_chains = BoundedCache(1024)  # id(chain dict) -> (that dict, its GoldTrajectory)
+
 def _chain(state: ChainState) -> GoldTrajectory:
-    return GoldTrajectory.model_validate(state["chain"])
+    """The state's chain as a ``GoldTrajectory``, validated once per chain dict rather than in each
+    of the five steps (pydantic validation of a chain was ~5% of a task's CPU). Keyed by the dict's
+    identity, checked on lookup, so a copied or replaced dict is validated afresh."""
+    data = state["chain"]
+    hit = _validated_chains.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    chain = GoldTrajectory.model_validate(data)
+    _validated_chains.put(id(data), (data, chain))
+    return chain
 
 def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     chain = _chain(state)
@@ -105,7 +117,37 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     # before any rollout: what the user says must determine every gold argument
     missing = determinacy.undetermined(chain, queries, state["turns"],
                                        lambda env, tool: load_env(env).manifest.tool(tool).input_schema)
+    paraphrased = "model" in (update["tiers"].get("refine"), update["tiers"].get("query"))
+    orders = determinacy.order_selectors(chain, missing) if paraphrased and not report.leaks else None
+    if orders:  # a model paraphrased an order ("my most recent order"): the judge role may settle it
+        settled, judged = yield from _judge_selectors(ctx, queries, orders)
+        missing = [m for m in missing if m not in settled]
+        if judged:
+            update = {**update, "prompts": update.get("prompts", state.get("prompts", [])) + [judged["prompt"]],
+                      "models": {**update.get("models", state.get("models", {})), "selector_judge": judged["model"]},
+                      "tiers": {**update["tiers"], "selector_judge": "model"}}
     return {**update, "queries": queries, "leaks": report.leaks, "undetermined": missing}
+
+
+def _judge_selectors(ctx: QueryGenContext, queries: list[str], orders: dict[str, Any]):
+    """The order selectors the judge says the messages still convey (none without a judge model, or
+    when it fails: the task is then rejected as undetermined, never accepted on a guess)."""
+    model = _model(ctx, "judge")
+    if model is None:
+        return set(), None
+    from envfactory.agents.judge import SelectorVerdict
+    from envfactory.prompts.registry import default_registry
+    items = list(orders.items())
+    rendered = default_registry().render("judge/selectors", ctx.prompt_versions.get("judge/selectors", "latest"),
+                                         messages=queries, selectors=[sel.text for _, sel in items])
+    try:
+        verdict = (yield _Ask(model, rendered.messages(), SelectorVerdict, _retry(ctx, "judge"))).value
+    except Exception:
+        return set(), None
+    if len(verdict.conveyed) != len(items):
+        return set(), None
+    judged = {"prompt": rendered.ref.model_dump(), "model": model_name(model)}
+    return {item for (item, _), ok in zip(items, verdict.conveyed) if ok}, judged
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_roll_out(state, _ctx(runtime)))
