@@ -76,10 +76,10 @@ def test_querygen_runs_over_http(dev_server, tmp_path):
                                   context={"rollouts": 1, "workers": 2, "store_path": None})
     assert by_workers["summary"]["accepted"] == 2, by_workers
     assert sorted(by_workers["record_keys"]) == sorted(result["record_keys"])
-    # and on Ray actors: the server starts a local Ray instance (loopback only) from inside a run
+    # and on Ray actors (no store: made again): the server starts a local Ray instance (loopback only) from inside a run
     thread = client.threads.create()
     by_ray = client.runs.wait(thread["thread_id"], "querygen", input={"envs": ["library"], "n": 2, "seed": 5},
-                              context={"rollouts": 1, "executor": "ray"})
+                              context={"rollouts": 1, "executor": "ray", "store_path": None})
     assert by_ray["summary"]["accepted"] == 2, by_ray
     assert sorted(by_ray["record_keys"]) == sorted(result["record_keys"])
 
