@@ -19,11 +19,11 @@ def cmd_export(args) -> int:
     if args.format == "verl":
         return _export_verl(args, store)
     if args.tokenizer and not Path(args.tokenizer).is_dir():
-        print(f"--tokenizer {args.tokenizer}: not a folder (give a local model folder with a tokenizer and chat template)",
-              file=sys.stderr)
+        print(f"envfactory: --tokenizer {args.tokenizer}: not a folder (give a local model folder with a tokenizer and "
+              "chat template)", file=sys.stderr)
         return 2
-    summary = export_jsonl(store.query(env=args.env, status=None if args.all else "accepted"), args.format, args.out,
-                           args.name, tokenizer=args.tokenizer)
+    summary = export_jsonl(_records(args, store), args.format, args.out, args.name, tokenizer=args.tokenizer,
+                           filters=_filters(args))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -37,18 +37,28 @@ def cmd_export(args) -> int:
     return 0 if summary["rows"] else 1
 
 
+def _records(args, store):
+    from envfactory.data.exports.card import filter_records
+    return filter_records(store.query(env=args.env, status=None if args.all else "accepted"), args.tier, args.model)
+
+
+def _filters(args) -> dict:
+    return {"env": args.env, "all": args.all, "tier": args.tier, "model": args.model}
+
+
 def _export_verl(args, store) -> int:
     from envfactory.data.exports.verl import write_verl
-    records = list(store.query(env=args.env, status=None if args.all else "accepted"))
+    records = list(_records(args, store))
     if not records:
-        print(f"no {'' if args.all else 'accepted '}records{f' of {args.env}' if args.env else ''} in {args.store}: "
-              "nothing to export", file=sys.stderr)
+        chosen = "".join(f" {k} {v}" for k, v in (("--tier", args.tier), ("--model", args.model)) if v)
+        print(f"envfactory: no {'' if args.all else 'accepted '}records{f' of {args.env}' if args.env else ''}"
+              f"{' matching' + chosen if chosen else ''} in {args.store}: nothing to export", file=sys.stderr)
         return 1
     if args.tokenizer and not Path(args.tokenizer).is_dir():
-        print(f"--tokenizer {args.tokenizer}: not a folder (give a local model folder with a tokenizer and chat template)",
-              file=sys.stderr)
+        print(f"envfactory: --tokenizer {args.tokenizer}: not a folder (give a local model folder with a tokenizer and "
+              "chat template)", file=sys.stderr)
         return 2
-    summary = write_verl(records, args.out, args.name, args.val_fraction, tokenizer=args.tokenizer)
+    summary = write_verl(records, args.out, args.name, args.val_fraction, tokenizer=args.tokenizer, filters=_filters(args))
     total = sum(summary["rows"].values())
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -73,6 +83,11 @@ def register(sub) -> None:
     p.add_argument("--name", default="envfactory", help="dataset name (file stem and dataset_info key)")
     p.add_argument("--env", help="only records of this environment")
     p.add_argument("--all", action="store_true", help="include rejected records too")
+    p.add_argument("--tier", action="append", default=None,
+                   help="only records made at this tier (repeatable, all must hold): 'model' (no step ran an offline "
+                        "tier), 'offline' (some step did), or a step's exact tier such as offline:oracle")
+    p.add_argument("--model", action="append", default=None,
+                   help="only records some step of which used this model (repeatable: any of them)")
     p.add_argument("--val-fraction", type=fraction, default=0.1, help="verl: share of chains in the validation split")
     p.add_argument("--tokenizer", type=existing_dir, help="verl, sharegpt, alpaca: a local model folder whose chat template measures the "
                                        "lengths the printed settings use (verl's prompt/response lengths, LlamaFactory's "

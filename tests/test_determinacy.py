@@ -103,6 +103,7 @@ def test_removing_a_selector_from_the_query_makes_the_solver_fail_and_the_task_u
 
 
 def _run(chain: GoldTrajectory, ctx: QueryGenContext) -> dict:
+    ctx.store_path = None  # every run makes its record (the workspace store would resume the task)
     return run_records(make_graph().invoke({"envs": chain.envs, "seeds": [chain.seed]}, context=ctx))[0]
 
 

@@ -86,7 +86,7 @@ def test_generate_runs_on_ray_when_asked_and_refuses_bad_flags(local_ray, tmp_pa
 
 
 def test_an_unknown_executor_is_refused_before_any_slot_runs():
-    with pytest.raises(ValueError, match="unknown QueryGen executor 'dask'"):
+    with pytest.raises(ValueError, match="context key 'executor' must be one of 'threads', 'ray', got 'dask'"):
         make_graph().invoke({"envs": ["library"], "n": 1}, context=QueryGenContext(executor="dask"))
 
 

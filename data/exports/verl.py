@@ -32,6 +32,7 @@ from envfactory.data.reward import Call
 from envfactory.envs.runtime.errors import EnvironmentPackageError, UntrustedCodeError
 
 from envfactory.data.exports.bundle import PACKAGES_FILE, bundle_environments
+from envfactory.data.exports.card import CardStats, write_card
 from envfactory.data.exports.provenance import row_metadata
 from envfactory.data.exports.turns import NotExportable, cut_turns
 from envfactory.data.exports.verl_command import MARGIN, command, measure_lengths, overrides, shipped_config
@@ -331,10 +332,12 @@ def _shared_tool_names(records: list[TrajectoryRecord]) -> frozenset[str]:
 
 
 def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str = "envfactory",
-               val_fraction: float = 0.1, tokenizer: str | None = None) -> dict[str, Any]:
+               val_fraction: float = 0.1, tokenizer: str | None = None,
+               filters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Parquet splits, tool config, agent-loop config, reward shim, and the verl command (README.md and
     envfactory.verl.yaml) with lengths measured on the rows (``tokenizer``: a model folder whose chat template
-    measures them; it also becomes the command's model path)."""
+    measures them; it also becomes the command's model path). README.md ends with the dataset card
+    (``card.py``; ``filters``: how the records were chosen)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -351,6 +354,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     qualified = _shared_tool_names(records)
     samples: list[tuple[list, list, list]] = []
     index = 0
+    stats = CardStats()
     for record in records:
         try:
             rows = to_verl(record, qualified)
@@ -359,6 +363,7 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             skipped.append({"key": record.key, "problems": [str(exc)]})
             continue
         split = "val" if (record.provenance.chain_id or record.key) in in_val else "train"
+        written = index
         for row in rows:
             continuation = row.pop(CONTINUATION, [])
             row["extra_info"]["index"] = index
@@ -371,6 +376,8 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
             splits[split].append(row)
             samples.append((row["prompt"], continuation, json.loads(row["extra_info"]["tools"])))
             env_names.update(p["name"] for p in row["extra_info"]["envs"])
+        if index > written:
+            stats.add(record)
     files = {}
     for split, rows in splits.items():
         if rows:
@@ -386,7 +393,10 @@ def write_verl(records: Iterable[TrajectoryRecord], out: str | Path, name: str =
     lengths = measure_lengths(samples, tokenizer)
     items = overrides(out, name, bool(splits["val"]), lengths, tokenizer, len(splits["train"]), AGENT_NAME)
     (out / f"{name}.verl.yaml").write_text(yaml.safe_dump(shipped_config(items), sort_keys=False))
-    (out / "README.md").write_text(readme_text(name, out, items, lengths))
+    write_card(out, stats.section(file=f"{name}.{{train,val}}.parquet", fmt="verl", rows=index,
+                                  skipped=len({s["key"] for s in skipped}), filters=filters,
+                                  environments={n: p["origin"] for n, p in packages.items()}),
+               head=readme_text(name, out, items, lengths))   # how to train, then the dataset card
     return {"format": "verl", "files": files, "rows": {s: len(r) for s, r in splits.items()}, "lengths": lengths,
             "verl_config": str(out / f"{name}.verl.yaml"),
             "tool_config": str(tools_path), "tool_config_problems": schema_problems, "agent_loop_config": str(out / "agent_loop.yaml"),
