@@ -93,8 +93,8 @@ def render(sections: dict[str, dict[str, Any]]) -> str:
     lines = ["# envfactory dataset card", "",
              "Verified multi-turn tool-use trajectories made by envfactory. Every row says what made it "
              "(`metadata` / `extra_info.provenance`: record key, each step's tier, models, prompt versions, "
-             "`offline`): rows whose steps ran an offline tier (template queries, oracle rollouts) are scripted, "
-             "not model output.", "", "## Reward", "", REWARD, ""]
+             "`offline`): rows whose steps ran an offline tier (template queries, rule-based or oracle rollouts) are "
+             "scripted, not model output.", "", "## Reward", "", REWARD, ""]
     for name, s in sorted(sections.items()):
         lines += [f"## `{name}` ({s['format']})", "",
                   f"- rows: {s['rows']} from {s['records']} records ({s['accepted']} accepted); "
