@@ -18,7 +18,7 @@ from typing import Any
 
 from envfactory.agents.determinacy import aliases, arrays, derive, listed, select
 from envfactory.agents.phrasing import REFERENCE, param_phrase, selector_noun, tool_phrase, words
-from envfactory.agents.rollout_agent import RolloutResult, route_tool
+from envfactory.agents.rollout_agent import RolloutResult, route_tool, turn_diff
 from envfactory.data.records import Message, ToolCallOut
 from envfactory.envs.chains.selectors import entity_of, singular
 from envfactory.envs.runtime.environment import Environment
@@ -46,7 +46,7 @@ def solver_rollout(envs: dict[str, Environment], queries: list[str], system_prom
     messages: list[Message] = [Message(role="system", content=system_prompt)] if system_prompt else []
     outputs: list[Any] = []  # every successful output so far, oldest first
     producers: list[str] = []  # the tool that gave each
-    counter, notes = 0, []
+    counter, notes, diffs = 0, [], []
     for query in queries:
         messages.append(Message(role="user", content=query))
         done: list[tuple[str, Any]] = []
@@ -71,8 +71,9 @@ def solver_rollout(envs: dict[str, Environment], queries: list[str], system_prom
         if question:
             notes.append(question)
         messages.append(Message(role="assistant", content=_reply(done, specs, question)))
+        diffs.append(turn_diff(episodes))
     return RolloutResult(messages=messages, episodes=episodes, steps=counter, tier=SOLVER_TIER,
-                         stopped="completed" if not notes else "asked_user", notes=notes)
+                         stopped="completed" if not notes else "asked_user", notes=notes, turn_diffs=diffs)
 
 
 # ------------------------------------------------------------------ reading the request

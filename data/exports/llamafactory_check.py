@@ -13,6 +13,7 @@ the tokens trained (labels that are not masked; alpaca is encoded with ``mask_hi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -33,7 +34,8 @@ def _encode(export: Path, dataset: str, model: str, template: str, cutoff: int, 
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
-    with tempfile.TemporaryDirectory() as tmp:
+    # LlamaFactory prints a decoded example to stdout: keep stdout for this script's JSON report
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         args = {"model_name_or_path": model, "stage": "sft", "do_train": True, "finetuning_type": "lora",
                 "dataset": dataset, "dataset_dir": str(export), "template": template, "cutoff_len": cutoff,
                 "output_dir": tmp, "overwrite_cache": True, "preprocessing_num_workers": 1, "report_to": "none"}

@@ -203,6 +203,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
             reward = score_episodes(gold, run.episodes, n_malformed=run.malformed_calls, cfg=RewardConfig(tau=ctx.tau))
             results.append({"messages": [m.model_dump() for m in run.messages], "reward": reward.model_dump(),
                             "tier": run.tier, "stopped": run.stopped, "steps": run.steps, "tokens": run.tokens,
+                            "state_diffs": run.turn_diffs,
                             "final_hashes": {n: ep.state_hash() for n, ep in run.episodes.items()}})
         finally:
             run.close()
@@ -247,7 +248,8 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         messages=kept.get("messages", []),
         verification=Verification(accepted=reason is None, reason=reason, reward=kept.get("reward", {}),
                                   pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate),
-                                  judge=judge, tokens=sum(r.get("tokens", 0) for r in rollouts)),
+                                  judge=judge, tokens=sum(r.get("tokens", 0) for r in rollouts),
+                                  state_diffs=kept.get("state_diffs") or None),
         provenance=Provenance(tiers=state["tiers"], models=state.get("models", {}), prompts=state.get("prompts", []),
                               seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
     store = _store(ctx)
