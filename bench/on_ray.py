@@ -18,22 +18,25 @@ from typing import Any
 
 from envfactory.bench.querygen import GoldReplayModel, gold_scripts
 from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen.resources import run_records
 
 
 def _querygen_run(graph, scripts, tasks: int, seed: int, concurrency: int, latency: float, how: str) -> dict[str, Any]:
     from envfactory.graphs.querygen.ray_executor import actor_cpu_seconds
     model = GoldReplayModel(latency=latency, scripts=scripts)
-    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, executor="ray" if how == "ray" else "threads")
+    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, executor="ray" if how == "ray" else "threads",
+                          store_path=None)
     outside = actor_cpu_seconds if how == "ray" else (lambda: 0.0)
     cpu, other, start = time.process_time(), outside(), time.perf_counter()
     out = graph.invoke({"envs": ["library"], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu + outside() - other
-    calls = sum(m["role"] == "assistant" for r in out["records"] for m in r["messages"])
+    records = run_records(out, ctx)
+    calls = sum(m["role"] == "assistant" for r in records for m in r["messages"])
     ideal = calls * latency / concurrency
-    return {"tasks": len(out["records"]), "accepted": out["summary"]["accepted"], "measured_s": round(wall, 3),
+    return {"tasks": len(records), "accepted": out["summary"]["accepted"], "measured_s": round(wall, 3),
             "ideal_s": round(ideal, 3), "efficiency": round(ideal / wall, 3),
-            "cpu_ms_per_task": round(cpu * 1000 / max(1, len(out["records"])), 1)}
+            "cpu_ms_per_task": round(cpu * 1000 / max(1, len(records)), 1)}
 
 
 def bench_querygen_executors(tasks: int = 128, concurrency: tuple[int, ...] = (32, 128), latency: float = 0.05,

@@ -138,7 +138,9 @@ def test_hanging_or_networking_code_is_stopped_by_the_sandbox(tmp_path, skeleton
                                      _files(**{"tools.py": skeleton["tools.py"]})])
     out = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, sandbox_seconds=6, chat_models={"code": code}))
     first = out["attempts"][0]
-    assert first["verdict"] == "FAIL" and first["sandbox"] in ("timeout", "cpu_limit", "blocked", "crashed")
+    assert first["verdict"] == "FAIL"
+    # stopped by a limit, or the kernel refused the socket and the import failed on it
+    assert first["sandbox"] in ("timeout", "cpu_limit", "crashed") or "PermissionError" in json.dumps(first), first
     assert out["status"] == "accepted" and out["attempts"][1]["verdict"] == "PASS"
 
 

@@ -20,6 +20,7 @@ from envfactory.data.exports.verl_task import VerlTask  # noqa: E402
 from envfactory.data.records import TrajectoryRecord  # noqa: E402
 from envfactory.envs.runtime.cache import load_env  # noqa: E402
 from envfactory.graphs.querygen import QueryGenContext, make_graph  # noqa: E402
+from envfactory.graphs.querygen.resources import run_records  # noqa: E402
 from tests.seeds import kept_seeds  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def servers(local_ray):
 def records():
     out = make_graph().invoke({"envs": ["library"], "seeds": kept_seeds("library", 2, 2)},
                               context=QueryGenContext(rollouts=1))
-    return [TrajectoryRecord.model_validate(r) for r in out["records"]]
+    return [TrajectoryRecord.model_validate(r) for r in run_records(out)]
 
 
 def _checkout(member: int) -> dict:

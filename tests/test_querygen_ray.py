@@ -12,6 +12,7 @@ from envfactory.bench.querygen import GoldReplayModel, gold_scripts  # noqa: E40
 from envfactory.data.store import RecordStore  # noqa: E402
 from envfactory.graphs.querygen import QueryGenContext, make_graph  # noqa: E402
 from envfactory.graphs.querygen import ray_executor  # noqa: E402
+from envfactory.graphs.querygen.resources import run_records  # noqa: E402
 
 
 def _timeless(records):  # created_at is the wall clock; everything else must match
@@ -29,17 +30,17 @@ def test_ray_actors_give_the_records_threads_give_and_a_rerun_redoes_nothing(loc
     ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, executor="ray", store_path=str(store))
     by_ray = graph.invoke({"envs": ["library"], "n": 4, "seed": 0}, context=ctx, config={"max_concurrency": 4})
     assert by_ray["summary"]["accepted"] == 4 and by_ray["summary"]["chains"] == 4
-    assert _timeless(by_ray["records"]) == _timeless(by_threads["records"])
+    assert _timeless(run_records(by_ray, ctx)) == _timeless(run_records(by_threads))
     assert model.calls == calls_here  # the actors' copies of the model answered, not this one
     stored = sorted(r.key for r in RecordStore(store).query())
-    assert stored == sorted(r["key"] for r in by_ray["records"])  # the parent stored what the actors made
+    assert stored == sorted(by_ray["record_keys"])  # the parent stored what the actors made
     assert len(ray_executor.pool(ctx).actors()) == 2  # one per CPU of the cluster
 
     again = graph.invoke({"envs": ["library"], "n": 6, "seed": 0},
                          context=QueryGenContext(rollouts=1, chat_models={"rollout": model}, executor="ray",
                                                  store_path=str(store)))
     assert again["summary"]["skipped_as_done"] == 4  # the four finished tasks are not redone...
-    assert len(again["records"]) == 2  # ...and only the two new slots ran
+    assert len(again["record_keys"]) == 2  # ...and only the two new slots ran
     assert len(list(RecordStore(store).query())) == 6
 
 
@@ -69,8 +70,11 @@ def test_a_non_bundled_environment_travels_to_the_actors_with_its_trust(local_ra
     out, _ = p.call("run", {"slot": 0, "envs": ["library_copy"], "seed": 0}, runs["library_copy"])
     assert out["records"] and out["records"][0]["envs"][0]["name"] == "library_copy"
     assert out["records"][0]["verification"]["accepted"]
-    with pytest.raises(Exception, match="library_untrusted"):
-        p.call("run", {"slot": 0, "envs": ["library_untrusted"], "seed": 0}, runs["library_untrusted"])
+    # one this process does not trust is opened on the actor as here: contained in the sandbox, not in-process
+    out, actor = p.call("run", {"slot": 0, "envs": ["library_untrusted"], "seed": 0}, runs["library_untrusted"])
+    assert out["records"] and out["records"][0]["envs"][0]["name"] == "library_untrusted"
+    kinds = ray.get(p._actors[actor].env_kinds.remote(["library_copy", "library_untrusted"]))
+    assert kinds == {"library_copy": "Environment", "library_untrusted": "SandboxedEnvironment"}
 
 
 def test_generate_runs_on_ray_when_asked_and_refuses_bad_flags(local_ray, tmp_path, capsys):
@@ -85,7 +89,7 @@ def test_generate_runs_on_ray_when_asked_and_refuses_bad_flags(local_ray, tmp_pa
 
 
 def test_an_unknown_executor_is_refused_before_any_slot_runs():
-    with pytest.raises(ValueError, match="unknown QueryGen executor 'dask'"):
+    with pytest.raises(ValueError, match="context key 'executor' must be one of 'threads', 'ray', got 'dask'"):
         make_graph().invoke({"envs": ["library"], "n": 1}, context=QueryGenContext(executor="dask"))
 
 
@@ -160,36 +164,38 @@ def test_a_context_that_cannot_travel_is_refused_clearly(local_ray):
 
 
 def test_model_steps_run_on_actors_with_their_retries(local_ray):
-    from envfactory.agents.query_agent import split_turns
+    from envfactory.agents.query_agent import split_turns, template_queries
     from envfactory.graphs.querygen import slot_chains
     from tests.doubles import ScriptedChatModel, malformed, tool_call_message
     chain = slot_chains(["library"], 1, seed=3)[0]
     turns = split_turns(chain, chain.seed)
-    queries = [f"request {chr(65 + i)}" for i in range(len(turns))]
+    # model-written queries must still state what determines the task (the template's words, tagged)
+    queries = [f"{q} (request {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
     solver = []
     for idx in turns:
         solver += [tool_call_message(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + ["Done."]
     query = ScriptedChatModel(script=[malformed("json"), tool_call_message("GeneratedQueries", {"queries": queries})])
     ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": query, "rollout": ScriptedChatModel(script=solver)})
-    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
+    rec = run_records(make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx), ctx)[0]
     assert rec["verification"]["accepted"], rec["verification"]
     assert rec["provenance"]["tiers"]["query"] == "model" and [t["query"] for t in rec["turns"]] == queries
     broken = ScriptedChatModel(script=[malformed("json"), malformed("shape"), malformed("unknown_tool")])
-    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
-                              context=QueryGenContext(rollouts=1, workers=1, chat_models={"query": broken}))["records"][0]
+    ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": broken})
+    rec = run_records(make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx), ctx)[0]
     assert not rec["verification"]["accepted"] and "after 3 attempt(s)" in rec["verification"]["reason"]
 
 
 def test_configured_endpoints_are_called_from_the_actors_with_settings_made_after_they_started(local_ray, monkeypatch):
     from langchain_openai import ChatOpenAI
 
-    from envfactory.agents.query_agent import split_turns
+    from envfactory.agents.query_agent import split_turns, template_queries
     from envfactory.graphs.querygen import slot_chains
     from tests.doubles import OpenAIStubServer
     from tests.doubles.openai_stub import text_reply, tool_reply
     chain = slot_chains(["library"], 1, seed=3)[0]
     turns = split_turns(chain, chain.seed)
-    script = [tool_reply("GeneratedQueries", {"queries": [f"please help {chr(65 + i)}" for i in range(len(turns))]})]
+    queries = [f"{q} (please help {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
+    script = [tool_reply("GeneratedQueries", {"queries": queries})]
     for idx in turns:
         script += [tool_reply(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + [text_reply("Done.")]
     ray_executor.pool(QueryGenContext(executor="ray"))  # the actors are running before the key is set
@@ -201,10 +207,10 @@ def test_configured_endpoints_are_called_from_the_actors_with_settings_made_afte
         monkeypatch.setenv("STUB_KEY", "test")  # named by the models' settings: forwarded to the actors
         models = {role: {"model": "stub-model", "base_url": stub.url, "api_key_env": "STUB_KEY", "max_retries": 0}
                   for role in ("query", "rollout")}
-        out = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
-                                  context=QueryGenContext(rollouts=1, executor="ray", models=models))
+        ctx = QueryGenContext(rollouts=1, executor="ray", models=models)
+        out = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)
         assert len(stub.requests) == len(script)  # every call reached the endpoint, from an actor
-    rec = out["records"][0]
+    rec = run_records(out, ctx)[0]
     assert rec["verification"]["accepted"], rec["verification"]
     assert rec["provenance"]["models"] == {"query": "stub-model", "rollout": "stub-model"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from envfactory.graphs.querygen import SEEDS_PER_SLOT, QueryGenContext, make_graph, slot_chains, slot_seeds
+from envfactory.graphs.querygen import SEEDS_PER_SLOT, QueryGenContext, make_graph, run_records, slot_chains, slot_seeds
 
 
 def test_slot_seeds_are_disjoint_and_do_not_depend_on_the_run_size():
@@ -23,7 +23,7 @@ def test_named_seeds_reproduce_exactly_those_tasks():
     kept = [s for s in range(20) if isinstance(sampler.sample(s), GoldTrajectory)][:2]
     dropped = next(s for s in range(20) if not isinstance(sampler.sample(s), GoldTrajectory))
     out = make_graph().invoke({"envs": ["library"], "seeds": kept + [dropped]}, context=QueryGenContext(rollouts=1))
-    assert sorted(r["provenance"]["chain_id"] for r in out["records"]) == sorted(f"library-{s}" for s in kept)
+    assert sorted(r["provenance"]["chain_id"] for r in run_records(out)) == sorted(f"library-{s}" for s in kept)
     assert out["summary"]["slots_without_chain"] == 1 and out["summary"]["discarded_chains"] == 1
     with pytest.raises(ValueError, match="seeds"):
         make_graph().invoke({"envs": ["library"], "seeds": ["7"]}, context=QueryGenContext(rollouts=1))

@@ -20,7 +20,7 @@ from typing import Any
 from envfactory.data.reward import RewardConfig
 from envfactory.data.exports.episode_client import DEFAULT_NAME, NAMESPACE, EpisodeServers, actor_name
 from envfactory.data.exports.trl_env import environment_class
-from envfactory.data.exports.verl_loop import EpisodeRollout
+from envfactory.data.exports.verl_loop import EpisodeRollout, row_tools
 from envfactory.data.exports.verl_reward import score_rollout
 from envfactory.data.exports.verl_task import VerlTask
 
@@ -32,7 +32,7 @@ class _VerlEpisode:
     def __init__(self, row: dict[str, Any]):
         self.extra_info, self.gold = dict(row["extra_info"]), row.get("ground_truth")
         self.rollout = EpisodeRollout(VerlTask.from_extra_info(self.extra_info), row.get("max_calls_per_step"),
-                                      gold=self.gold)
+                                      gold=self.gold, tools=row_tools(self.extra_info))
         self.tools, self.fields = self.rollout.tools, None
 
     @property

@@ -422,19 +422,26 @@ def check_trl(row: dict[str, Any]) -> list[str]:
 FACTORY_SNIPPET = '''"""Train on {rows_file} with TRL's GRPOTrainer (written by `envfactory export --format trl`).
 
 Each rollout gets its own instance, hence its own isolated episode; the reward is envfactory's
-composite verifier. Run: python {name}.trl_train.py --model PATH_OR_ID
+composite verifier. The environments travel with this folder (envs/, pinned in packages.json);
+trust does not: on a new machine, review each copy and `envfactory envs trust envs/NAME` once.
+Run from anywhere: python {name}.trl_train.py --model PATH_OR_ID
 """
 import argparse
+from pathlib import Path
 
 from datasets import load_dataset
 from trl import GRPOConfig, GRPOTrainer
 
+from envfactory.data.exports.bundle import register_export
 from envfactory.data.exports.trl_env import environment_factories, make_reward_func
+
+HERE = Path(__file__).resolve().parent
+register_export(HERE)  # the export's own copies of its environments resolve by name
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)
 args = parser.parse_args()
-dataset = load_dataset("json", data_files="{rows_file}")["train"]
+dataset = load_dataset("json", data_files=str(HERE / "{rows_file}"))["train"]
 trainer = GRPOTrainer(
     model=args.model,
     reward_funcs=[make_reward_func()],

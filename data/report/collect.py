@@ -25,8 +25,9 @@ class WorkspacePaths:
 
     @classmethod
     def at(cls, root: str | Path) -> "WorkspacePaths":
-        root = Path(root)
-        return cls(root=root, catalog_dir=root / "catalog", store_path=root / "records.sqlite", envgen_dir=root / "envgen")
+        from envfactory.envs.runtime.workspace import Workspace
+        ws = Workspace.at(root)
+        return cls(root=Path(root), catalog_dir=ws.catalog_dir, store_path=ws.store_path, envgen_dir=ws.envgen_dir)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def _graph(path: Path) -> tuple[str | None, dict[str, Any] | None, str]:
 def records(ws: WorkspacePaths) -> Iterator[TrajectoryRecord]:
     if not ws.store_path.is_file():
         return iter(())
-    return RecordStore(ws.store_path).query()
+    return RecordStore(ws.store_path, create=False).query()
 
 
 def synthesis_runs(ws: WorkspacePaths) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ earlier (recursively, up to a depth cap). The chain may then grow forwards throu
 consume what it produced. Executing the plan on a fresh episode gives the gold trajectory and the
 gold final state. A call refused on its drawn values is drawn again a few times (fresh stated values,
 fresh array elements; the episode rolls the refusal back, so it leaves no trace); a chain with a call
-that still fails is discarded with its reason.
+that still fails is discarded with its reason. A value taken from one element of a listed array is
+drawn only from an element the user can single out (``selectors``), and the gold call keeps how.
 """
 from __future__ import annotations
 

@@ -34,9 +34,6 @@ class Selector(BaseModel):
     among: int = 1
     text: str = ""                       # the plain words a user says
 
-    def phrase(self) -> str:
-        return self.text
-
 
 def singular(word: str) -> str:
     if word.endswith("ies"):

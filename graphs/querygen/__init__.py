@@ -1,5 +1,7 @@
 """QueryGen graph: sample chains -> split into user turns -> generate queries -> calibrate ->
-roll out k times -> verify -> accept or reject, fanned out over chains with ``Send``.
+roll out k times -> verify -> accept or reject, fanned out over chains with ``Send`` in waves of
+``slots_per_wave``. The run's state holds counts and record keys; ``run_records(output, ctx)`` reads
+the records themselves.
 
 The per-chain work is five steps (``make_chain_graph`` is them as a graph of their own, one node
 per step, for Studio) which the outer graph's ``process_chain`` node runs for each sampled chain;
@@ -24,10 +26,11 @@ from envfactory.envs.runtime.cache import load_env  # querygen.load_env stays im
 from envfactory.graphs.querygen.context import DEFAULT_SYSTEM_PROMPT, ContextRuntime, QueryGenContext
 from envfactory.graphs.querygen.chain import make_chain_graph
 from envfactory.graphs.querygen.graph import make_graph
+from envfactory.graphs.querygen.resources import RECENT_RECORDS, run_records
 from envfactory.graphs.querygen.slots import SEEDS_PER_SLOT, arun_slot, run_slot, slot_chains, slot_seeds
 from envfactory.graphs.querygen.state import ChainState, QueryGenInput, QueryGenState, SlotState
 from envfactory.graphs.querygen.steps import calibrate, generate_queries, roll_out, split_turns, task_key, verify
 
 __all__ = ["ChainState", "ContextRuntime", "DEFAULT_SYSTEM_PROMPT", "QueryGenContext", "QueryGenInput", "QueryGenState",
-           "SEEDS_PER_SLOT", "SlotState", "arun_slot", "calibrate", "generate_queries", "load_env", "make_chain_graph",
-           "make_graph", "roll_out", "run_slot", "slot_chains", "slot_seeds", "split_turns", "task_key", "verify"]
+           "RECENT_RECORDS", "SEEDS_PER_SLOT", "SlotState", "arun_slot", "calibrate", "generate_queries", "load_env", "make_chain_graph",
+           "make_graph", "roll_out", "run_records", "run_slot", "slot_chains", "slot_seeds", "split_turns", "task_key", "verify"]

@@ -108,6 +108,11 @@ class _SlotActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def env_kinds(self, names: list[str]) -> dict[str, str]:
+        """How this actor opened these environments (in-process or sandboxed): for checks and tests."""
+        from envfactory.envs.runtime.cache import load_env
+        return {name: type(load_env(name)).__name__ for name in names}
+
     def cpu(self) -> float:
         """CPU this actor's process spent so far (benchmarks add it to the parent's)."""
         import time
