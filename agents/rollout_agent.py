@@ -2,8 +2,9 @@
 
 Role: ``rollout``; prompt: ``rollout_agent/system``. With a model, a tool-calling loop over the
 environment's MCP tools (langchain-mcp-adapters, one held session per episode) with step and
-token limits. Offline tier: the *oracle*, which replays the gold calls as the assistant and
-executes them for real; its messages are labelled as scripted, never as model output.
+token limits. Offline tier: ``agents/solver.py``, a rule-based solver that reads only the
+conversation, the schemas and the outputs (``offline:rule-solver``). The *oracle* here, which replays
+the gold calls, is kept for benchmarks of the rollout machinery only: it never makes training data.
 """
 from __future__ import annotations
 
@@ -27,10 +28,18 @@ class RolloutResult:
     malformed_calls: int = 0
     tier: str = ORACLE_TIER
     notes: list[str] = field(default_factory=list)
+    # the state after each user turn: env -> StateDiff (as a dict) from the initial state, so a viewer shows
+    # each turn's changes without replaying anything (cost: O(changed rows) per turn)
+    turn_diffs: list[dict[str, dict[str, Any]]] = field(default_factory=list)
 
     def close(self) -> None:
         for ep in self.episodes.values():
             ep.close()
+
+
+def turn_diff(episodes: dict[str, Episode]) -> dict[str, dict[str, Any]]:
+    """Every environment's changes so far, from its episode's initial state."""
+    return {name: ep.diff().model_dump(mode="json") for name, ep in episodes.items()}
 
 
 def route_tool(envs: dict[str, Environment], tool: str) -> str | None:
@@ -47,7 +56,7 @@ def oracle_rollout(envs: dict[str, Environment], turns: list[UserTurn], system_p
     initial_states = initial_states or {}
     episodes = {n: e.episode(state=initial_states.get(n)) for n, e in envs.items()}
     messages: list[Message] = [Message(role="system", content=system_prompt)] if system_prompt else []
-    counter = 0
+    counter, diffs = 0, []
     for turn in turns:
         messages.append(Message(role="user", content=turn.query))
         results = []
@@ -60,7 +69,8 @@ def oracle_rollout(envs: dict[str, Environment], turns: list[UserTurn], system_p
             messages.append(Message(role="tool", tool_call_id=call_id, name=call.name, content=res.text))
             results.append((call.name, res))
         messages.append(Message(role="assistant", content=_summary(results)))
-    return RolloutResult(messages=messages, episodes=episodes, steps=counter)
+        diffs.append(turn_diff(episodes))
+    return RolloutResult(messages=messages, episodes=episodes, steps=counter, turn_diffs=diffs)
 
 
 def _summary(results: list[tuple[str, Any]]) -> str:
@@ -142,7 +152,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
         history = [SystemMessage(system_prompt), HumanMessage(turns[0].query)]
         record: list[Message] = [Message(role="system", content=system_prompt), Message(role="user", content=turns[0].query)]
         steps = tokens = malformed = 0
-        next_turn, stopped = 1, "completed"
+        next_turn, stopped, diffs = 1, "completed", []
         while True:
             if steps >= max_steps:
                 stopped = "step_limit"
@@ -180,6 +190,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
                 break
             if calls or unparsable:
                 continue
+            diffs.append(await asyncio.to_thread(turn_diff, episodes) if not inline_episodes else turn_diff(episodes))
             if simulator is not None:
                 answer = await simulator.respond(record, next_turn)
                 if answer is None or STOP in answer:
@@ -193,7 +204,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
             history.append(HumanMessage(answer))
             record.append(Message(role="user", content=answer))
     return RolloutResult(messages=record, episodes=episodes, steps=steps, tokens=tokens, stopped=stopped,
-                         malformed_calls=malformed, tier=MODEL_TIER)
+                         malformed_calls=malformed, tier=MODEL_TIER, turn_diffs=diffs)
 
 
 def _text(content: Any) -> str:

@@ -187,7 +187,8 @@ def test_a_pyclass_package_refuses_the_same_values(tmp_path):
     from pathlib import Path
 
     from envfactory.envs.imports.importer import import_class
-    imported = import_class(Path(__file__).parent / "fixtures" / "pyclass" / "parking_permits.py", tmp_path / "parking")
+    imported = import_class(Path(__file__).parent / "fixtures" / "pyclass" / "parking_permits.py", tmp_path / "parking",
+                            source="class")
     env = Environment.load(imported.package, trust=True)
     ep = env.episode()
     spec = env.manifest.tool("issue_permit")

@@ -193,7 +193,8 @@ def test_ef_restore_refuses_what_is_not_a_snapshot_and_keeps_the_episode(library
 
 def test_a_pyclass_episode_keeps_its_state_when_the_restore_is_not_a_snapshot(tmp_path):
     from envfactory.envs.imports.importer import import_class
-    imported = import_class(Path(__file__).parent / "fixtures" / "pyclass" / "parking_permits.py", tmp_path / "parking")
+    imported = import_class(Path(__file__).parent / "fixtures" / "pyclass" / "parking_permits.py", tmp_path / "parking",
+                            source="class")
     env = Environment.load(imported.package, trust=True)
     ep = env.episode()
     first = env.tool_specs[0].name

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envfactory.cli.main import main
-from envfactory.envs import Environment, load_manifest
+from envfactory.envs import Environment, UntrustedCodeError, load_manifest
 from envfactory.envs.imports.importer import import_class, import_class_file
 from envfactory.envs.mcp import EpisodeControl, in_memory_session
 from envfactory.envs.validation.testcases import run_suite
@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "pyclass"
 
 @pytest.fixture(scope="module")
 def parking(tmp_path_factory):
-    return import_class(FIXTURES / "parking_permits.py", tmp_path_factory.mktemp("imp") / "parking")
+    return import_class(FIXTURES / "parking_permits.py", tmp_path_factory.mktemp("imp") / "parking", source="class")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ def test_import_writes_a_valid_package(parking):
         "type": "string", "format": "date", "description": "The new last valid day, later than the current one."}
     assert tools["issue_permit"].input_schema["required"] == ["plate", "zone"]
     assert tools["list_permits"].input_schema["required"] == []
-    assert [n for n, t in tools.items() if t.read_only] == parking.read_only == ["list_permits", "get_permit"]
+    # read or write by what the calls did (zone_plates reads, purge_revoked writes once a permit is revoked)
+    assert [n for n, t in tools.items() if t.read_only] == parking.read_only == ["list_permits", "get_permit", "zone_plates"]
     assert parking.missing_descriptions == ["zone_plates.zone"]
     assert tools["zone_plates"].input_schema["properties"]["zone"]["description"] == "zone"
     assert parking.untyped_outputs == ["zone_plates"] and parking.undocumented_tools == []
@@ -58,13 +59,14 @@ def test_import_writes_a_valid_package(parking):
     assert tools["purge_revoked"].output_schema == {"type": "integer"}
 
 
-def test_starter_tests_exercise_read_tools_with_arguments_from_the_state(parking, parking_env):
+def test_generated_tests_cover_every_tool_and_pass(parking, parking_env):
     suite = json.loads((parking.package / "tests.json").read_text())
-    assert [(s["call"], s["args"]) for c in suite["cases"] for s in c["steps"]] == [
-        ("list_permits", {}), ("get_permit", {"permit_id": "P-1"})]
+    steps = [(s["call"], s["args"]) for c in suite["cases"] for s in c["steps"]]
+    assert ("get_permit", {"permit_id": "P-1"}) in steps  # arguments drawn from the state
     report = run_suite(parking_env)
-    assert report.failed == 0 and report.passed == 2
-    assert report.coverage["get_permit"]["success"] and not report.coverage["issue_permit"]["success"]
+    assert report.failed == 0 and report.uncovered() == [] and parking.uncovered == []
+    writes = [s for c in suite["cases"] for s in c["steps"] if s.get("expect_state")]
+    assert writes and all("path" in check for s in writes for check in s["expect_state"])  # JSON-state checks
 
 
 def test_episodes_are_isolated(parking_env):
@@ -76,18 +78,34 @@ def test_episodes_are_isolated(parking_env):
     assert b.call("issue_permit", {"plate": "QQ-1", "zone": "north"}).output["permit_id"] == "P-3"  # own counter
 
 
-def test_a_failed_call_leaves_the_state_unchanged(parking_env):
+def test_a_failed_call_keeps_what_the_class_changed(parking, parking_env, tmp_path):
     ep = parking_env.episode()
-    before = ep.state_hash()
-    # transfer_permit frees the old zone's place before it finds the new zone full
+    # transfer_permit frees the old zone's place before it finds the new zone full: the class keeps that
     moved = ep.call("transfer_permit", {"permit_id": "P-1", "zone": "south"})
     assert moved.error_kind == "domain" and moved.error == "zone south is full (1 permits)"
-    assert ep.state_hash() == before and ep.diff().is_empty
-    assert ep.call("get_permit", {"permit_id": "P-1"}).output["zone"] == "north"
-    bad = ep.call("issue_permit", {"plate": 7, "zone": "north"})
-    assert bad.error_kind == "invalid_arguments" and "argument 'plate'" in bad.error
+    assert [(c.table, c.key, tuple(c.columns)) for c in ep.diff().changes] == [("zones", "north", ("issued",))]
+    assert ep.calls[-1].wrote and not ep.calls[-1].ok
     assert ep.call("no_such_tool", {}).error_kind == "unknown_tool"
-    assert [c.ok for c in ep.calls] == [False, True, False, False]
+    missing = ep.call("issue_permit", {"plate": "ZZ-1"})
+    assert missing.error_kind == "invalid_arguments" and "missing required argument 'zone'" in missing.error
+    extra = ep.call("issue_permit", {"plate": "ZZ-1", "zone": "north", "colour": "red"})
+    assert extra.error_kind == "invalid_arguments" and "unexpected argument 'colour'" in extra.error
+    # rollback is an option of the package, not the default
+    pkg = tmp_path / "rollback"
+    shutil.copytree(parking.package, pkg)
+    manifest = json.loads((pkg / "env.json").read_text())
+    manifest["pyclass"]["rollback_on_error"] = True
+    (pkg / "env.json").write_text(json.dumps(manifest))
+    ep = Environment.load(pkg, trust=True).episode()
+    assert ep.call("transfer_permit", {"permit_id": "P-1", "zone": "south"}).error_kind == "domain"
+    assert ep.diff().is_empty
+
+
+def test_arguments_follow_the_source_with_a_warning(parking_env):
+    ep = parking_env.episode()
+    looked = ep.call("get_permit", {"permit_id": 1})  # annotated str; the class gets the number and says why not
+    assert looked.error_kind == "domain" and "permit 1 does not exist" in looked.error
+    assert ep.calls[-1].warnings and "annotation str" in ep.calls[-1].warnings[0]
 
 
 def test_arguments_are_coerced_to_the_annotated_types(parking_env):
@@ -96,7 +114,8 @@ def test_arguments_are_coerced_to_the_annotated_types(parking_env):
     assert renewed.ok and renewed.output["valid_until"] == "2027-06-30"  # a date inside, ISO text outside
     earlier = ep.call("renew_permit", {"permit_id": "P-1", "until": "2027-01-01"})
     assert earlier.error == "permit P-1 is already valid until 2027-06-30"
-    assert ep.call("renew_permit", {"permit_id": "P-1", "until": "someday"}).error_kind == "invalid_arguments"
+    someday = ep.call("renew_permit", {"permit_id": "P-1", "until": "someday"})  # passed as given: the class fails
+    assert someday.error_kind == "domain" and "'<=' not supported" in someday.error and ep.calls[-1].warnings
 
 
 def test_snapshot_restore_reset_and_row_level_diff(parking_env):
@@ -181,11 +200,11 @@ def test_scenario_and_cli(tmp_path, capsys):
     code = main(["envs", "import", str(FIXTURES / "greenhouse.py"), "--out", str(tmp_path / "pkg"),
                  "--name", "glasshouse", "--scenario", str(scenario), "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["ok"] and out["name"] == "glasshouse" and out["tests_written"] == 2
-    state = json.loads((tmp_path / "pkg" / "scenario.json").read_text())
+    assert code == 0 and out["ok"] and out["name"] == "glasshouse" and out["tests_written"] >= 2 * len(out["tools"]) - 1
+    state = json.loads(Environment.load(tmp_path / "pkg", trust=True).initial_state)
     assert list(state["sensors"]) == ["g7"] and state["alert_limit"] == 1 and state["alerts"] == []
     steps = [c["steps"][0] for c in json.loads((tmp_path / "pkg" / "tests.json").read_text())["cases"]]
-    assert steps[0]["args"] == {"sensor_id": "g7"}  # found among the keys of the sensors table
+    assert steps[0]["call"] == "get_reading" and steps[0]["args"] == {"sensor_id": "g7"}  # a key of the sensors table
 
     code = main(["envs", "import", str(FIXTURES / "greenhouse.py"), "--class", "Nope", "--json"])
     assert code == 1 and "no class 'Nope' in the file (found: GreenhouseSensors)" in json.loads(capsys.readouterr().out)["error"]
@@ -194,12 +213,14 @@ def test_scenario_and_cli(tmp_path, capsys):
         import_class_file(FIXTURES / "greenhouse.py", tmp_path / "x", scenario=scenario)
 
 
-def test_state_that_cannot_round_trip_is_refused(tmp_path):
+def test_sets_stay_sets(tmp_path):
     src = tmp_path / "shelf.py"
-    src.write_text("class Shelf:\n    def __init__(self):\n        self.tags = {'a', 'b'}\n\n"
-                   "    def get_tags(self) -> list:\n        '''All tags.'''\n        return sorted(self.tags)\n")
-    with pytest.raises(RuntimeError, match=r"not JSON data: state\.tags holds a set"):
-        import_class_file(src, tmp_path / "out")
+    src.write_text('class Shelf:\n    def __init__(self):\n        self.tags = {"a", "b"}\n\n'
+                   '    def add_tag(self, tag: str) -> list:\n        """Add a tag."""\n        self.tags.add(tag)\n'
+                   '        return sorted(self.tags)\n')
+    ep = Environment.load(import_class_file(src, tmp_path / "out"), trust=True).episode()
+    assert ep.call("add_tag", {"tag": "c"}).output == ["a", "b", "c"]
+    assert ep.call("add_tag", {"tag": "a"}).output == ["a", "b", "c"] and ep.instance.tags == {"a", "b", "c"}
 
 
 def test_imported_package_with_real_tests_validates_in_the_sandbox(parking, tmp_path):
@@ -208,7 +229,8 @@ def test_imported_package_with_real_tests_validates_in_the_sandbox(parking, tmp_
     step = lambda call, args, ok=True, **kw: {"call": call, "args": args, "expect": {"ok": ok, **kw}}
     cases = [
         {"name": "permits", "steps": [step("list_permits", {"zone": "north"}, output=[{"permit_id": "P-1"}]),
-                                      step("list_permits", {"zone": 3}, ok=False, error_kind="invalid_arguments")]},
+                                      step("list_permits", {"zone": 3}, output=[]),
+                                      step("list_permits", {"area": 3}, ok=False, error_kind="invalid_arguments")]},
         {"name": "get", "steps": [step("get_permit", {"permit_id": "P-2"}, output={"plate": "LM-202"}),
                                   step("get_permit", {"permit_id": "P-9"}, ok=False, error_contains="does not exist")]},
         {"name": "issue, renew, move, revoke, purge", "steps": [
@@ -229,13 +251,14 @@ def test_imported_package_with_real_tests_validates_in_the_sandbox(parking, tmp_
     report = validate_package(pkg)
     assert report.verdict == "PASS", report.verdict_line
     assert report.paths_covered == report.paths_total == 16
-    assert Environment.load(pkg).name == "parking_permit"  # verified.json makes it loadable without trust
+    with pytest.raises(UntrustedCodeError):  # passing validation is not trust
+        Environment.load(pkg)
 
 
 def test_hostile_class_file_is_imported_in_the_sandbox(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.py"
     evil.write_text(f"open({str(marker)!r}, 'w').write('x')\nclass Evil:\n    def get_x(self) -> int:\n        return 1\n")
-    with pytest.raises(RuntimeError, match="blocked"):
+    with pytest.raises(RuntimeError, match="Permission denied"):  # Landlock: nothing outside the workspace
         import_class_file(evil, tmp_path / "out")
     assert not marker.exists()

@@ -148,7 +148,7 @@ def test_one_node_chain_step_gives_the_same_record_as_the_per_step_graph(chain):
         return [{**{k: v for k, v in r.items() if k != "created_at"},
                  "provenance": {k: v for k, v in r["provenance"].items() if k != "created_at"}} for r in records]
 
-    ctx = QueryGenContext(rollouts=2)
+    ctx = QueryGenContext(rollouts=2, store_path=None)  # no store: each of the three runs makes its record
     via_graph = make_chain_graph().invoke({"chain": chain.model_dump()}, context=ctx)["records"]
     via_node = querygen.run_records(process_chain({"chain": chain.model_dump()}, querygen.ContextRuntime(ctx)))
     assert timeless(via_graph) == timeless(via_node) and via_node[0]["verification"]["accepted"]
@@ -167,9 +167,9 @@ def test_step_graph_runs_each_chain_as_a_subgraph_with_the_same_records():
     assert [n for n in drawn if n.startswith("process_chain:")] == [
         f"process_chain:{s}" for s in ("split_turns", "generate_queries", "calibrate", "roll_out", "verify")]
     inputs = {"envs": ["library"], "n": 2}
-    inline = graph.invoke(inputs, context=QueryGenContext(rollouts=1))
+    inline = graph.invoke(inputs, context=QueryGenContext(rollouts=1, store_path=None))  # no store: no resume
     stepped, namespaces = None, set()
-    for ns, chunk in graph.stream(inputs, context=QueryGenContext(rollouts=1, step_graph=True),
+    for ns, chunk in graph.stream(inputs, context=QueryGenContext(rollouts=1, step_graph=True, store_path=None),
                                   stream_mode="updates", subgraphs=True):
         namespaces.update(f"{n.split(':')[0]}/{node}" for n in ns for node in chunk)
         if not ns and "summarize" in chunk:
@@ -177,7 +177,7 @@ def test_step_graph_runs_each_chain_as_a_subgraph_with_the_same_records():
     # with step_graph, every step streams as a node of the chain's subgraph; inline, none does
     assert {"process_chain/split_turns", "process_chain/roll_out", "process_chain/verify"} <= namespaces
     assert stepped == inline["summary"]
-    again = graph.invoke(inputs, context=QueryGenContext(rollouts=1, step_graph=True))
+    again = graph.invoke(inputs, context=QueryGenContext(rollouts=1, step_graph=True, store_path=None))
     assert timeless(querygen.run_records(again)) == timeless(querygen.run_records(inline)) and len(inline["record_keys"]) == 2
 
 

@@ -124,9 +124,10 @@ def test_one_worker_runs_many_slots_at_once_and_passes_errors_back():
 def test_model_steps_run_in_workers_with_their_retries():
     from tests.doubles import ScriptedChatModel, malformed, tool_call_message
     chain = slot_chains(["library"], 1, seed=3)[0]
-    from envfactory.agents.query_agent import split_turns
+    from envfactory.agents.query_agent import split_turns, template_queries
     turns = split_turns(chain, chain.seed)
-    queries = [f"request {chr(65 + i)}" for i in range(len(turns))]
+    # model-written queries must still state what determines the task (the template's words, tagged)
+    queries = [f"{q} (request {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
     solver = []
     for idx in turns:
         solver += [tool_call_message(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + ["Done."]
@@ -193,12 +194,13 @@ def test_a_context_a_worker_cannot_load_gets_a_clear_error(monkeypatch):
 def test_configured_endpoints_are_called_from_the_workers(monkeypatch):
     from langchain_openai import ChatOpenAI
 
-    from envfactory.agents.query_agent import split_turns
+    from envfactory.agents.query_agent import split_turns, template_queries
     from tests.doubles import OpenAIStubServer
     from tests.doubles.openai_stub import text_reply, tool_reply
     chain = slot_chains(["library"], 1, seed=3)[0]
     turns = split_turns(chain, chain.seed)
-    script = [tool_reply("GeneratedQueries", {"queries": [f"please help {chr(65 + i)}" for i in range(len(turns))]})]
+    queries = [f"{q} (please help {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
+    script = [tool_reply("GeneratedQueries", {"queries": queries})]
     for idx in turns:
         script += [tool_reply(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + [text_reply("Done.")]
     with OpenAIStubServer(script) as stub:

@@ -1,115 +1,149 @@
-"""The ``pyclass`` backend: existing stateful tool classes (public methods are tools, public
-attributes or ``load_scenario``/``save_scenario`` hooks hold the state) under the same
-Environment contract as SQLite packages: isolated episodes, transactional calls, snapshot and
-restore, canonical hash, cell-level diff, MCP serving.
+"""The ``pyclass`` backend: existing stateful tool classes under the same Environment contract as
+SQLite packages (isolated episodes, snapshot and restore, canonical hash, cell-level diff, MCP).
 
-State maps to tables for diffs: a top-level dict of entities is a table keyed by its keys, a list
-a table keyed by index, and scalars rows of a ``_scalars`` table.
+Fidelity to the source is the contract: a sequence of calls on an episode gives the outputs, the
+exceptions and the final state the same calls give on the class itself. Each episode holds a
+live instance copied from the environment's initial instance (pickle, else deepcopy), so sets,
+tuples, objects and private state (a random generator) stay what they are; a call that raises
+keeps what it changed, as the class does (``rollback_on_error`` makes rollback an option).
+
+The agent-visible state is a JSON view of the instance's public data attributes (objects by their
+attributes): a top-level dict of entities is a table keyed by its keys, a list a table keyed by
+index, scalars rows of a ``_scalars`` table. Hashes and diffs read that view.
 """
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import datetime as dt
 import enum
 import hashlib
-import inspect
-import itertools
 import json
-import sys
+import pickle
+import random
 import threading
-import types
-import typing
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import fastjsonschema
-import pydantic
 
+from envfactory.envs.imports.arguments import ArgumentProblem, SourceArguments
+from envfactory.envs.imports.determinism import Determinism, active
+from envfactory.envs.imports.source import HOOKS, exec_class_file, import_from_root
 from envfactory.envs.runtime.arguments import argument_problem, json_problem, loads_arguments
-from envfactory.envs.runtime.pyparse import parse_python
+from envfactory.envs.runtime.environment import CallRecord, EnvironmentBase, ToolResult
 from envfactory.envs.runtime.errors import EnvironmentPackageError
 from envfactory.envs.runtime.manifest import Manifest, ToolSpec, read_package_json
-from envfactory.envs.runtime.environment import CallRecord, EnvironmentBase, ToolResult, _argument_error_message
 from envfactory.envs.runtime.state import RowChange, Snapshot, StateDiff, _freeze
 
-_counter = itertools.count()
-READ_PREFIXES = ("get", "list", "search", "find", "view", "check", "show", "describe", "count", "lookup", "read", "query")
 LOAD_HOOKS = ("load_scenario", "_load_scenario")
+_NOT_STATE = (random.Random, threading.Thread, type(threading.Lock()), type(threading.RLock()))
 
 
-def to_json(value: Any) -> Any:
-    """Any return value as plain JSON: models dumped, tuples and sets as arrays (never joined text)."""
-    if hasattr(value, "model_dump") and not isinstance(value, type):
-        try:
-            return to_json(value.model_dump(mode="json"))
-        except Exception:  # a model holding arbitrary types: dump in python mode, convert here
-            return to_json(value.model_dump())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_json(dataclasses.asdict(value))
+# ---------------------------------------------------------------- the JSON view of a state
+
+def to_json(value: Any, _stack: frozenset = frozenset()) -> Any:
+    """Any value as plain JSON: models dumped, objects by their public attributes, tuples and sets
+    as arrays (sets sorted), a reference back up the tree as ``"<cycle>"``."""
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if id(value) in _stack:
+        return "<cycle>"
+    inner = _stack | {id(value)}
     if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
+        return {_key(k): to_json(v, inner) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
+        return [to_json(v, inner) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((to_json(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+        return sorted((to_json(v, inner) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(value, enum.Enum):
-        return to_json(value.value)
+        return to_json(value.value, inner)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)  # NaN and infinities are not JSON
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
+    if isinstance(value, (uuid.UUID, Path)):
+        return str(value)
+    if hasattr(value, "model_dump") and not isinstance(value, type):
+        try:
+            return to_json(value.model_dump(mode="json"), inner)
+        except Exception:  # a model holding arbitrary types: dump in python mode, convert here
+            return to_json(value.model_dump(), inner)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name), inner) for f in dataclasses.fields(value)}
+    if isinstance(value, _NOT_STATE):
+        return f"<{type(value).__name__}>"
+    attrs = _data_attributes(value)
+    if attrs is not None:
+        return {k: to_json(v, inner) for k, v in attrs.items()}
     return str(value)
 
 
+def _key(key: Any) -> str:
+    return key if isinstance(key, str) else json.dumps(to_json(key)) if isinstance(key, tuple) else str(to_json(key))
+
+
+def _data_attributes(obj: Any) -> dict[str, Any] | None:
+    """Public, non-callable attributes of an ordinary object (None for what has none)."""
+    if isinstance(obj, type) or callable(obj):
+        return None
+    try:
+        attrs = dict(vars(obj))
+    except TypeError:
+        slots = [s for c in type(obj).__mro__ for s in getattr(c, "__slots__", ())]
+        if not slots:
+            return None
+        attrs = {s: getattr(obj, s) for s in slots if hasattr(obj, s)}
+    return {k: v for k, v in attrs.items() if not k.startswith("_") and not callable(v)}
+
+
+def state_view(instance: Any) -> dict[str, Any]:
+    """The agent-visible state: public data attributes (private ones when there are no public)."""
+    attrs = {k: v for k, v in vars(instance).items() if not callable(v) and not isinstance(v, _NOT_STATE)}
+    public = {k: v for k, v in attrs.items() if not k.startswith("_")}
+    chosen = public or {k: v for k, v in attrs.items() if not k.startswith("__")}
+    return {k: to_json(v) for k, v in chosen.items()}
+
+
 def public_state(instance: Any) -> dict[str, Any]:
-    if callable(getattr(instance, "save_scenario", None)):
-        return to_json(instance.save_scenario())
-    return to_json({k: v for k, v in vars(instance).items() if not k.startswith("_") and not callable(v)})
-
-
-def load_state(instance: Any, state: dict[str, Any]) -> None:
-    state = copy.deepcopy(state)
-    hook = next((getattr(instance, h) for h in LOAD_HOOKS if callable(getattr(instance, h, None))), None)
-    if hook is not None:
-        hook(state)
-    else:
-        for k, v in state.items():
-            setattr(instance, k, v)
+    """Kept for callers of the 0.1 API: the JSON view."""
+    return state_view(instance)
 
 
 def canonical(state: dict[str, Any]) -> bytes:
     return json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _starts_a_server(node: ast.stmt) -> bool:
-    """A top-level ``mcp.run()`` (the paper's files end with one): it would block the import."""
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-            and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "run")
+# ---------------------------------------------------------------- loading a scenario
+
+def load_state(instance: Any, state: dict[str, Any]) -> None:
+    """Load a scenario as the class would: its load hook, else attribute by attribute."""
+    hook = next((getattr(instance, h) for h in LOAD_HOOKS if callable(getattr(instance, h, None))), None)
+    if hook is not None:
+        hook(copy.deepcopy(state))
+        return
+    unknown = sorted(k for k in state if not hasattr(instance, k))
+    if unknown:
+        known = sorted(k for k, v in vars(instance).items() if not callable(v))
+        raise ValueError(f"the scenario names attributes {type(instance).__name__} does not have: {', '.join(unknown)} "
+                         f"(its attributes: {', '.join(known) or 'none'}); keys must match attribute names")
+    for key, value in state.items():
+        setattr(instance, key, _like(getattr(instance, key), copy.deepcopy(value), key))
 
 
-def exec_class_file(path: Path, module_name: str | None = None) -> types.ModuleType:
-    """Execute a class file as a module, minus any top-level server start-up.
-
-    The module is registered in ``sys.modules`` so pydantic and ``typing.get_type_hints`` can
-    resolve postponed annotations. Raises whatever the file raises (SyntaxError included).
-    """
-    module_name = module_name or f"envfactory_pyclass_{next(_counter)}"
-    tree = parse_python(path.read_text(encoding="utf-8"), filename=str(path))
-    tree.body = [node for node in tree.body if not _starts_a_server(node)]
-    module = types.ModuleType(module_name)
-    module.__file__ = str(path)
-    sys.modules[module_name] = module
-    try:
-        exec(compile(tree, str(path), "exec"), module.__dict__)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
+def _like(current: Any, value: Any, where: str) -> Any:
+    """A JSON value shaped like the attribute it replaces (sets and tuples stay sets and tuples)."""
+    if isinstance(current, (set, frozenset)) and isinstance(value, list):
+        return type(current)(tuple(v) if isinstance(v, list) else v for v in value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(current, dict) and isinstance(value, dict):
+        return {k: _like(current[k], v, f"{where}.{k}") if k in current else v for k, v in value.items()}
+    if _data_attributes(current) and not isinstance(current, (list, dict)) and isinstance(value, dict):
+        raise ValueError(f"{where} holds a {type(current).__name__} object, which a JSON scenario cannot rebuild; "
+                         "add load_scenario/save_scenario hooks to the class, or import it without a scenario")
+    return value
 
 
 # ---------------------------------------------------------------- state as tables
@@ -122,7 +156,7 @@ def state_tables(state: dict[str, Any], volatile: set[str]) -> dict[str, dict[An
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             tables[key] = {k: {c: x for c, x in v.items() if c not in volatile} for k, v in value.items()}
         elif isinstance(value, dict):
-            tables[key] = {k: {"value": v} for k, v in value.items()}
+            tables[key] = {k: (v if isinstance(v, dict) else {"value": v}) for k, v in value.items()}
         elif isinstance(value, list):
             tables[key] = {i: (v if isinstance(v, dict) else {"value": v}) for i, v in enumerate(value)}
         else:
@@ -159,173 +193,156 @@ def diff_tables(before: dict, after: dict) -> StateDiff:
     return StateDiff(changes=changes, keys=keys)
 
 
-# ---------------------------------------------------------------- environment and episodes
-
-def method_parameters(cls: type, name: str) -> list[inspect.Parameter]:
-    """The parameters a caller passes (no ``self``/``cls``, no ``*args``/``**kwargs``)."""
-    bound = isinstance(inspect.getattr_static(cls, name), (staticmethod, classmethod))
-    params = list(inspect.signature(getattr(cls, name)).parameters.values())[0 if bound else 1:]
-    return [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+def _data(d: bytes | Snapshot) -> bytes:
+    return d.data if isinstance(d, Snapshot) else d
 
 
-def arguments_model(cls: type, name: str) -> type[pydantic.BaseModel]:
-    """A pydantic model of a method's arguments from its signature and type hints."""
-    try:
-        hints = typing.get_type_hints(getattr(cls, name))
-    except Exception:  # unresolvable annotations: treat those parameters as untyped
-        hints = {}
-    fields = {p.name: (hints.get(p.name, Any), ... if p.default is p.empty else p.default)
-              for p in method_parameters(cls, name)}
-    return pydantic.create_model(f"{name}_arguments", __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
-                                 **fields)
+# ---------------------------------------------------------------- copies of live instances
 
+class Copier:
+    """Copies of an instance that keep everything it holds: pickle when it round-trips, else
+    deepcopy. A frozen copy is a token that can be thawed any number of times."""
+
+    def __init__(self, instance: Any):
+        try:
+            blob = pickle.dumps(instance, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(blob)
+            self.mode = "pickle"
+        except Exception:
+            copy.deepcopy(instance)  # raises when the instance cannot be copied at all
+            self.mode = "deepcopy"
+
+    def freeze(self, instance: Any) -> Any:
+        if self.mode == "pickle":
+            return pickle.dumps(instance, protocol=pickle.HIGHEST_PROTOCOL)
+        return copy.deepcopy(instance)
+
+    def thaw(self, token: Any) -> Any:
+        return pickle.loads(token) if self.mode == "pickle" else copy.deepcopy(token)
+
+
+# ---------------------------------------------------------------- tools
 
 class PyClassTool:
-    __slots__ = ("spec", "name", "read_only", "fn", "validate", "validate_output", "arguments")
+    __slots__ = ("spec", "name", "read_only", "fn", "validate", "validate_output", "arguments", "function")
 
-    def __init__(self, spec: ToolSpec, cls: type):
+    def __init__(self, spec: ToolSpec, function: Callable | None, arguments: SourceArguments):
         self.spec, self.name, self.read_only = spec, spec.name, spec.read_only
-        self.fn = None  # no module-level function: the tool is a method of each episode's instance
+        self.fn = None  # no package-level ``fn(ctx, ...)``: a method of each episode's instance, or an MCP wrapper
+        self.function = function  # the module-level wrapper (MCP server files), else None
         self.validate = fastjsonschema.compile(spec.input_schema, use_default=False)
         self.validate_output = fastjsonschema.compile(spec.output_schema, use_default=False)
-        # Coerces JSON arguments to the annotated types (enums, dates, models) the method expects.
-        try:
-            self.arguments = arguments_model(cls, spec.name)
-        except Exception:  # annotations pydantic cannot model: pass the JSON values as they are
-            self.arguments = None
-
-    def coerce(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        arguments = copy.deepcopy(arguments)  # the instance must not keep the caller's objects
-        if self.arguments is None:
-            return arguments
-        model = self.arguments.model_validate(arguments)
-        return {k: getattr(model, k) for k in arguments}
+        self.arguments = arguments
 
 
 class PyClassEnvironment(EnvironmentBase):
-    def __init__(self, package_dir: Path, manifest: Manifest, cls: type, initial: dict[str, Any]):
-        self.package_dir, self.manifest, self.cls = package_dir, manifest, cls
-        self.tools = {t.name: PyClassTool(t, cls) for t in manifest.tools}
+    def __init__(self, package_dir: Path, manifest: Manifest, cls: type, initial: dict[str, Any] | None,
+                 module: Any = None):
+        self.package_dir, self.manifest, self.cls, self.module = package_dir, manifest, cls, module
+        self.settings = manifest.pyclass
+        self.instance_global = self.settings.instance_global
+        if self.instance_global and module is None:
+            raise EnvironmentPackageError(str(package_dir), "instance_global needs the source module")
+        self.tools = {t.name: self._tool(t) for t in manifest.tools}
         self.volatile = {c for cols in manifest.volatile_columns.values() for c in cols} | set(manifest.volatile_columns)
-        self.initial_dict = _round_trip(cls, initial, package_dir)
+        self.seed = f"pyclass:{manifest.class_name}"  # not the name: the importer's probe must see the same chances
+        self.clock = dt.datetime.fromisoformat(manifest.clock.replace("Z", "+00:00"))
+        if self.clock.tzinfo is None:
+            self.clock = self.clock.replace(tzinfo=dt.timezone.utc)
+        self.call_lock = threading.RLock()  # MCP wrappers read one module global: one call at a time
+        det = self.determinism()
+        with active(det):
+            instance = cls()
+            if self.settings.initial == "scenario" and initial is not None:
+                load_state(instance, initial)
+        self.copier = Copier(instance)
+        self.base = self.copier.freeze(instance)
+        self.initial_dict = state_view(instance)
         self.initial_state = canonical(self.initial_dict)
         self.tables = {t: None for t in state_tables(self.initial_dict, self.volatile)}
         self.primary_keys = {t: "key" for t in self.tables}
         self.initial_hash = self.hash_of(self.initial_state)
 
+    def _tool(self, spec: ToolSpec) -> PyClassTool:
+        if self.instance_global:
+            fn = getattr(self.module, spec.name, None)
+            return PyClassTool(spec, fn, SourceArguments(spec.name, fn, bound=True))
+        raw = self.cls.__dict__.get(spec.name) or next(
+            (c.__dict__[spec.name] for c in self.cls.__mro__ if spec.name in c.__dict__), None)
+        static = isinstance(raw, staticmethod)
+        fn = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+        return PyClassTool(spec, None, SourceArguments(spec.name, fn, bound=static))
+
+    def determinism(self) -> Determinism:
+        return Determinism(self.seed, self.clock)
+
     def episode(self, episode_id: str | None = None, state: bytes | Snapshot | None = None,
                 check_outputs: bool = False) -> "PyClassEpisode":
         return PyClassEpisode(self, episode_id, state, check_outputs)
 
+    def instance_from_view(self, data: bytes) -> Any:
+        """An instance holding a JSON state (restore from bytes alone: lossy where JSON is)."""
+        try:
+            state = json.loads(data)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"not a snapshot of {self.name}: the state is not JSON ({str(exc)[:120]})") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"not a snapshot of {self.name}: the state must be a JSON object of attributes")
+        with active(self.determinism()):
+            instance = self.cls()
+            try:
+                load_state(instance, state)
+            except Exception as exc:
+                raise ValueError(f"not a snapshot of {self.name}: {type(exc).__name__}: {exc}") from None
+        return instance
+
     def hash_of(self, data: bytes | Snapshot) -> str:
-        state = json.loads(data.data if isinstance(data, Snapshot) else data)
-        tables = state_tables(state, self.volatile)
+        tables = state_tables(json.loads(_data(data)), self.volatile)
         return hashlib.sha256(canonical({t: {repr(k): v for k, v in rows.items()} for t, rows in tables.items()})).hexdigest()
 
     def diff_states(self, before: bytes | Snapshot, after: bytes | Snapshot) -> StateDiff:
-        load = lambda d: state_tables(json.loads(d.data if isinstance(d, Snapshot) else d), self.volatile)
+        load = lambda d: state_tables(json.loads(_data(d)), self.volatile)
         return diff_tables(load(before), load(after))
-
-
-def _not_plain_json(value: Any, where: str, rich: bool) -> str | None:
-    """Where the state holds something its reload would not give back, and what it is.
-
-    ``rich`` (classes with ``save_scenario``): models, dataclasses, enums, dates, tuples and sets
-    are fine, the class's own load hook parses them back. Plain attributes must be plain JSON.
-    """
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return None
-    if isinstance(value, dict):
-        return next((p for k, v in value.items() if (p := _not_plain_json(v, f"{where}.{k}", rich))), None)
-    if isinstance(value, list) or (rich and isinstance(value, (tuple, set, frozenset))):
-        return next((p for i, v in enumerate(value) if (p := _not_plain_json(v, f"{where}[{i}]", rich))), None)
-    if rich and hasattr(value, "model_dump") and not isinstance(value, type):
-        return None
-    if rich and (isinstance(value, (enum.Enum, dt.date, dt.time))
-                 or dataclasses.is_dataclass(value) and not isinstance(value, type)):
-        return None
-    return f"{where} holds a {type(value).__name__}"
-
-
-def _round_trip(cls: type, initial: dict[str, Any], package_dir: Path) -> dict[str, Any]:
-    """Load the initial state, read it back, and check a second load gives the same state.
-
-    Reset and restore rely on this; a class whose state does not survive save and load (objects
-    that are not JSON, load hooks that ignore attributes) is refused, naming what differs.
-    """
-    def raw_state(instance: Any) -> Any:
-        if saves:
-            return instance.save_scenario()
-        return {k: v for k, v in vars(instance).items() if not k.startswith("_") and not callable(v)}
-
-    try:
-        probe = cls()
-        saves = callable(getattr(probe, "save_scenario", None))
-        # the constructed instance shows what methods store; the loaded one what the hook makes
-        problem = _not_plain_json(raw_state(probe), "state", rich=saves)
-        load_state(probe, initial)
-        raw = raw_state(probe)
-        problem = problem or _not_plain_json(raw, "state", rich=saves)
-        first = to_json(raw)
-        again = cls()
-        load_state(again, first)
-        second = public_state(again)
-    except MemoryError:
-        raise
-    except Exception as exc:
-        raise EnvironmentPackageError(str(package_dir), f"{cls.__name__} cannot load its initial state: "
-                                                        f"{type(exc).__name__}: {exc}") from exc
-    if problem:
-        raise EnvironmentPackageError(str(package_dir), f"the state of {cls.__name__} is not JSON data: {problem}; "
-                                      "public attributes must be dicts, lists, strings, numbers, booleans or null "
-                                      "(or add save_scenario/load_scenario hooks that convert them)")
-    if second != first:
-        keys = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
-        raise EnvironmentPackageError(str(package_dir), f"the state of {cls.__name__} does not survive a save and "
-                                      f"reload (differs in {', '.join(keys)}); the load hook must read back every "
-                                      "public attribute")
-    return first
 
 
 class PyClassEpisode:
     def __init__(self, env: PyClassEnvironment, episode_id: str | None, state, check_outputs: bool):
         self.env, self.id, self.check_outputs = env, episode_id or uuid.uuid4().hex, check_outputs
         self.calls: list[CallRecord] = []
+        self.warnings: list[str] = []  # arguments passed as given although they contradict an annotation
+        self.det = env.determinism()
         self._lock = threading.RLock()
         self.reset(state)
 
-    def _load(self, data: bytes) -> None:
-        """Swap in a new instance holding ``data``; on any problem the current one stays."""
-        try:
-            state = json.loads(data)
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise ValueError(f"not a snapshot of {self.env.name}: the state is not JSON ({str(exc)[:120]})") from None
-        if not isinstance(state, dict):
-            raise ValueError(f"not a snapshot of {self.env.name}: the state must be a JSON object of attributes")
-        instance = self.env.cls()
-        try:
-            load_state(instance, state)
-        except Exception as exc:
-            raise ValueError(f"not a snapshot of {self.env.name}: {type(exc).__name__}: {exc}") from None
-        self.instance = instance
-
     def reset(self, state: bytes | Snapshot | None = None) -> None:
         with self._lock:
-            data = self.env.initial_state if state is None else (state.data if isinstance(state, Snapshot) else state)
-            self._base = data
-            self._load(data)
+            if state is None:
+                self.instance, self._base = self.env.copier.thaw(self.env.base), self.env.initial_state
+                self.det.reseed()
+            else:
+                self._restore(state)
+                self._base = _data(state)
             self.calls = []
 
+    def _restore(self, state: bytes | Snapshot) -> None:
+        """Swap in the instance a snapshot holds; on any problem the current one stays."""
+        if isinstance(state, Snapshot) and "pyclass_instance" in state.meta:
+            self.instance = self.env.copier.thaw(state.meta["pyclass_instance"])
+            self.det.set_state(state.meta["pyclass_chance"])
+        else:
+            self.instance = self.env.instance_from_view(_data(state))
+
     def _state_bytes(self) -> bytes:
-        return canonical(public_state(self.instance))
+        return canonical(state_view(self.instance))
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            return Snapshot(self._state_bytes(), None)
+            return Snapshot(self._state_bytes(), None, meta={"pyclass_instance": self.env.copier.freeze(self.instance),
+                                                             "pyclass_chance": self.det.state()})
 
-    def restore(self, snap: Snapshot) -> None:
+    def restore(self, snap: Snapshot | bytes) -> None:
         with self._lock:
-            self._load(snap.data)
+            self._restore(snap)
 
     def state_hash(self) -> str:
         with self._lock:
@@ -334,6 +351,11 @@ class PyClassEpisode:
     def diff(self, against: bytes | Snapshot | None = None) -> StateDiff:
         with self._lock:
             return self.env.diff_states(self._base if against is None else against, self._state_bytes())
+
+    def state_json(self) -> dict[str, Any]:
+        """The current state as JSON data (what path checks and grounding read)."""
+        with self._lock:
+            return state_view(self.instance)
 
     @property
     def base_state(self) -> bytes:
@@ -356,40 +378,53 @@ class PyClassEpisode:
         problem = argument_problem(arguments)
         if problem:
             return self._fail(name, arguments, "invalid_arguments", f"invalid arguments for {name}: {problem}")
-        try:
-            tool.validate(arguments)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            return self._fail(name, arguments, "invalid_arguments", _argument_error_message(name, exc))
         with self._lock:
             return self._run(tool, arguments)
 
+    def _invoke(self, tool: PyClassTool, kwargs: dict[str, Any]) -> Any:
+        self.det.calls = len(self.calls)
+        with active(self.det):
+            if tool.function is None:
+                return getattr(self.instance, tool.name)(**kwargs)
+            module, name = self.env.module, self.env.instance_global
+            with self.env.call_lock:
+                previous = getattr(module, name)
+                setattr(module, name, self.instance)
+                try:
+                    return tool.function(**kwargs)
+                finally:
+                    setattr(module, name, previous)
+
     def _run(self, tool: PyClassTool, arguments: dict[str, Any]) -> ToolResult:
         try:
-            kwargs = tool.coerce(arguments)
-        except pydantic.ValidationError as exc:  # the schema allowed it, the type hints did not
-            problems = "; ".join(f"argument {'.'.join(map(str, e['loc']))!r}: {e['msg']}" for e in exc.errors())
-            return self._fail(tool.name, arguments, "invalid_arguments", f"invalid arguments for {tool.name}: {problems}")
-        before = self._state_bytes()  # the snapshot a failed or refused call returns to
+            kwargs, warnings = tool.arguments.prepare(arguments)
+        except ArgumentProblem as exc:
+            return self._fail(tool.name, arguments, "invalid_arguments", f"invalid arguments for {tool.name}: {exc}")
+        self.warnings += warnings
+        before = self._state_bytes()
+        saved = self.snapshot() if (self.env.settings.rollback_on_error or tool.read_only) else None
         try:
-            output = to_json(getattr(self.instance, tool.name)(**kwargs))
+            output = to_json(self._invoke(tool, kwargs))
         except MemoryError:
             raise
         except Exception as exc:  # these classes raise plain exceptions for domain errors
-            self._load(before)
-            return self._fail(tool.name, arguments, "domain", str(exc) or type(exc).__name__)
+            if saved is not None and self.env.settings.rollback_on_error:
+                self._restore(saved)
+            wrote = self._state_bytes() != before
+            self.calls.append(CallRecord(tool.name, arguments, False, "domain", wrote, warnings))
+            return ToolResult(tool.name, arguments, False, None, str(exc) or type(exc).__name__, "domain")
         if self.check_outputs:
             try:
                 tool.validate_output(output)
             except fastjsonschema.JsonSchemaValueException as exc:
-                self._load(before)
                 return self._fail(tool.name, arguments, "internal",
                                   f"{tool.name} returned output that violates its output_schema: {exc.message}")
         wrote = self._state_bytes() != before
         if wrote and tool.read_only:
-            self._load(before)
+            self._restore(saved)
             return self._fail(tool.name, arguments, "read_only_violation",
                               f"{tool.name} is declared read-only but changed the state; its changes were undone")
-        self.calls.append(CallRecord(tool.name, arguments, True, None, wrote))
+        self.calls.append(CallRecord(tool.name, arguments, True, None, wrote, warnings))
         return ToolResult(tool.name, arguments, True, output)
 
     def _fail(self, name, arguments, kind, message) -> ToolResult:
@@ -406,6 +441,27 @@ class PyClassEpisode:
         self.close()
 
 
+# ---------------------------------------------------------------- loading a package
+
+def load_source(package_dir: Path, manifest: Manifest) -> tuple[Any, type]:
+    """The module and class a pyclass package names (errors name the package)."""
+    settings = manifest.pyclass
+    try:
+        if settings.import_root and settings.module:
+            module = import_from_root(package_dir / settings.import_root, settings.module)
+        else:
+            module = exec_class_file(package_dir / manifest.tools_module)
+    except MemoryError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} failed to import: "
+                                                        f"{type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, manifest.class_name, None)
+    if not isinstance(cls, type):
+        raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} defines no class {manifest.class_name!r}")
+    return module, cls
+
+
 def load_class(path: Path, class_name: str) -> type:
     try:
         module = exec_class_file(path)
@@ -420,12 +476,24 @@ def load_class(path: Path, class_name: str) -> type:
 
 
 def load_pyclass_environment(package_dir: Path, manifest: Manifest) -> PyClassEnvironment:
-    cls = load_class(package_dir / manifest.tools_module, manifest.class_name)
-    missing = [t.name for t in manifest.tools if not callable(getattr(cls, t.name, None))]
+    module, cls = load_source(package_dir, manifest)
+    owner = module if manifest.pyclass.instance_global else cls
+    missing = [t.name for t in manifest.tools if not callable(getattr(owner, t.name, None))]
     if missing:
-        raise EnvironmentPackageError(str(package_dir), f"class {manifest.class_name} has no method for tools {missing}")
+        where = f"module {manifest.tools_module}" if manifest.pyclass.instance_global else f"class {manifest.class_name}"
+        raise EnvironmentPackageError(str(package_dir), f"{where} has no function for tools {missing}")
+    if manifest.pyclass.instance_global and not isinstance(getattr(module, manifest.pyclass.instance_global, None), cls):
+        raise EnvironmentPackageError(str(package_dir), f"{manifest.tools_module} has no global "
+                                                        f"{manifest.pyclass.instance_global!r} holding a {cls.__name__}")
     initial = read_package_json(package_dir, manifest.seed, dict, "the initial state as a JSON object")
     try:
-        return PyClassEnvironment(package_dir, manifest, cls, initial)
+        return PyClassEnvironment(package_dir, manifest, cls, initial, module)
     except fastjsonschema.JsonSchemaDefinitionException as exc:  # e.g. a $ref to nowhere
         raise EnvironmentPackageError(str(package_dir), f"a tool's schemas cannot be compiled: {exc}") from None
+    except EnvironmentPackageError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise EnvironmentPackageError(str(package_dir), f"{cls.__name__} cannot build its initial state: "
+                                                        f"{type(exc).__name__}: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -28,6 +29,7 @@ from envfactory.envs.runtime.context import ToolContext
 from envfactory.envs.runtime.errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
                      ToolCallError, ToolCrashError, ToolError, UnknownToolError, UntrustedCodeError)
 from envfactory.envs.runtime.manifest import Manifest, ToolSpec, load_manifest, read_package_json
+from envfactory.envs.runtime.readonly import query_read_only
 from envfactory.envs.runtime.package_checks import check_seed, check_volatile_columns
 from envfactory.envs.runtime.packages import resolve_package
 from envfactory.envs.runtime.snapshot_check import snapshot_problem
@@ -136,6 +138,16 @@ BACKENDS: dict[str, Callable[[Path, Manifest], "EnvironmentBase"]] = {}
 
 def register_backend(name: str, loader: Callable[[Path, Manifest], "EnvironmentBase"]) -> None:
     BACKENDS[name] = loader
+
+
+# How packages this process may not run are opened instead: ``envfactory.envs.sandbox`` registers a
+# loader of contained environments (``SandboxedEnvironment``) when it is imported.
+SANDBOX: dict[str, Callable[[Path], "EnvironmentBase"]] = {}
+SANDBOX_ALL_VAR = "ENVFACTORY_SANDBOX_ALL"  # "1": sandbox even bundled and trusted packages
+
+
+def register_sandbox(loader: Callable[[Path], "EnvironmentBase"]) -> None:
+    SANDBOX["loader"] = loader
 
 
 class EnvironmentBase:
@@ -318,6 +330,23 @@ class Environment(EnvironmentBase):
         check_volatile_columns(str(package_dir), manifest.volatile_columns, {n: t.columns for n, t in env.tables.items()})
         return env
 
+    @classmethod
+    def open(cls, ref: str | Path) -> "EnvironmentBase":
+        """The environment of a package, wherever its code may run: in this process when it is
+        bundled or trusted by the user, otherwise in a contained child server (the same contract).
+        ``ENVFACTORY_SANDBOX_ALL=1`` sandboxes every package."""
+        package_dir = resolve_package(ref)
+        sandbox_all = os.environ.get(SANDBOX_ALL_VAR) == "1"
+        if not sandbox_all and is_trusted(package_dir):
+            return cls.load(ref)
+        manifest = load_manifest(package_dir)
+        if "loader" not in SANDBOX or manifest.backend != "sqlite":
+            if sandbox_all and is_trusted(package_dir):
+                return cls.load(ref)
+            raise UntrustedCodeError(untrusted_reason(package_dir) + (
+                "" if manifest.backend == "sqlite" else f" (the sandbox serves SQLite packages; this is {manifest.backend!r})"))
+        return SANDBOX["loader"](package_dir)
+
     def episode(self, episode_id: str | None = None, state: "bytes | st.Snapshot | None" = None,
                 check_outputs: bool = False) -> "Episode":
         return Episode(self, episode_id=episode_id, state=state, check_outputs=check_outputs)
@@ -404,6 +433,7 @@ class CallRecord:
     ok: bool
     error_kind: str | None
     wrote: bool
+    warnings: list[str] | tuple = ()  # imported tools: arguments passed as given against their annotation
 
 
 class Episode:
@@ -517,6 +547,11 @@ class Episode:
     def base_state(self) -> bytes:
         return self._base
 
+    def query(self, sql: str, params=()) -> list[tuple]:
+        """Rows of a read-only query of the current state (writes and ATTACH are refused)."""
+        with self._lock:
+            return query_read_only(self.conn, sql, params)
+
     # -- tool calls
     def call(self, name: str, arguments: dict[str, Any] | str | None = None) -> ToolResult:
         """Run one tool call in a transaction. Never raises for a bad call: the result says why."""
@@ -565,7 +600,7 @@ class Episode:
         except MemoryError:
             self._rollback()
             raise
-        except Exception as exc:  # a bug in the environment, not the agent's fault
+        except (Exception, SystemExit) as exc:  # a bug in the environment (even exit()), not the agent's fault
             self._rollback()
             return self._fail(tool.name, arguments, "internal", f"{tool.name} failed with an internal error: {type(exc).__name__}: {exc}")
         wrote = conn.total_changes != before

@@ -53,6 +53,14 @@ class BoundedCache:
         with self._lock:
             return self._items.setdefault(key, value)
 
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            return self._items.pop(key, default)
+
+    def keys(self) -> list:
+        with self._lock:
+            return list(self._items.keys())
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)

@@ -24,7 +24,8 @@ from envfactory.envs.runtime.errors import EnvironmentPackageError
 
 MANIFEST_FILE = "env.json"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
-TOOL_NAME_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+# Imported tools keep their source names (``lostCard``), so upper case is allowed after the first letter.
+TOOL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{1,63}$"
 RESERVED_PREFIX = "_ef_"  # control operations live under this prefix, never as agent tools
 
 
@@ -86,6 +87,32 @@ class ToolSpec(BaseModel):
                                                  "parameters": self.input_schema}}
 
 
+class PyClassSettings(BaseModel):
+    """How the ``pyclass`` backend builds an imported class (see envfactory.envs.imports)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Folder inside the package that is put on the import path, and the module to import from it
+    # (classes whose module imports sibling modules of its own package); None: ``tools_module`` alone.
+    import_root: str | None = None
+    module: str | None = None
+    # MCP server files: the module global the ``@mcp.tool()`` wrappers call (``api``); the tools are
+    # then those wrappers, not the class's methods.
+    instance_global: str | None = None
+    # "constructor": the initial state is the class as constructed (sets, objects and private state
+    # kept); "scenario": the constructed class loaded with the seed file.
+    initial: Literal["constructor", "scenario"] = "scenario"
+    # Imported code keeps whatever a raising call changed, as the class itself does; true restores
+    # the state before a call that raises.
+    rollback_on_error: bool = False
+
+    @field_validator("import_root")
+    @classmethod
+    def _root_inside(cls, rel: str | None) -> str | None:
+        if rel is not None and (PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts):
+            raise ValueError(f"{rel!r} must be a folder inside the package")
+        return rel
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME_PATTERN)
@@ -104,6 +131,7 @@ class Manifest(BaseModel):
     backend: Literal["sqlite", "pyclass"] = "sqlite"
     # For backend "pyclass": the class that holds the state (see envfactory.envs.imports.pyclass).
     class_name: str | None = None
+    pyclass: PyClassSettings = Field(default_factory=PyClassSettings)
     tools: list[ToolSpec] = Field(min_length=1)
 
     @field_validator("clock")

@@ -15,23 +15,76 @@
 subsets, lists element by element, numbers with a tolerance; ``{"$len": n}``, ``{"$contains": s}``
 ``{"$any": true}`` and ``{"$excludes": {...}}`` (no list element matches) are matchers. Every executed step counts toward coverage: a tool is covered
 on its success path when a step expecting success passes, and on its error path likewise.
+A write tool (not ``read_only``) whose call succeeds must change the state: a success that changes
+nothing fails the step, unless the step says ``expect_unchanged`` (an intended no-op).
 """
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from envfactory.envs.runtime.environment import Environment
 
 
 class StateCheck(BaseModel):
+    """A check of the state after a step: an SQL query and its rows (SQLite packages), or a path
+    into the JSON state of an imported class with the value found there (subset matching) or
+    ``absent``."""
     model_config = ConfigDict(extra="forbid")
-    sql: str
-    rows: list[list[Any]]
+    sql: str | None = None
+    rows: list[list[Any]] | None = None
+    path: list[str | int] | None = None
+    value: Any = None
+    absent: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "StateCheck":
+        if (self.sql is None) == (self.path is None):
+            raise ValueError("a state check has either sql (with rows) or path (with value or absent)")
+        if self.sql is not None and self.rows is None:
+            raise ValueError("an sql state check needs rows")
+        return self
+
+
+def _walk(state: Any, path: list[str | int]) -> tuple[bool, Any]:
+    cur = state
+    for part in path:
+        if isinstance(cur, list) and str(part).lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+            cur = cur[int(part)]
+        elif isinstance(cur, dict) and str(part) in cur:
+            cur = cur[str(part)]
+        else:
+            return False, None
+    return True, cur
+
+
+def check_state(ep, check: StateCheck) -> list[str]:
+    """Problems with one state check on an episode (empty when it holds)."""
+    if check.sql is not None:
+        query = getattr(ep, "query", None)
+        if query is None:
+            return [f"state check {check.sql!r}: SQL checks need a SQLite environment; use a path check"]
+        try:  # read-only: a test query may not write, ATTACH a file or load an extension
+            rows = [list(r) for r in query(check.sql)]
+        except sqlite3.Error as exc:
+            return [f"state check {check.sql!r} failed: {exc}"]
+        diffs = match(check.rows, rows, "rows")
+        return [f"state check {check.sql!r}: " + "; ".join(diffs)] if diffs else []
+    state_json = getattr(ep, "state_json", None)
+    if state_json is None:
+        return [f"state check {check.path}: path checks need an imported (JSON state) environment"]
+    found, value = _walk(state_json(), check.path)
+    where = "state." + ".".join(map(str, check.path))
+    if check.absent:
+        return [f"{where}: expected absent, found {json.dumps(value)[:120]}"] if found else []
+    if not found:
+        return [f"{where}: missing"]
+    return match(check.value, value, where)
 
 
 class Expectation(BaseModel):
@@ -165,7 +218,9 @@ def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]])
             except UnresolvedReference as exc:
                 result.failures.append(f"{label}: {exc}")
                 break
-            before = ep.state_hash() if step.expect_unchanged else None
+            spec = env.manifest.tool(step.call)
+            writes = spec is not None and not spec.read_only
+            before = ep.state_hash() if step.expect_unchanged or writes else None
             res = ep.call(step.call, args)
             problems: list[str] = []
             if res.ok != step.expect.ok:
@@ -180,12 +235,14 @@ def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]])
                 if step.expect.error_kind and step.expect.error_kind != res.error_kind:
                     problems.append(f"error kind {res.error_kind!r}, expected {step.expect.error_kind!r}")
             for check in step.expect_state:
-                rows = [list(r) for r in ep.conn.execute(check.sql).fetchall()]
-                diffs = match(check.rows, rows, "rows")
-                if diffs:
-                    problems.append(f"state check {check.sql!r}: " + "; ".join(diffs))
-            if before is not None and ep.state_hash() != before:
+                problems += check_state(ep, check)
+            if step.expect_unchanged and ep.state_hash() != before:
                 problems.append("state changed but the step expects it unchanged")
+            elif writes and res.ok and not step.expect_unchanged and ep.state_hash() == before:
+                # a write that cannot do what it says must refuse (a domain error), not report success: an agent
+                # told "done" learns nothing, and a verifier cannot tell the call from doing nothing
+                problems.append(f"{step.call} writes, reported success and changed nothing (refuse with a domain "
+                                "error, or mark the step expect_unchanged if a no-op success is intended)")
             result.step_hashes.append(ep.state_hash())
             result.outputs.append(res.text)
             if res.ok and step.save:

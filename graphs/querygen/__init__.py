@@ -19,7 +19,8 @@ Modules (the LangGraph template split): ``context`` (QueryGenContext), ``state``
 ``chain`` (the five steps as a graph), ``nodes`` (the run's own nodes), ``graph`` (the run graph), ``resources`` (what slots share in
 a process), ``workers`` (the worker-process pool). Imports flow one way:
 context, state <- resources <- driver <- steps <- chain, slots <- nodes <- graph; ``workers`` imports
-``resources`` and is imported by ``nodes``.
+``resources`` and is imported by ``nodes``; so is ``ray_executor`` (slots on Ray async actors,
+``QueryGenContext.executor = "ray"``), which imports ``slots`` inside its actors.
 """
 from envfactory.envs.runtime.cache import load_env  # querygen.load_env stays importable
 from envfactory.graphs.querygen.context import DEFAULT_SYSTEM_PROMPT, ContextRuntime, QueryGenContext

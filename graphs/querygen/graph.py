@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from envfactory.graphs.querygen.context import QueryGenContext
+from envfactory.graphs.querygen.context import QueryGenContextForm
 from envfactory.graphs.querygen.nodes import fan_out, next_wave, process_chain, sample_chains, summarize
 from envfactory.graphs.querygen.state import QueryGenInput, QueryGenState
 
 
 def make_graph():
     """The QueryGen graph (compiled without a checkpointer: ``langgraph dev`` injects one)."""
-    g = StateGraph(QueryGenState, input_schema=QueryGenInput, context_schema=QueryGenContext)
+    g = StateGraph(QueryGenState, input_schema=QueryGenInput, context_schema=QueryGenContextForm)
     g.add_node("sample_chains", sample_chains)
     g.add_node("process_chain", process_chain)
     g.add_node("next_wave", next_wave)

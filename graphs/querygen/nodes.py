@@ -15,7 +15,8 @@ from envfactory.data.records import TrajectoryRecord
 from envfactory.graphs.querygen.context import QueryGenContext, _ctx
 from envfactory.graphs.querygen.resources import _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.chain import CHAIN_GRAPH
-from envfactory.graphs.querygen.slots import _run_slot_in_worker, _start_slot, run_slot, slot_result, slot_update
+from envfactory.graphs.querygen.slots import (_run_slot_in_worker, _start_slot, _writer, progress_event, run_slot,
+                                              slot_result, slot_update)
 from envfactory.graphs.querygen.state import QueryGenState, SlotState
 
 def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
@@ -28,10 +29,15 @@ def sample_chains(state: QueryGenState, runtime: Runtime[QueryGenContext]) -> di
     if "seeds" in state and not all(isinstance(x, int) and not isinstance(x, bool) for x in state["seeds"]):
         raise ValueError(f"QueryGen 'seeds' must be a list of integers, got {state['seeds']!r}")
     ctx = _ctx(runtime)
+    if ctx.executor not in ("threads", "ray"):
+        raise ValueError(f"unknown QueryGen executor {ctx.executor!r}; known: threads, ray")
     if ctx.slots_per_wave < 1:
         raise ValueError(f"QueryGen needs slots_per_wave >= 1, got {ctx.slots_per_wave}")
     _sampler(names, state.get("max_envs", 1))
     _store(ctx)
+    if ctx.executor == "ray" and not _worker_flag["in_worker"]:  # join the cluster and start the actors once, up front
+        from envfactory.graphs.querygen.ray_executor import pool
+        pool(ctx)
     return {"next_slot": 0, "wave_end": min(_slot_count(state), ctx.slots_per_wave)}
 
 def _slot_count(state: QueryGenState) -> int:
@@ -69,6 +75,9 @@ def summarize(state: QueryGenState) -> dict[str, Any]:
     rates = v.get("pass_rates", 0)
     return {"summary": {"chains": accepted + rejected, "skipped_as_done": state.get("skipped", 0),
                         "discarded_chains": state.get("discarded_chains", 0),
+                        "selector_redrawn": state.get("selector_redrawn", 0),
+                        "selector_dropped": state.get("selector_dropped", 0),
+                        "undetermined": reasons.get("undetermined", 0),
                         "slots_without_chain": state.get("empty_slots", 0), "slots_not_run": state.get("not_run", 0),
                         "not_done": state.get("not_done", 0),
                         "accepted": accepted,
@@ -96,6 +105,15 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
     if stop is not None and stop.is_set():
         return {"not_run": 1}
     ctx = _ctx(runtime)
+    if ctx.executor == "ray" and not _worker_flag["in_worker"]:
+        from envfactory.graphs.querygen.ray_executor import run_slot_on_ray
+        store = _store(ctx)
+        out = run_slot_on_ray(dict(state), ctx, store.has if store is not None else None)
+        if store is not None:  # one writer: the records come back here and are stored by this process
+            for record in out.get("records", []):
+                store.put(TrajectoryRecord.model_validate(record))
+        _writer(runtime)(progress_event(state, "verify", {"records": out.get("records", [])}, out))  # one event: an actor ran the steps
+        return slot_result(out, ctx)
     if ctx.workers > 0 and not _worker_flag["in_worker"]:
         from envfactory.graphs.querygen import workers
         out = workers.run_in_worker(ctx.workers, _run_slot_in_worker, dict(state), ctx)
@@ -103,6 +121,7 @@ def process_chain(state: SlotState, runtime: Runtime[QueryGenContext],
         if store is not None:  # one writer: the records come back here and are stored by this process
             for record in out.get("records", []):
                 store.put(TrajectoryRecord.model_validate(record))
+        _writer(runtime)(progress_event(state, "verify", {"records": out.get("records", [])}, out))  # one event: the worker ran the steps
         return slot_result(out, ctx)
     if ctx.step_graph:
         update, chain_state = _start_slot(state, ctx)

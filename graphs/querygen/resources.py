@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import threading
+from pathlib import Path
 from functools import lru_cache
 from typing import Any
 
@@ -99,8 +100,12 @@ def _store(ctx: QueryGenContext):
     if not ctx.store_path:
         return None
     from envfactory.data.store import RecordStore
+    from envfactory.envs.runtime.workspace import current_workspace
     with _stores_lock:  # slots start together: one store object (and one schema set-up) per path
         if ctx.store_path not in _stores:
+            ws = current_workspace()
+            if Path(ctx.store_path).resolve() == ws.store_path:
+                ws.ensure()  # the workspace's store: its folder becomes a workspace (marker) on first write
             _stores[ctx.store_path] = RecordStore(ctx.store_path)
         return _stores[ctx.store_path]
 
@@ -118,11 +123,16 @@ def _keep_in_memory(records: list[dict[str, Any]]) -> None:
 
 def run_records(output: dict[str, Any], ctx: QueryGenContext | None = None) -> list[dict[str, Any]]:
     """The records a QueryGen run made (its output's ``record_keys``), as dicts, in that order: from
-    the run's record store (``ctx.store_path``), or, for a run without one, from the last
+    the run's record store (``ctx.store_path``; without a ctx, the workspace's when it exists), or, for a
+    run without one, from the last
     ``RECENT_RECORDS`` this process made. The graph's state holds keys and counts only, so its
     memory stays flat in the number of tasks."""
     keys = output.get("record_keys", [])
-    store = _store(ctx) if ctx is not None else None
+    if ctx is None:  # the default context's store: the workspace's, when the run wrote one
+        ctx = QueryGenContext()
+        if not Path(ctx.store_path).is_file():
+            ctx = QueryGenContext(store_path=None)
+    store = _store(ctx)
     if store is not None:
         found = {k: r.model_dump() for k in keys if (r := store.get(k)) is not None}
     else:

@@ -56,15 +56,47 @@ def slot_chains(envs: list[str], n: int, seed: int = 0, max_envs: int = 1,
             chains.append(chain)
     return chains
 
+STEPS = ("split_turns", "generate_queries", "calibrate", "roll_out", "verify")
+
+
+def progress_event(state: SlotState, step: str, chain_state: dict[str, Any] | None = None,
+                   update: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A custom stream event (``stream_mode="custom"``): which slot finished which step; Studio shows
+    them as the run's progress, between the ``process_chain`` updates."""
+    event: dict[str, Any] = {"event": "querygen_step", "slot": state.get("slot"), "step": step}
+    chain = (chain_state or {}).get("chain")
+    if chain:
+        event["chain_id"] = chain.get("chain_id")
+    if step in STEPS:
+        event["done"], event["of"] = STEPS.index(step) + 1, len(STEPS)
+    for record in (chain_state or {}).get("records", [])[-1:]:
+        event.update(accepted=record["verification"]["accepted"], pass_rate=record["verification"]["pass_rate"])
+    for key in ("skipped", "empty_slots", "not_done"):
+        if (update or {}).get(key) or (chain_state or {}).get(key):
+            event["outcome"] = key
+    return event
+
+
+def _writer(runtime: Any):
+    """The run's custom stream writer (a no-op outside a graph run, e.g. with ``ContextRuntime``)."""
+    return getattr(runtime, "stream_writer", None) or (lambda _event: None)
+
+
 def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
-    """One slot in this thread (threads mode): model calls block it, rollouts wait on the rollout loop."""
+    """One slot in this thread (threads mode): model calls block it, rollouts wait on the rollout loop.
+    Each finished step is a custom stream event (``progress_event``)."""
     ctx = _ctx(runtime)
+    write = _writer(runtime)
     update, chain_state = _start_slot(state, ctx)
     if chain_state is None:
+        write(progress_event(state, "sampled", None, update))
         return update
+    write(progress_event(state, "sampled", chain_state))
     chain_state.update(split_turns(chain_state, runtime))
-    for step in (_generate_queries, _calibrate, _roll_out, _verify):
+    write(progress_event(state, "split_turns", chain_state))
+    for name, step in zip(STEPS[1:], (_generate_queries, _calibrate, _roll_out, _verify)):
         _apply(chain_state, _drive(step(chain_state, ctx)))
+        write(progress_event(state, name, chain_state))
     return slot_update(update, chain_state)
 
 async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
@@ -85,10 +117,15 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
     else:
         chain, discarded, done = sample_slot(state, ctx)
     update: dict[str, Any] = {"discarded_chains": len(discarded)} if discarded else {}
+    no_selector = sum(str(d.get("reason") or "").startswith("no selector") for d in discarded)
+    if no_selector:
+        update["selector_dropped"] = no_selector
     if chain is None:
         return {**update, "empty_slots": 1}, None
     if done:
         return {**update, "skipped": 1}, None
+    if chain.selector_redraws:
+        update["selector_redrawn"] = 1
     data = chain.model_dump()
     _validated_chains.put(id(data), (data, chain))  # the steps read the chain back without validating it again
     return update, {"chain": data}

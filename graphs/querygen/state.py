@@ -3,7 +3,9 @@ from __future__ import annotations
 
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict  # not typing.TypedDict: pydantic (Studio's schemas) needs this one on 3.11
 
 
 
@@ -39,6 +41,8 @@ class QueryGenState(QueryGenInput, total=False):
     verdicts: Annotated[dict[str, float], add_counts]     # accepted, rejected, "reason:<r>", pass-rate sum and count
     next_slot: int                                        # the first slot of the wave to send
     wave_end: int                                         # one past its last slot
+    selector_redrawn: Annotated[int, operator.add]        # chains with an array element drawn again for lack of a selector
+    selector_dropped: Annotated[int, operator.add]        # sampled chains dropped because no element could be singled out
     summary: dict[str, Any]
 
 class SlotState(TypedDict, total=False):
@@ -62,6 +66,7 @@ class ChainState(TypedDict, total=False):
     queries: list[str]
     tiers: dict[str, str]
     leaks: list[str]
+    undetermined: list[str]     # tool.param of gold arguments the user's words do not determine
     rollouts: list[dict[str, Any]]
     unfinished: str         # why the task has no verdict yet (a model endpoint kept failing): not done
     not_done: int
