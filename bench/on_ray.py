@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from envfactory.bench.querygen import GoldReplayModel, gold_scripts
-from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen import QueryGenContext, make_graph, run_records
 
 
 def _actor_cpu() -> float:
@@ -39,11 +39,12 @@ def _querygen_run(graph, scripts, tasks: int, seed: int, concurrency: int, laten
     out = graph.invoke({"envs": ["library"], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu + outside() - other
-    calls = sum(m["role"] == "assistant" for r in out["records"] for m in r["messages"])
+    records = run_records(out)
+    calls = sum(m["role"] == "assistant" for r in records for m in r["messages"])
     ideal = calls * latency / concurrency
-    return {"tasks": len(out["records"]), "accepted": out["summary"]["accepted"], "measured_s": round(wall, 3),
+    return {"tasks": len(records), "accepted": out["summary"]["accepted"], "measured_s": round(wall, 3),
             "ideal_s": round(ideal, 3), "efficiency": round(ideal / wall, 3),
-            "cpu_ms_per_task": round(cpu * 1000 / max(1, len(out["records"])), 1)}
+            "cpu_ms_per_task": round(cpu * 1000 / max(1, len(records)), 1)}
 
 
 def bench_querygen_executors(tasks: int = 128, concurrency: tuple[int, ...] = (32, 128), latency: float = 0.05,
