@@ -32,14 +32,14 @@ def _querygen_run(graph, scripts, tasks: int, seed: int, concurrency: int, laten
     from envfactory.graphs.querygen.workers import worker_cpu_seconds
     model = GoldReplayModel(latency=latency, scripts=scripts)
     workers = min(concurrency, os.cpu_count() or 1) if how == "processes" else 0
-    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers,
+    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers, store_path=None,
                           executor="ray" if how == "ray" else "threads")
     outside = (lambda: _actor_cpu()) if how == "ray" else worker_cpu_seconds
     cpu, other, start = time.process_time(), outside(), time.perf_counter()
     out = graph.invoke({"envs": ["library"], "n": tasks, "seed": seed}, context=ctx, config={"max_concurrency": concurrency})
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu + outside() - other
-    records = run_records(out)
+    records = run_records(out, ctx)
     calls = sum(m["role"] == "assistant" for r in records for m in r["messages"])
     ideal = calls * latency / concurrency
     return {"tasks": len(records), "accepted": out["summary"]["accepted"], "measured_s": round(wall, 3),
@@ -53,7 +53,7 @@ def bench_querygen_executors(tasks: int = 128, concurrency: tuple[int, ...] = (3
     from envfactory.graphs.querygen import ray_executor
     from envfactory.graphs.querygen.workers import shutdown_workers
     graph = make_graph()
-    ctx = QueryGenContext(rollouts=1)
+    ctx = QueryGenContext(rollouts=1, store_path=None)
     warm_seed = seed + 100_000
     scripts = {**gold_scripts("library", tasks, seed, ctx), **gold_scripts("library", max(concurrency), warm_seed, ctx)}
     results: dict[str, Any] = {"latency_s": latency, "tasks": tasks, "cpus": os.cpu_count()}
