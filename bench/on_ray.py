@@ -44,7 +44,7 @@ def bench_querygen_executors(tasks: int = 128, concurrency: tuple[int, ...] = (3
     """Efficiency per executor and concurrency, and each executor against threads at that concurrency."""
     from envfactory.graphs.querygen import ray_executor
     graph = make_graph()
-    ctx = QueryGenContext(rollouts=1)
+    ctx = QueryGenContext(rollouts=1, store_path=None)
     warm_seed = seed + 100_000
     scripts = {**gold_scripts("library", tasks, seed, ctx), **gold_scripts("library", max(concurrency), warm_seed, ctx)}
     results: dict[str, Any] = {"latency_s": latency, "tasks": tasks, "cpus": os.cpu_count()}

@@ -114,7 +114,8 @@ def zero_cpu_makespan(task_seconds: list[float], concurrency: int) -> float:
 
 def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concurrency: int, latency: float,
          workers: int = 0) -> dict[str, Any]:
-    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers)
+    # no record store (store_path=None): a run must not find the tasks of the previous run done
+    ctx = QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=workers, store_path=None)
     if workers:
         from envfactory.graphs.querygen.ray_executor import actor_cpu_seconds as worker_cpu_seconds
     else:
@@ -125,7 +126,7 @@ def _run(graph, model: FixedLatencyModel, env: str, tasks: int, seed: int, concu
     measured = time.perf_counter() - start
     parent_cpu, worker_cpu = time.process_time() - cpu, worker_cpu_seconds() - wcpu
     cpu = parent_cpu + worker_cpu
-    records = querygen.run_records(out)  # this process's last RECENT_RECORDS (bench_querygen caps tasks to fit)
+    records = querygen.run_records(out, ctx)  # this process's last RECENT_RECORDS (bench_querygen caps tasks to fit)
     processed = len(records)
     calls = _model_calls(model, records)
     ideal = calls * latency / concurrency
@@ -162,7 +163,7 @@ def bench_querygen(tasks: int = 1024, concurrency: tuple[int, ...] | int = (8, 3
         if kind == "text":
             make = lambda lat: FixedLatencyModel(latency=lat)  # noqa: E731
         elif kind == "gold_replay":
-            ctx = QueryGenContext(rollouts=1)
+            ctx = QueryGenContext(rollouts=1, store_path=None)
             scripts = {**gold_scripts(env, tasks, seed, ctx), **gold_scripts(env, warm_n, warm_seed, ctx)}
             make = lambda lat: GoldReplayModel(latency=lat, scripts=scripts)  # noqa: E731
         else:
@@ -176,7 +177,7 @@ def bench_querygen(tasks: int = 1024, concurrency: tuple[int, ...] | int = (8, 3
                 # their own (~1 s of CPU once per process); a slow model keeps the slots in flight long
                 # enough that every worker gets its share, so none of them starts cold inside the run.
                 graph.invoke({"envs": [env], "n": warm_n if n_workers else 2, "seed": warm_seed},
-                             context=QueryGenContext(rollouts=1, chat_models={"rollout": make(0.25 if n_workers else 0.0)},
+                             context=QueryGenContext(rollouts=1, store_path=None, chat_models={"rollout": make(0.25 if n_workers else 0.0)},
                                                      workers=n_workers),
                              config={"max_concurrency": c})
                 key = f"{kind}@{c}" + ("/ray" if n_workers else "")

@@ -145,7 +145,8 @@ def test_cached_validator_still_rejects_results_that_break_the_output_schema(tmp
 
 def test_one_node_chain_step_gives_the_same_record_as_the_per_step_graph(chain):
     def timeless(records):  # created_at is the wall clock (seconds), everything else must match
-        return [{k: v for k, v in r.items() if k != "created_at"} for r in records]
+        return [{**{k: v for k, v in r.items() if k != "created_at"},
+                 "provenance": {k: v for k, v in r["provenance"].items() if k != "created_at"}} for r in records]
 
     ctx = QueryGenContext(rollouts=2, store_path=None)  # no store: each of the three runs makes its record
     via_graph = make_chain_graph().invoke({"chain": chain.model_dump()}, context=ctx)["records"]
@@ -157,7 +158,9 @@ def test_one_node_chain_step_gives_the_same_record_as_the_per_step_graph(chain):
 
 def test_step_graph_runs_each_chain_as_a_subgraph_with_the_same_records():
     def timeless(records):  # slots finish in any order
-        return sorted(({k: v for k, v in r.items() if k != "created_at"} for r in records), key=lambda r: r["key"])
+        return sorted(({**{k: v for k, v in r.items() if k != "created_at"},
+                        "provenance": {k: v for k, v in r["provenance"].items() if k != "created_at"}} for r in records),
+                      key=lambda r: r["key"])
 
     graph = make_graph()
     drawn = list(graph.get_graph(xray=True).nodes)  # what Studio draws: the five steps inside process_chain

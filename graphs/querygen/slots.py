@@ -13,8 +13,8 @@ from envfactory.graphs.querygen.context import ContextRuntime, QueryGenContext, 
 from envfactory.graphs.querygen.driver import _adrive, _drive
 from envfactory.graphs.querygen.resources import _keep_in_memory, _remember_gold, _sampler, _store
 from envfactory.graphs.querygen.state import SlotState
-from envfactory.graphs.querygen.steps import (_calibrate, _generate_queries, _roll_out, _validated_chains, _verify, split_turns,
-                                             task_key)
+from envfactory.graphs.querygen.steps import (_calibrate, _forget_chain, _generate_queries, _roll_out, _validated_chains, _verify,
+                                             split_turns, task_key)
 
 SEEDS_PER_SLOT = 8
 
@@ -131,6 +131,7 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
 
 def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:
     """What a processed chain adds to the run's state: its record, or a task not done."""
+    _forget_chain(chain_state)
     out = {**update, "records": chain_state.get("records", [])}
     if chain_state.get("not_done"):
         out["not_done"] = chain_state["not_done"]

@@ -42,6 +42,14 @@ def _chain(state: ChainState) -> GoldTrajectory:
     _validated_chains.put(id(data), (data, chain))
     return chain
 
+def _forget_chain(state: ChainState) -> None:
+    """Drop the state's chain from the validation cache (its slot is done), so the cache holds
+    the chains of slots in flight only."""
+    data = state.get("chain")
+    hit = _validated_chains.get(id(data))
+    if hit is not None and hit[0] is data:
+        _validated_chains.pop(id(data))
+
 def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     chain = _chain(state)
     return {"turns": query_agent.split_turns(chain, chain.seed), "key": task_key(chain, _ctx(runtime)),
