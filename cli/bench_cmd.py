@@ -19,6 +19,9 @@ def cmd_bench(args) -> int:
     if wanted in ("querygen", "all"):
         from envfactory.bench.querygen import bench_querygen
         results["querygen"] = bench_querygen(tasks=args.tasks, concurrency=tuple(args.concurrency), repeats=args.repeats)
+    if wanted in ("imports", "all"):
+        from envfactory.bench.imports import bench_imports
+        results["imports"] = bench_imports(accounts=args.accounts)
     if wanted in ("reward", "all"):
         from envfactory.bench.reward import bench_reward
         results["reward"] = bench_reward()
@@ -38,11 +41,12 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run benchmarks (ratios against same-process baselines)")
-    p.add_argument("which", choices=["envs", "reward", "querygen", "all"], nargs="?", default="envs")
+    p.add_argument("which", choices=["envs", "imports", "reward", "querygen", "all"], nargs="?", default="envs")
     p.add_argument("--rows", type=int, default=10_000, help="rows in the reset/snapshot benchmark")
     p.add_argument("--episodes", type=int, default=512, help="concurrent episodes")
     p.add_argument("--tasks", type=int, default=64, help="QueryGen tasks per run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="QueryGen concurrency levels")
     p.add_argument("--repeats", type=int, default=3, help="QueryGen runs per case (the median is reported, with the spread)")
+    p.add_argument("--accounts", type=int, default=7800, help="accounts in the imported-class benchmark (7800: ~1.4 MB)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)

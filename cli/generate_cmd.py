@@ -18,6 +18,13 @@ def cmd_generate(args) -> int:
     if workers < 0:
         print(f"envfactory: --workers must be 0 (threads) or more, got {workers}", file=sys.stderr)
         return 2
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
+    from envfactory.envs.runtime.packages import as_catalog_names
+    try:
+        args.env = as_catalog_names(args.env)  # package folders (an import's output) resolve by name from here on
+    except EnvironmentPackageError as exc:
+        print(f"envfactory: {exc}", file=sys.stderr)
+        return 2
     ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(Path(args.store)), workers=workers)
     graph = make_graph()
     desc = f"trajectories ({workers} worker processes)" if workers else "trajectories"
@@ -57,7 +64,7 @@ def cmd_generate(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate verified trajectories (QueryGen) into a record store")
-    p.add_argument("env", nargs="+", help="bundled environment names")
+    p.add_argument("env", nargs="+", help="environment names, or package folders (named like their environment)")
     p.add_argument("--n", type=int, default=10, help="tasks to generate (finished ones count on resume)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=["single", "conv"], default="single")

@@ -86,7 +86,8 @@ def cmd_run(args) -> int:
             made.remove(Path(r["package"]).name)  # model-written code runs in-process only on the user's opt-in
             if show:
                 print(f"not used for trajectories: {untrusted_reason(Path(r['package']).resolve())}")
-    names = args.envs or catalog_names()
+    from envfactory.envs.runtime.packages import as_catalog_names
+    names = as_catalog_names(args.envs) if args.envs else catalog_names()
     validation = _validate_all(names, show)
     if show:
         print(f"\n{'env':<15}{'domain':<20}{'tools':>6}{'tests':>9}{'coverage':>10}  verdict")

@@ -115,6 +115,19 @@ def test_a_scenario_model_with_required_fields(tmp_path, capsys):
         import_class(FIXTURES / "fleet.py", tmp_path / "bad", scenario=scenario)
 
 
+def test_a_scenario_of_two_megabytes(tmp_path):
+    scenario = tmp_path / "big.json"
+    scenario.write_text(json.dumps(_fleet_scenario(16000)))
+    assert scenario.stat().st_size > 2_000_000
+    report = import_class(FIXTURES / "fleet.py", tmp_path / "fleet", scenario=scenario)
+    assert (report.package / "scenario.json").read_bytes() == scenario.read_bytes()  # copied as given, not via argv
+    verdict = validate_package(report.package, write_record=False)
+    assert verdict.verdict == "PASS", verdict.verdict_line
+    ep = Environment.load(report.package, trust=True).episode()
+    assert ep.call("load_van", {"van_id": "v15999", "parcel": "p"}).ok
+    assert [(c.table, c.key, c.columns) for c in ep.diff().changes] == [("vans", "v15999", ["loads"])]
+
+
 def test_scenario_keys_must_name_attributes(tmp_path):
     scenario = tmp_path / "s.json"
     scenario.write_text(json.dumps({"wallets": {"dee": 4}, "_rng_seed": 1}))

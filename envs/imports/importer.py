@@ -487,7 +487,8 @@ def import_class(path: str | Path, out_dir: str | Path | None = None, class_name
     return ImportReport(
         package=out, name=env_name, class_name=payload["class_name"], tools=[t["name"] for t in tools],
         read_only=[t["name"] for t in tools if t["read_only"]], missing_descriptions=payload["missing_descriptions"],
-        undocumented_tools=payload["undocumented_tools"], untyped_outputs=payload["untyped_outputs"],
+        undocumented_tools=payload["undocumented_tools"],
+        untyped_outputs=[t for t in payload["untyped_outputs"] if t not in payload.get("inferred_outputs", [])],
         untested_read_tools=payload["untested_read_tools"], reclassified=payload["reclassified"],
         skipped_methods=payload["skipped_methods"], tests_written=len(payload["cases"]), warnings=payload["warnings"],
         source=payload["source"], uncovered=payload.get("uncovered", []), scenario_fields=payload.get("scenario_fields", []))

@@ -58,6 +58,9 @@ def undeclared_tools(env) -> tuple[str, list[str]]:
     env.json does not declare: likely tools someone forgot to list."""
     declared = set(env.tools)
     cls = getattr(env, "cls", None)
+    if getattr(env, "instance_global", None):  # an MCP server file: its tools are the @mcp.tool() functions
+        from envfactory.envs.imports.source import mcp_tool_names
+        return "@mcp.tool() functions", sorted(n for n in mcp_tool_names(env.module) if n not in declared)
     if cls is not None:  # pyclass backend: the tools are methods, their fn is None
         from envfactory.envs.imports.importer import SKIP_METHODS, _is_tool_method
         names = [n for n in dir(cls) if not n.startswith("_") and n not in SKIP_METHODS and _is_tool_method(cls, n)]
