@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
+from envfactory.agents.phrasing import param_phrase, reference_clause, selector_noun, tool_phrase, words
 from envfactory.envs.chains.sampling import GoldCall, GoldTrajectory
 
 OFFLINE_TIER = "offline:template-verbalizer"
@@ -44,21 +45,68 @@ def stated_values(call: GoldCall) -> dict[str, Any]:
             if b.source in ("user", "user_id") and p in call.arguments and p not in call.masked_arguments}
 
 
-def words(identifier: str) -> str:
-    return identifier.replace("_", " ").strip()
+def selector_clauses(call: GoldCall) -> list[str]:
+    """How the user singles out each listed element the call takes a value from ("for the lot whose
+    lot number is "FLU-2"", "with other as the note with the latest created at"). The only element of
+    a list needs no words."""
+    out = []
+    for param, sel in call.selectors.items():
+        if sel.kind == "only" or param in call.masked_arguments:
+            continue
+        noun = selector_noun(param)
+        out.append(f"for {sel.text}" if noun == sel.entity else f"with {noun} as {sel.text}")
+    return out
 
 
-_VERB_FIXES = {"get": "look up", "list": "list", "search": "search for", "find": "find"}
+def reference_clauses(traj: GoldTrajectory, i: int, schema_of: Callable[[str, str], dict[str, Any]]) -> list[str]:
+    """For each value taken from an earlier result that the latest result having such a field would
+    not give (a member found by email, then a hold of another member cancelled), which result it is."""
+    from envfactory.agents.determinacy import aliases, derive
+    call = traj.calls[i]
+    props = schema_of(call.env, call.tool).get("properties", {})
+    out = []
+    for param, b in call.bindings.items():
+        if b.source != "call" or param not in call.arguments or param in call.masked_arguments:
+            continue
+        sel = call.selectors.get(param)
+        if sel is not None and sel.kind != "only":
+            continue
+        names = aliases(param, props.get(param, {}))
+        if derive(names, [c.output for c in traj.calls[:i]])[0] != call.arguments[param]:
+            out.append(reference_clause(param, traj.calls[b.call].tool))
+    return out
 
 
-def _phrase(call: GoldCall, description: str) -> str:
-    verb, _, rest = call.tool.partition("_")
-    verb = _VERB_FIXES.get(verb, verb)
-    phrase = f"{verb} {words(rest)}".strip() if rest else verb
+def turn_facts(traj: GoldTrajectory, indices: list[int],
+               schema_of: Callable[[str, str], dict[str, Any]] | None = None) -> dict[str, list[str]]:
+    """What a turn's message must convey besides its values, in plain words: how the user singles out
+    each listed item ("refund order: the order whose product name is "Green Peas"") and which earlier
+    result a value comes from (the reference sentences). Given to the model tier's prompts as facts."""
+    schema_of = schema_of or _package_schema
+    selectors, references = [], []
+    for i in indices:
+        call = traj.calls[i]
+        selectors += [f"{tool_phrase(call.tool)}: {sel.text}" for p, sel in call.selectors.items()
+                      if sel.kind != "only" and p not in call.masked_arguments]
+        references += reference_clauses(traj, i, schema_of)
+    return {"selectors": selectors, "references": references}
+
+
+def _package_schema(env: str, tool: str) -> dict[str, Any]:
+    from envfactory.envs.runtime.cache import load_env
+    return load_env(env).manifest.tool(tool).input_schema
+
+
+def _phrase(traj: GoldTrajectory, i: int, schema_of: Callable[[str, str], dict[str, Any]]) -> str:
+    call = traj.calls[i]
+    phrase = tool_phrase(call.tool)
     values = stated_values(call)
     if values:
-        details = ", ".join(f"{words(k).replace(' id', ' number')} {_say(v)}" for k, v in values.items())
+        details = ", ".join(f"{param_phrase(k)} {_say(v)}" for k, v in values.items())
         phrase += f" ({details})"
+    clauses = selector_clauses(call) + reference_clauses(traj, i, schema_of)
+    if clauses:
+        phrase += " " + ", ".join(clauses)
     return phrase
 
 
@@ -72,11 +120,14 @@ def _say(value: Any) -> str:
     return str(value)
 
 
-def template_queries(traj: GoldTrajectory, turns: list[list[int]], descriptions: dict[str, str]) -> list[str]:
-    """The offline verbalizer: plain, explicit requests (no model wrote these)."""
+def template_queries(traj: GoldTrajectory, turns: list[list[int]], descriptions: dict[str, str] | None = None,
+                     schema_of: Callable[[str, str], dict[str, Any]] | None = None) -> list[str]:
+    """The offline verbalizer: plain, explicit requests (no model wrote these). ``schema_of(env, tool)``
+    gives a tool's input schema (default: from the environment package)."""
+    schema_of = schema_of or _package_schema
     out = []
     for n, indices in enumerate(turns):
-        phrases = [_phrase(traj.calls[i], descriptions.get(traj.calls[i].tool, "")) for i in indices]
+        phrases = [_phrase(traj, i, schema_of) for i in indices]
         lead = "Hi, could you" if n == 0 else "Thanks. Next, could you"
         body = phrases[0] if len(phrases) == 1 else ", then ".join(phrases[:-1]) + ", and then " + phrases[-1]
         out.append(f"{lead} {body}?")
@@ -144,9 +195,11 @@ def leaked_terms(query: str, tool_names: list[str], param_names: list[str], hidd
 
 
 def hidden_values(traj: GoldTrajectory, indices: list[int] | None = None) -> list[Any]:
-    """Values bound from earlier outputs, minus any the user states anyway."""
+    """Values bound from earlier outputs, minus any the user states anyway (as a value or as what
+    singles out a listed element: "the note whose title is ...")."""
     calls = [traj.calls[i] for i in (indices if indices is not None else range(len(traj.calls)))]
     stated = {repr(v) for c in traj.calls for v in stated_values(c).values()}
+    stated |= {repr(v) for c in traj.calls for sel in c.selectors.values() for v in sel.values}
     return [c.arguments[p] for c in calls for p, b in c.bindings.items()
             if b.source == "call" and p in c.arguments and repr(c.arguments[p]) not in stated]
 
@@ -155,3 +208,28 @@ class GeneratedQueries(BaseModel):
     """What the query model must return: one user message per turn."""
 
     queries: list[str]
+
+
+DEFAULT_PERSONA = "a regular customer of the service, polite and brief"
+
+
+def generate_prompt(traj: GoldTrajectory, turns: list[list[int]], descriptions: dict[str, str],
+                    persona: str = DEFAULT_PERSONA, prompt_version: str = "latest"):
+    """The rendered ``query_agent/generate`` prompt for a chain cut into turns (what QueryGen sends)."""
+    from envfactory.prompts.registry import default_registry
+    plans = [{"actions": "; ".join(descriptions.get(traj.calls[i].tool, traj.calls[i].tool) for i in idx),
+              "known": {k: v for i in idx for k, v in stated_values(traj.calls[i]).items()},
+              **turn_facts(traj, idx)}  # selectors and references (read by v2 and later)
+             for idx in turns]
+    return default_registry().render("query_agent/generate", prompt_version, persona=persona, turns=plans)
+
+
+def generate(traj: GoldTrajectory, turns: list[list[int]], model, *, persona: str = DEFAULT_PERSONA,
+             prompt_version: str = "latest", retry=None) -> list[str]:
+    """One user message per turn, written by ``model`` (a plain call, e.g. from a notebook); the
+    QueryGen graph makes the same call and then checks the messages for leaks."""
+    from envfactory.agents.structured import invoke_structured
+    from envfactory.envs.runtime.cache import load_env
+    descriptions = {t.name: t.description for n in traj.envs for t in load_env(n).tool_specs}
+    rendered = generate_prompt(traj, turns, descriptions, persona, prompt_version)
+    return invoke_structured(model, rendered.messages(), GeneratedQueries, retry=retry).value.queries

@@ -43,3 +43,26 @@ class RefinedQueries(BaseModel):
     """What the refine model must return: one rewritten message per input message."""
 
     queries: list[str]
+
+
+def calibrate_prompt(traj: GoldTrajectory, queries: list[str], turns: list[list[int]], prompt_version: str = "latest"):
+    """The rendered ``refine_agent/calibrate`` prompt (what QueryGen sends)."""
+    from envfactory.agents.query_agent import stated_values
+    from envfactory.prompts.registry import default_registry
+    from envfactory.agents.query_agent import turn_facts
+    known = [{k: v for i in idx for k, v in stated_values(traj.calls[i]).items()} for idx in turns]
+    extra = {}
+    if "facts" in default_registry().get("refine_agent/calibrate", prompt_version).front.variables():
+        extra["facts"] = [turn_facts(traj, idx) for idx in turns]  # v2: must survive the rewrite
+    return default_registry().render("refine_agent/calibrate", prompt_version, queries=queries, known=known, **extra)
+
+
+def calibrate(traj: GoldTrajectory, queries: list[str], turns: list[list[int]], model, *,
+              prompt_version: str = "latest", retry=None) -> tuple[list[str], LeakageReport]:
+    """Rewritten queries from ``model`` (a plain call) and their leakage check, as QueryGen does it."""
+    from envfactory.agents.structured import invoke_structured
+    from envfactory.envs.runtime.cache import load_env
+    rendered = calibrate_prompt(traj, queries, turns, prompt_version)
+    refined = invoke_structured(model, rendered.messages(), RefinedQueries, retry=retry).value.queries
+    tools = [spec.openai_schema() for n in traj.envs for spec in load_env(n).tool_specs]
+    return refined, check_leakage(traj, refined, turns, *tool_and_param_names(tools))

@@ -2,8 +2,9 @@
 
 Role: ``rollout``; prompt: ``rollout_agent/system``. With a model, a tool-calling loop over the
 environment's MCP tools (langchain-mcp-adapters, one held session per episode) with step and
-token limits. Offline tier: the *oracle*, which replays the gold calls as the assistant and
-executes them for real; its messages are labelled as scripted, never as model output.
+token limits. Offline tier: ``agents/solver.py``, a rule-based solver that reads only the
+conversation, the schemas and the outputs (``offline:rule-solver``). The *oracle* here, which replays
+the gold calls, is kept for benchmarks of the rollout machinery only: it never makes training data.
 """
 from __future__ import annotations
 
@@ -27,10 +28,18 @@ class RolloutResult:
     malformed_calls: int = 0
     tier: str = ORACLE_TIER
     notes: list[str] = field(default_factory=list)
+    # the state after each user turn: env -> StateDiff (as a dict) from the initial state, so a viewer shows
+    # each turn's changes without replaying anything (cost: O(changed rows) per turn)
+    turn_diffs: list[dict[str, dict[str, Any]]] = field(default_factory=list)
 
     def close(self) -> None:
         for ep in self.episodes.values():
             ep.close()
+
+
+def turn_diff(episodes: dict[str, Episode]) -> dict[str, dict[str, Any]]:
+    """Every environment's changes so far, from its episode's initial state."""
+    return {name: ep.diff().model_dump(mode="json") for name, ep in episodes.items()}
 
 
 def route_tool(envs: dict[str, Environment], tool: str) -> str | None:
@@ -47,7 +56,7 @@ def oracle_rollout(envs: dict[str, Environment], turns: list[UserTurn], system_p
     initial_states = initial_states or {}
     episodes = {n: e.episode(state=initial_states.get(n)) for n, e in envs.items()}
     messages: list[Message] = [Message(role="system", content=system_prompt)] if system_prompt else []
-    counter = 0
+    counter, diffs = 0, []
     for turn in turns:
         messages.append(Message(role="user", content=turn.query))
         results = []
@@ -60,7 +69,8 @@ def oracle_rollout(envs: dict[str, Environment], turns: list[UserTurn], system_p
             messages.append(Message(role="tool", tool_call_id=call_id, name=call.name, content=res.text))
             results.append((call.name, res))
         messages.append(Message(role="assistant", content=_summary(results)))
-    return RolloutResult(messages=messages, episodes=episodes, steps=counter)
+        diffs.append(turn_diff(episodes))
+    return RolloutResult(messages=messages, episodes=episodes, steps=counter, turn_diffs=diffs)
 
 
 def _summary(results: list[tuple[str, Any]]) -> str:
@@ -100,10 +110,13 @@ STOP = "###STOP###"
 async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], model, system_prompt: str,
                         max_steps: int = 16, max_tokens: int = 20_000, simulator=None, config: dict | None = None,
                         sessions: dict | None = None, inline_episodes: bool = False, retry=None) -> RolloutResult:
-    """A tool-calling agent over each environment's MCP tools, every environment on its own fresh
-    episode (served by a fresh in-memory server and one held session per environment, or, with
-    ``sessions`` (env name -> ``envfactory.envs.mcp.EpisodeSessionPool`` on this event loop), by a pooled
-    session lent to this rollout and pointed at its episode).
+    """A tool-calling agent over each environment's tools, every environment on its own fresh
+    episode. ``sessions`` (env name -> a pool on this event loop with ``tools_for(episode)``:
+    ``envfactory.envs.mcp.DirectToolPool``, tools that call the episode in this process, or
+    ``EpisodeSessionPool``, pooled in-memory MCP sessions) lends this rollout its tools; an
+    environment without one gets a fresh in-memory MCP server and session for the rollout.
+    With nothing tracing (no callbacks, no LangSmith), model turns and direct tool calls skip
+    LangChain's run machinery (``agents/untraced.py``): same messages, less CPU.
 
     Without a simulator the user's turns are replayed in order (single-shot requests); with one,
     the simulator answers whenever the agent stops calling tools, and ends the conversation.
@@ -114,6 +127,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
     from envfactory.agents.transient import acall_with_retries
+    from envfactory.agents.untraced import ainvoke_model, ainvoke_tool, is_traced
     from envfactory.envs.mcp import build_server, episode_tools
 
     import asyncio
@@ -130,18 +144,22 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
             if sessions is not None and name in sessions:
                 env_tools = await stack.enter_async_context(sessions[name].tools_for(episodes[name]))
             else:
-                env_tools, _ = await stack.enter_async_context(episode_tools(build_server(env, episode=episodes[name])))
+                env_tools, _ = await stack.enter_async_context(
+                    episode_tools(build_server(env, episode=episodes[name], inline_calls=inline_episodes)))
             tools.update({t.name: t for t in env_tools})
         bound = model.bind_tools(list(tools.values()))
+        traced = is_traced(model, config)
         history = [SystemMessage(system_prompt), HumanMessage(turns[0].query)]
         record: list[Message] = [Message(role="system", content=system_prompt), Message(role="user", content=turns[0].query)]
         steps = tokens = malformed = 0
-        next_turn, stopped = 1, "completed"
+        next_turn, stopped, diffs = 1, "completed", []
         while True:
             if steps >= max_steps:
                 stopped = "step_limit"
                 break
-            reply: AIMessage = await acall_with_retries(lambda: bound.ainvoke(history, config=config), retry)
+            reply: AIMessage = await acall_with_retries(
+                (lambda: bound.ainvoke(history, config=config)) if traced else (lambda: ainvoke_model(bound, history, config)),
+                retry)
             steps += 1
             tokens += (reply.usage_metadata or {}).get("total_tokens", 0)
             history.append(reply)
@@ -154,7 +172,8 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
                     malformed += 1  # never reaches an environment, so the reward counts it here
                     text = f"Error: unknown tool {call.name!r}; available tools: {', '.join(sorted(tools))}"
                 else:
-                    msg = await tool.ainvoke({"type": "tool_call", "id": call.id, "name": call.name, "args": call.arguments})
+                    msg = await ainvoke_tool(tool, {"type": "tool_call", "id": call.id, "name": call.name, "args": call.arguments},
+                                             traced, config)
                     text = _text(msg.content)
                     if getattr(msg, "status", "success") == "error" and not text.startswith("Error"):
                         text = f"Error: {text}"
@@ -171,6 +190,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
                 break
             if calls or unparsable:
                 continue
+            diffs.append(await asyncio.to_thread(turn_diff, episodes) if not inline_episodes else turn_diff(episodes))
             if simulator is not None:
                 answer = await simulator.respond(record, next_turn)
                 if answer is None or STOP in answer:
@@ -184,7 +204,7 @@ async def model_rollout(envs: dict[str, Environment], turns: list[UserTurn], mod
             history.append(HumanMessage(answer))
             record.append(Message(role="user", content=answer))
     return RolloutResult(messages=record, episodes=episodes, steps=steps, tokens=tokens, stopped=stopped,
-                         malformed_calls=malformed, tier=MODEL_TIER)
+                         malformed_calls=malformed, tier=MODEL_TIER, turn_diffs=diffs)
 
 
 def _text(content: Any) -> str:

@@ -49,3 +49,10 @@ class ModelUser:
         reply = await acall_with_retries(lambda: self.model.ainvoke(swapped, config=self.config), self.retry)
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
         return STOP if STOP in text else text
+
+
+def respond(model, turns: list[UserTurn], conversation: list[Message], next_turn: int, *,
+            prompt_versions: dict[str, str] | None = None, retry=None) -> str:
+    """The simulated user's next message (``###STOP###`` when done): a plain call of ``model``."""
+    import asyncio
+    return asyncio.run(ModelUser(model, turns, prompt_versions, retry=retry).respond(conversation, next_turn))

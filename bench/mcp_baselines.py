@@ -82,6 +82,49 @@ def bare_fastmcp_call_seconds(fn, arguments: dict[str, Any], n: int, client_vali
     return asyncio.run(run())
 
 
+def interleaved_ratio(env: Environment, tool: str, arguments: dict[str, Any], bare_fn, rounds: int = 41,
+                      calls_per_round: int = 50) -> dict[str, Any]:
+    """Our in-memory server against ``bare_fn`` on a bare FastMCP server, both sessions open on one
+    event loop and measured in alternating rounds (ours, then bare, ``rounds`` times), so a load
+    change on a shared machine hits both sides alike; the median of the per-round ratios, with
+    each side's median CPU per call; also the ratio of our server with a worker-thread hop per call
+    (``inline_calls=False``, the in-memory default before 2026-12). Each measured once, one after the other, the ratio swung 1.09-2.47x."""
+    import statistics
+    import time
+
+    from mcp.server.fastmcp import FastMCP
+    app = FastMCP("bare", log_level="WARNING")
+    app.add_tool(bare_fn, name="tool")
+
+    async def timed(session, name: str) -> float:
+        # CPU time of this process (client, server and any thread they use): what a call costs,
+        # unmoved by other processes taking the cores (wall time swung 30x on a loaded machine)
+        t = time.process_time()
+        for _ in range(calls_per_round):
+            await _raw_call(session, name, arguments)
+        return (time.process_time() - t) / calls_per_round
+
+    async def run() -> dict[str, Any]:
+        async with in_memory_session(env) as ours, create_connected_server_and_client_session(app._mcp_server) as bare, \
+                in_memory_session(env, inline_calls=False) as hop:
+            res = await _raw_call(ours, tool, arguments)
+            assert not res.isError, res
+            await timed(ours, tool), await timed(bare, "tool"), await timed(hop, tool)  # warm all three
+            ours_s, bare_s, hop_s = [], [], []
+            for _ in range(rounds):
+                ours_s.append(await timed(ours, tool))
+                bare_s.append(await timed(bare, "tool"))
+                hop_s.append(await timed(hop, tool))
+        ratios = [o / b for o, b in zip(ours_s, bare_s)]
+        hop_ratios = [h / b for h, b in zip(hop_s, bare_s)]
+        return {"rounds": rounds, "calls_per_round": calls_per_round, "median_ratio": statistics.median(ratios),
+                "ratio_min": min(ratios), "ratio_max": max(ratios),
+                "thread_hop_median_ratio": statistics.median(hop_ratios),
+                "ours_us": statistics.median(ours_s) * 1e6, "bare_us": statistics.median(bare_s) * 1e6}
+
+    return asyncio.run(run())
+
+
 def our_in_memory_call_seconds(env: Environment, tool: str, arguments: dict[str, Any], n: int,
                                client_validation: bool = False) -> float:
     import time

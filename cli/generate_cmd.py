@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from envfactory.cli.arguments import non_negative_int, positive_int, store_file
 from envfactory.cli.interrupt import INTERRUPTED_EXIT_CODE, stop_on_ctrl_c
 
 NOT_DONE_EXIT_CODE = 75  # EX_TEMPFAIL: some tasks failed for a passing reason (the model endpoint); run again
@@ -15,9 +16,15 @@ def cmd_generate(args) -> int:
 
     from envfactory.graphs.querygen import QueryGenContext, make_graph
     workers = args.workers
-    if workers < 0:
-        print(f"envfactory: --workers must be 0 (threads) or more, got {workers}", file=sys.stderr)
+    if args.ray_address and args.executor != "ray":
+        print("envfactory: --ray-address needs --executor ray", file=sys.stderr)
         return 2
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("envfactory: --executor ray needs Ray: pip install 'envfactory[ray]'", file=sys.stderr)
+            return 2
     from envfactory.envs.runtime.errors import EnvironmentPackageError
     from envfactory.envs.runtime.packages import as_catalog_names
     try:
@@ -25,9 +32,13 @@ def cmd_generate(args) -> int:
     except EnvironmentPackageError as exc:
         print(f"envfactory: {exc}", file=sys.stderr)
         return 2
-    ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(Path(args.store)), workers=workers)
+    from envfactory.envs.runtime.workspace import current_workspace
+    store = Path(args.store) if args.store else current_workspace().ensure().store_path
+    ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(store), workers=workers,
+                          executor=args.executor, ray_address=args.ray_address)
     graph = make_graph()
-    desc = f"trajectories ({workers} worker processes)" if workers else "trajectories"
+    desc = ("trajectories (Ray" + (f", {workers} actors)" if workers else ")") if args.executor == "ray"
+            else f"trajectories ({workers} worker processes)" if workers else "trajectories")
     bar = tqdm(total=args.n, desc=desc, unit="task", disable=args.json, file=sys.stderr)
     final, resumed = {}, 0
     with stop_on_ctrl_c("the chains") as stop:
@@ -39,7 +50,7 @@ def cmd_generate(args) -> int:
             elif chunk.get("process_chain"):
                 slot = chunk["process_chain"]  # one slot: a new record, a task resumed as done, no chain, or not run
                 resumed += slot.get("skipped", 0)
-                bar.update(len(slot.get("records", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0)
+                bar.update(len(slot.get("record_keys", [])) + slot.get("skipped", 0) + slot.get("empty_slots", 0)
                            + slot.get("not_done", 0))
                 if resumed:
                     bar.set_postfix_str(f"resumed {resumed}")
@@ -50,8 +61,11 @@ def cmd_generate(args) -> int:
     else:
         print(f"{summary.get('accepted', 0)} accepted, {summary.get('rejected', 0)} rejected "
               f"{summary.get('rejected_by_reason') or ''}, {summary.get('skipped_as_done', 0)} already done, "
-              f"{summary.get('discarded_chains', 0)} chains discarded while sampling; mean pass rate "
-              f"{summary.get('mean_pass_rate')}; records in {args.store}")
+              f"{summary.get('discarded_chains', 0)} chains discarded while sampling "
+              f"({summary.get('selector_dropped', 0)} for lack of a selector; "
+              f"{summary.get('selector_redrawn', 0)} chains redrawn to an element the user can single out), "
+              f"{summary.get('undetermined', 0)} tasks rejected as undetermined; mean pass rate "
+              f"{summary.get('mean_pass_rate')}; records in {store}")
     if summary.get("not_done"):
         print(f"envfactory: {summary['not_done']} tasks not done: the model endpoint kept failing after its retries; "
               "run the same command again to retry them", file=sys.stderr)
@@ -64,17 +78,23 @@ def cmd_generate(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate verified trajectories (QueryGen) into a record store")
-    p.add_argument("env", nargs="+", help="environment names, or package folders (named like their environment)")
-    p.add_argument("--n", type=int, default=10, help="tasks to generate (finished ones count on resume)")
+    p.add_argument("env", nargs="+", help="environment names (bundled, the workspace's catalog) or package folders (named like their environment)")
+    p.add_argument("--n", type=positive_int, default=10, help="tasks to generate (finished ones count on resume)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=["single", "conv"], default="single")
-    p.add_argument("--rollouts", type=int, default=2)
-    p.add_argument("--max-envs", type=int, default=1, help="environments per chain")
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--rollouts", type=positive_int, default=2)
+    p.add_argument("--max-envs", type=positive_int, default=1, help="environments per chain")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="chains processed at once")
+    p.add_argument("--workers", type=non_negative_int, default=0,
                    help="worker processes running chains, each many at once; one per core pays off for long runs "
                         "whose chains wait on a model at high concurrency (starting them costs a few seconds); "
-                        "0: threads in this process")
-    p.add_argument("--store", default="out/records.sqlite")
+                        "0: threads in this process. With --executor ray: how many actors (0: one per CPU)")
+    p.add_argument("--executor", choices=["threads", "ray"], default="threads",
+                   help="ray: run the chains on Ray async actors (one per CPU of the cluster, or --workers of them); "
+                        "needs the ray extra")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the cluster to join ('auto' for the one `ray start --head` runs here, "
+                        "ray://HOST:10001 for a remote one); default: a local Ray instance on loopback")
+    p.add_argument("--store", type=store_file, default=None, help="the record store (default: the workspace's records.sqlite)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_generate)

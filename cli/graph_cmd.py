@@ -4,10 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from envfactory.cli.arguments import output_dir, positive_int
+
+
+def _workspace_dir(name: str) -> Path:
+    from envfactory.envs.runtime.workspace import current_workspace
+    return current_workspace().ensure().root / name
+
 
 def _load(names, trust):
     from envfactory.envs import Environment
-    return [Environment.load(n, trust=trust) for n in names]
+    return [Environment.load(n, trust=True) if trust else Environment.open(n) for n in names]
 
 
 def cmd_graph(args) -> int:
@@ -24,7 +31,7 @@ def cmd_graph(args) -> int:
         print(f"model proposed {info['proposed']} edge(s); rejected: {info['rejected'] or 'none'}")
     else:
         tg = build_tool_graph(envs, confirm=not args.no_confirm)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else _workspace_dir("graphs")
     stem = "+".join(e.name for e in envs)
     paths = tg.write(out, stem)
     paths["picture"] = tg.draw(out / f"{stem}.{args.format}")
@@ -52,7 +59,7 @@ def cmd_sample(args) -> int:
     config = SamplerConfig(min_length=args.min_length, max_length=args.max_length, max_envs=args.max_envs,
                            allow_repeat=args.allow_repeat, confirmed_only=not args.unconfirmed)
     kept, dropped = sample_many(ChainSampler(tg, config), args.n, seed=args.seed, progress=not args.json)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else _workspace_dir("chains")
     out.mkdir(parents=True, exist_ok=True)
     stem = "+".join(e.name for e in envs)
     chains_path = out / f"{stem}.chains.jsonl"
@@ -78,8 +85,8 @@ def cmd_sample(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("graph", help="build, confirm and draw the tool dependency graph of environments")
     p.add_argument("env", nargs="+", help="bundled names or package folders")
-    p.add_argument("--out", default="out/graphs")
-    p.add_argument("--format", choices=["png", "svg"], default="svg")
+    p.add_argument("--out", type=output_dir, default=None, help="where the files go (default: the workspace's graphs/)")
+    p.add_argument("--format", choices=["png", "svg"], default="svg", help="the picture's format")
     p.add_argument("--no-confirm", action="store_true", help="skip confirmation by execution")
     p.add_argument("--model-proposals", action="store_true", help="also ask the 'search' role's model for edges (confirmed by execution)")
     p.add_argument("--trust", action="store_true")
@@ -88,14 +95,14 @@ def register(sub) -> None:
 
     p = sub.add_parser("sample", help="sample tool chains and execute them into gold trajectories")
     p.add_argument("env", nargs="+", help="bundled names or package folders")
-    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--n", type=positive_int, default=20, help="chains to sample")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-length", type=int, default=2)
-    p.add_argument("--max-length", type=int, default=6)
-    p.add_argument("--max-envs", type=int, default=1, help="environments per chain when several are given")
+    p.add_argument("--min-length", type=positive_int, default=2, help="fewest calls in a chain")
+    p.add_argument("--max-length", type=positive_int, default=6, help="most calls in a chain")
+    p.add_argument("--max-envs", type=positive_int, default=1, help="environments per chain when several are given")
     p.add_argument("--allow-repeat", action="store_true", help="let a tool appear twice in a chain")
     p.add_argument("--unconfirmed", action="store_true", help="also follow edges not confirmed by execution")
-    p.add_argument("--out", default="out/chains")
+    p.add_argument("--out", type=output_dir, default=None, help="where the files go (default: the workspace's chains/)")
     p.add_argument("--trust", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_sample)

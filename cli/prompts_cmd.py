@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
+
+from envfactory.cli.arguments import existing_dir
 
 
 def cmd_list(args) -> int:
@@ -28,7 +31,7 @@ def cmd_show(args) -> int:
     try:
         t = reg.get(pid, version or "latest")
     except PromptError as exc:
-        print(f"envfactory: {exc}")
+        print(f"envfactory: {exc}", file=sys.stderr)
         return 2
     info = {"id": t.id, "version": t.version, "sha256": t.sha256, "path": str(t.path),
             "variables": t.front.variables(), "output_schema": t.front.output_schema, "description": t.front.description,
@@ -45,12 +48,12 @@ def register(sub) -> None:
     p = sub.add_parser("prompts", help="versioned prompt templates")
     psub = p.add_subparsers(dest="prompts_command", metavar="ACTION")
     q = psub.add_parser("list", help="ids, versions, variables")
-    q.add_argument("--dir", action="append", default=[], help="your own template directory (repeatable)")
+    q.add_argument("--dir", action="append", type=existing_dir, default=[], help="your own template directory (repeatable)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_list)
     q = psub.add_parser("show", help="one template: ID or ID@VERSION")
     q.add_argument("ref")
-    q.add_argument("--dir", action="append", default=[])
+    q.add_argument("--dir", action="append", type=existing_dir, default=[], help="your own template directory (repeatable)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_show)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])

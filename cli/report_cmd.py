@@ -5,21 +5,18 @@ import json
 import sys
 from pathlib import Path
 
+from envfactory.cli.arguments import non_negative_int, output_dir
+
 
 def cmd_report(args) -> int:
     from envfactory.data.report import build_report
-    workspace = Path(args.workspace)
+    from envfactory.envs.runtime.workspace import current_workspace
+    workspace = current_workspace().root
     if not workspace.is_dir():
         print(f"envfactory: workspace {workspace} does not exist (run `envfactory run` first, or give --workspace)",
               file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else workspace / "report"
-    if out.exists() and not out.is_dir():
-        print(f"envfactory: --out {out} is a file; give a folder for the report", file=sys.stderr)
-        return 2
-    if args.limit is not None and args.limit < 0:
-        print(f"envfactory: --limit must be 0 or more, got {args.limit}", file=sys.stderr)
-        return 2
     result = build_report(workspace, out, limit=args.limit, progress=not args.json, run_tests=not args.no_tests)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -32,9 +29,8 @@ def cmd_report(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("report", help="write a static HTML site of a workspace: environments, trajectories, synthesis",
                        description=__doc__)
-    p.add_argument("--workspace", default="out/run", help="the workspace folder (default: %(default)s)")
-    p.add_argument("--out", default=None, help="where the site goes (default: WORKSPACE/report)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many trajectory pages (default: all)")
+    p.add_argument("--out", type=output_dir, default=None, help="where the site goes (default: WORKSPACE/report)")
+    p.add_argument("--limit", type=non_negative_int, default=None, help="at most this many trajectory pages (default: all)")
     p.add_argument("--no-tests", action="store_true",
                    help="do not run bundled environments' tests for the environment pages (faster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

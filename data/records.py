@@ -43,6 +43,9 @@ class GoldCallRef(BaseModel):
     name: str
     arguments: dict[str, Any]
     masked_arguments: list[str] = []
+    # param -> how the user singles out the listed element the value comes from (kind, entity,
+    # fields, values or order, call, array, among, text); see ``envs.chains.selectors.Selector``
+    selectors: dict[str, dict[str, Any]] = {}
 
 
 class UserTurn(BaseModel):

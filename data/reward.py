@@ -8,6 +8,11 @@ R = clip(tau * T + (1 - tau) * S - L - F, 0, 1)
 - S, state score: the rollout's change set against the gold change set, both from the same
   initial state (cells: updated columns, deleted rows, inserted rows by content without their
   generated id); 1 when equal, otherwise F1 over cells. Volatile columns never count.
+  When the gold changes nothing (a turn that only reads), an empty change set carries no
+  information: a rollout that does nothing would earn S = 1. There the state term is the answer
+  score A instead, earned only by a rollout that wrote nothing either: A is the caller's score of
+  the final answer when it has one (``answer``), else T (the reads that fetch the answer).
+  Doing nothing therefore scores 0 on every turn, reads included.
 - L, length penalty: 0.05 per predicted call beyond the gold count plus slack, capped at 0.5.
 - F, format penalty: 0.05 per malformed call (unparseable, unknown tool, schema-invalid), capped at 0.5.
 
@@ -58,6 +63,7 @@ class RewardResult(BaseModel):
     predicted_calls: int = 0
     gold_calls: int = 0
     state_equal: bool | None = None
+    read_only_gold: bool = False     # the gold changed nothing: ``state`` is the answer term (see the module doc)
     failure: str | None = None       # why there is no score
 
     def components(self) -> dict[str, Any]:
@@ -264,19 +270,25 @@ def gold_from_execution(envs: dict[str, Environment], calls: Sequence[Call], cel
 
 
 def composite_reward(gold: GoldReference, pred_calls: Sequence[Call], pred_cells: dict[str, list[tuple]],
-                     n_malformed: int = 0, cfg: RewardConfig | None = None) -> RewardResult:
+                     n_malformed: int = 0, cfg: RewardConfig | None = None, answer: float | None = None) -> RewardResult:
+    """R = clip(tau*T + (1-tau)*S - L - F); ``answer`` (0..1) scores the final answer of a turn whose gold
+    only reads (see the module doc), T stands in for it when None."""
     cfg = cfg or RewardConfig()
     t, tp = trajectory_score(gold.calls, pred_calls, cfg, gold.defaults)
     envs = sorted(set(gold.cells) | set(pred_cells))
     gold_all = [(e, *c) for e in envs for c in gold.cells.get(e, [])]
     pred_all = [(e, *c) for e in envs for c in pred_cells.get(e, [])]
     s, equal = state_score(gold_all, pred_all)
+    read_only = not gold_all
+    if read_only:  # nothing to compare states on: the state term is the answer, and only without writes
+        s = (t if answer is None else min(max(answer, 0.0), 1.0)) if equal else 0.0
     n_pred = len(pred_calls) + n_malformed
     length = min(cfg.length_step * max(0, n_pred - len(gold.calls) - cfg.length_slack), cfg.length_cap)
     fmt = min(cfg.format_step * n_malformed, cfg.format_cap)
     score = min(max(cfg.tau * t + (1 - cfg.tau) * s - length - fmt, 0.0), 1.0)
     return RewardResult(score=score, trajectory=t, state=s, length_penalty=length, format_penalty=fmt,
-                        matched_calls=tp, predicted_calls=n_pred, gold_calls=len(gold.calls), state_equal=equal)
+                        matched_calls=tp, predicted_calls=n_pred, gold_calls=len(gold.calls), state_equal=equal,
+                        read_only_gold=read_only)
 
 
 def score_episodes(gold: GoldReference, episodes: dict[str, Episode], pred_calls: Sequence[Call] | None = None,

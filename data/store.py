@@ -16,19 +16,41 @@ import sqlite_utils
 from envfactory.data.records import TrajectoryRecord
 
 
+class StoreError(ValueError):
+    """A record store that cannot be read: missing (for a reader), or a file that is not one."""
+
+
 class RecordStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = True):
+        """``create=False`` for readers (export, report): a missing store is an error, never a new
+        empty one that would export an empty dataset."""
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"record store {self.path} is a folder; give the .sqlite file")
+        if not create and not self.path.is_file():
+            raise StoreError(f"no record store at {self.path} (run `envfactory generate` or `envfactory run` first, "
+                             "or give --workspace / --store)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._open(conn, create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path} is not a record store ({exc})") from None
+
+    def _open(self, conn: sqlite3.Connection, create: bool) -> None:
         conn.execute("PRAGMA journal_mode=WAL")   # a kill mid-write leaves the file consistent
         conn.execute("PRAGMA synchronous=NORMAL")
         self.db = sqlite_utils.Database(conn)
         if "records" not in self.db.table_names():
+            if not create:
+                raise sqlite3.DatabaseError("it has no records table")
             self.db["records"].create({"key": str, "env": str, "status": str, "mode": str, "created_at": str, "body": str},
                                       pk="key", not_null={"env", "status", "body"})
             self.db["records"].create_index(["env", "status"])
+        elif "body" not in self.db["records"].columns_dict:
+            raise sqlite3.DatabaseError("its records table is not ours")
 
     def put(self, record: TrajectoryRecord) -> bool:
         """Insert unless the key exists; returns True when the record is new."""

@@ -14,6 +14,7 @@ Sub-packages, each saying in its own docstring what it owns and what it may impo
 The names below are the public surface most callers need.
 """
 import envfactory.envs.imports  # noqa: F401  (registers the pyclass backend with the runtime)
+import envfactory.envs.sandbox.remote  # noqa: F401  (registers the sandbox with the runtime)
 from envfactory.envs.runtime.environment import Environment, Episode, ToolResult
 from envfactory.envs.runtime.errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError,
                                             ReadOnlyViolationError, ToolCallError, ToolCrashError, ToolError,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,9 @@ _FILE = re.compile(r"^v(\d+)\.md\.j2$")
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.S)
 
 
-class PromptError(Exception):
-    """Base class: every prompt problem names the template and what is wrong."""
+class PromptError(ValueError):
+    """Base class: every prompt problem names the template and what is wrong (a ValueError: a
+    LangGraph server shows the message to the client instead of "An internal error occurred")."""
 
 
 class UnknownPromptError(PromptError):
@@ -183,7 +186,7 @@ def _parse_file(path: Path) -> PromptTemplate:
 
 class PromptRegistry:
     def __init__(self, extra_dirs: list[str | Path] | None = None):
-        env_dirs = [d for d in os.environ.get("ENVFACTORY_PROMPTS_PATH", "").split(os.pathsep) if d]
+        env_dirs = [d for d in os.environ.get(PROMPTS_PATH_VAR, "").split(os.pathsep) if d]
         # later directories override earlier ones: package < environment variable < argument
         self.dirs = [TEMPLATES_DIR, *map(Path, env_dirs), *map(Path, extra_dirs or [])]
         self._jinja = BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -288,11 +291,26 @@ def _sections(text: str) -> tuple[str | None, str | None]:
     return found.get("system"), found.get("user")
 
 
-_default: PromptRegistry | None = None
+PROMPTS_PATH_VAR = "ENVFACTORY_PROMPTS_PATH"
+# a run's own template folders (a graph Context's prompts_dir), set by the run's nodes for their thread
+_run_dirs: ContextVar[tuple[str, ...]] = ContextVar("envfactory_prompt_dirs", default=())
+_registries: dict[tuple[str, tuple[str, ...]], PromptRegistry] = {}
+_registries_lock = threading.Lock()
+
+
+def use_prompt_dirs(*dirs: str | Path) -> None:
+    """Template folders of the current run (on top of ``ENVFACTORY_PROMPTS_PATH``), for this thread or task."""
+    _run_dirs.set(tuple(str(d) for d in dirs if d))
 
 
 def default_registry() -> PromptRegistry:
-    global _default
-    if _default is None:
-        _default = PromptRegistry()
-    return _default
+    """The registry of the bundled templates, ``ENVFACTORY_PROMPTS_PATH`` as it is now (a changed value
+    takes effect at the next render, no restart) and the run's own folders (``use_prompt_dirs``)."""
+    key = (os.environ.get(PROMPTS_PATH_VAR, ""), _run_dirs.get())
+    registry = _registries.get(key)
+    if registry is None:
+        with _registries_lock:
+            if len(_registries) > 32:
+                _registries.clear()
+            registry = _registries.setdefault(key, PromptRegistry(extra_dirs=list(key[1])))
+    return registry

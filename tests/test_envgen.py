@@ -57,7 +57,7 @@ def test_offline_synthesis_lands_a_verified_package(tmp_path, brief, monkeypatch
     record = json.loads((dest / "synthesis" / "synthesis.json").read_text())
     assert record["status"] == "accepted" and record["attempts"][0]["verdict"] == "PASS"
     assert json.loads((dest / "synthesis" / "brief.json").read_text())["sources"]
-    env = Environment.load(dest)  # trusted because verified.json matches the content
+    env = Environment.load(dest)  # trusted: its code is byte for byte our skeleton generator's
     assert len(env.tools) == len(brief.spec.operations)
     # the package's own tests ran in the sandbox and covered every tool on both paths
     best = out["best"]
@@ -72,7 +72,7 @@ def test_offline_synthesis_lands_a_verified_package(tmp_path, brief, monkeypatch
 
 def test_failing_first_attempt_is_repaired(tmp_path, skeleton):
     code = ScriptedChatModel(script=[_files(**{"tools.py": _broken_tools(skeleton)}),
-                                     _files(**{"tools.py": skeleton["tools.py"]})])
+                                     _files(**{"tools.py": skeleton["tools.py"] + "\n# repaired by the model\n"})])
     out = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, chat_models={"code": code}))
     assert out["status"] == "accepted", out.get("reason")
     first, second = out["attempts"]
@@ -85,16 +85,13 @@ def test_failing_first_attempt_is_repaired(tmp_path, skeleton):
     assert first["repair_brief"] and first["repair_brief"] in repair_request and second["repair_brief"] == ""
     assert [p["id"] for p in out["prompts"]] == ["code_agent/implement", "code_agent/repair"]
     assert out["tiers"]["code"] == "model" and out["tokens"] > 0
-    # code a model wrote passed the sandbox, but runs in-process only on the user's explicit opt-in
+    # code a model wrote passed the sandbox, but runs in-process only once the user trusts it
     from envfactory.envs.runtime.errors import UntrustedCodeError
-    with pytest.raises(UntrustedCodeError, match="written by a model.*ENVFACTORY_TRUST_MODEL_CODE=1"):
+    from envfactory.envs.runtime.trust import grant_trust
+    with pytest.raises(UntrustedCodeError, match="envs trust"):
         Environment.load(out["package_path"])
-    import os
-    os.environ["ENVFACTORY_TRUST_MODEL_CODE"] = "1"
-    try:
-        assert Environment.load(out["package_path"]).name == "library_lending"
-    finally:
-        del os.environ["ENVFACTORY_TRUST_MODEL_CODE"]
+    grant_trust(Path(out["package_path"]))
+    assert Environment.load(out["package_path"]).name == "library_lending"
 
 
 def test_budget_runs_out_and_the_best_attempt_is_recorded(tmp_path, skeleton):
@@ -141,7 +138,9 @@ def test_hanging_or_networking_code_is_stopped_by_the_sandbox(tmp_path, skeleton
                                      _files(**{"tools.py": skeleton["tools.py"]})])
     out = make_graph().invoke({"target": TARGET}, context=_ctx(tmp_path, sandbox_seconds=6, chat_models={"code": code}))
     first = out["attempts"][0]
-    assert first["verdict"] == "FAIL" and first["sandbox"] in ("timeout", "cpu_limit", "blocked", "crashed")
+    assert first["verdict"] == "FAIL"
+    # stopped by a limit, or the kernel refused the socket and the import failed on it
+    assert first["sandbox"] in ("timeout", "cpu_limit", "crashed") or "PermissionError" in json.dumps(first), first
     assert out["status"] == "accepted" and out["attempts"][1]["verdict"] == "PASS"
 
 

@@ -135,3 +135,89 @@ def test_the_same_records_give_the_same_export_files_whatever_order_they_finishe
     second = export_jsonl(reversed_store.query(), "openai", tmp_path / "b", "x")
     assert first["rows"] == second["rows"] > 0
     assert (tmp_path / "a" / "x.openai.jsonl").read_bytes() == (tmp_path / "b" / "x.openai.jsonl").read_bytes()
+
+
+def test_llamafactory_exports_come_with_their_settings(store, tmp_path):
+    """The card and the example training YAML say what LlamaFactory must be told: a cutoff_len above the longest
+    sample (measured with the model's chat template when given), qwen3_nothink, mask_history for alpaca."""
+    import yaml
+    from envfactory.data.training import tiny
+    records = list(RecordStore(store).query(status="accepted"))
+    rows = [row for r in records for row in to_openai(r)]
+    tokenizer = tiny.train_tokenizer(tiny.render_conversations(rows, training=False), vocab_size=1024)
+    model = tmp_path / "tok"
+    tokenizer.save_pretrained(model)
+    def count(r):
+        ids = tokenizer.apply_chat_template(r["messages"], tools=r["tools"], tokenize=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    longest = max(count(r) for r in rows)
+    for fmt in ("sharegpt", "alpaca"):
+        assert main(["export", "--format", fmt, "--store", str(store), "--out", str(tmp_path / "lf"),
+                     "--tokenizer", str(model)]) == 0
+        config = yaml.safe_load((tmp_path / "lf" / f"envfactory_{fmt}.llamafactory.yaml").read_text())
+        assert config["dataset"] == f"envfactory_{fmt}" and config["template"] == "qwen3_nothink"
+        assert longest < config["cutoff_len"] <= longest * 1.25 + 256 and config["cutoff_len"] % 256 == 0
+        assert config.get("mask_history") is (True if fmt == "alpaca" else None)
+        assert config["model_name_or_path"] == str(model)
+        card = (tmp_path / "lf" / f"envfactory_{fmt}.card.md").read_text()
+        assert f"`cutoff_len: {config['cutoff_len']}`" in card and f"is {longest} tokens" in card
+        assert ("mask_history: true" in card) is (fmt == "alpaca")
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
+    assert set(info) == {"envfactory_sharegpt", "envfactory_alpaca"}
+    # without a tokenizer the cutoff is estimated (and says so); a bad --tokenizer is refused
+    assert main(["export", "--format", "sharegpt", "--store", str(store), "--out", str(tmp_path / "est")]) == 0
+    assert "estimated from UTF-8 bytes" in (tmp_path / "est" / "envfactory_sharegpt.card.md").read_text()
+    with pytest.raises(SystemExit) as exc:   # refused by the argument parser, in one line
+        main(["export", "--format", "alpaca", "--store", str(store), "--out", str(tmp_path / "x"),
+              "--tokenizer", str(tmp_path / "nope")])
+    assert exc.value.code == 2
+
+
+def test_the_llamafactory_check_says_what_it_needs(tmp_path, capsys):
+    from envfactory.data.exports.llamafactory_check import main as check_main
+    assert check_main([str(tmp_path), "--model", str(tmp_path)]) == 2
+    assert "dataset_info.json does not exist" in capsys.readouterr().err
+
+
+def test_every_exported_row_says_its_tiers_and_openai_arguments_are_json_text(store, tmp_path, capsys):
+    for fmt in ("openai", "sharegpt", "alpaca", "trl"):
+        assert main(["export", "--format", fmt, "--store", str(store), "--out", str(tmp_path), "--json"]) == 0
+        capsys.readouterr()
+        rows = [json.loads(line) for line in (tmp_path / f"envfactory.{fmt}.jsonl").read_text().splitlines()]
+        assert rows
+        for row in rows:
+            meta = row["metadata"]
+            assert meta["tiers"]["rollout"] == "offline:rule-solver" and meta["offline"] is True
+            assert meta["record_key"] and isinstance(meta["prompts"], list)
+    rows = [json.loads(line) for line in (tmp_path / "envfactory.openai.jsonl").read_text().splitlines()]
+    calls = [c for r in rows for m in r["messages"] for c in m.get("tool_calls") or []]
+    assert calls and all(isinstance(c["function"]["arguments"], str) for c in calls)  # OpenAI's fine-tuning form
+    assert all(isinstance(json.loads(c["function"]["arguments"]), dict) for c in calls)
+    bad = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "1", "type": "function", "function": {"name": "t", "arguments": "{not json"}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "x"}, {"role": "assistant", "content": "ok"}],
+        "tools": [{"type": "function", "function": {"name": "t", "parameters": {}}}]}
+    assert any("JSON object" in p for p in check_openai(bad))
+
+
+def test_trl_and_hf_chat_templates_load_both_argument_forms(store, tmp_path):
+    """JSON-text arguments (OpenAI) and object arguments render the same through datasets' JSON loader
+    and the Qwen3 chat template TRL trains with."""
+    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("trl")
+    from envfactory.data.training.tiny import render_conversations
+    records = list(RecordStore(store).query(status="accepted"))
+    rendered = {}
+    for form in ("string", "dict"):
+        path = tmp_path / f"{form}.jsonl"
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for rec in records
+                                for row in to_openai(rec, arguments_as=form)), encoding="utf-8")
+        loaded = datasets.load_dataset("json", data_files=str(path), split="train")
+        rows = []
+        for row in loaded:  # object arguments may come back as JSON text (datasets' Json type) or objects
+            rows.append({"messages": row["messages"], "tools": row["tools"]})
+        rendered[form] = render_conversations(rows, training=False)
+    assert rendered["string"] == rendered["dict"]
+    reply = rendered["string"][0].split("<|im_start|>assistant", 1)[1]
+    first_call = reply.split("<tool_call>\n")[1].split("\n</tool_call>")[0]
+    assert isinstance(json.loads(first_call)["arguments"], dict)  # an object in the prompt, not quoted text

@@ -17,7 +17,7 @@ FOLDERS = ["agents", "graphs", "prompts", "envs", "data", "cli", "bench"]
 # envs sub-package -> the envs sub-packages it may import (besides itself), as their docstrings say
 ENVS_ALLOWED = {
     "runtime": set(),
-    "sandbox": {"validation", "imports"},  # only the child, which runs those tasks
+    "sandbox": {"runtime", "validation", "imports"},  # validation and imports: only the children
     "validation": {"runtime", "sandbox", "imports"},
     "imports": {"runtime", "sandbox"},
     "mcp": {"runtime"},

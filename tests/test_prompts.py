@@ -15,7 +15,9 @@ DUMMY = {"target": "a library API", "results": [{"url": "https://x.test", "title
          "intent": "i", "details": {"d": 1}, "service": "s", "conversation": "c",
          "params": [{"tool": "t", "param": "p", "type": "integer", "description": "d", "guess": "tool"}],
          "schema": "CREATE TABLE t (t_id INTEGER PRIMARY KEY)", "seed_sample": {"t": [{"t_id": 1}]},
-         "cases": [{"name": "c", "steps": []}], "objection": "o"}
+         "cases": [{"name": "c", "steps": []}], "objection": "o",
+         "facts": [{"selectors": ["look up book: the book whose title is \"T\""], "references": []}],
+         "messages": ["m"], "selectors": ["the run with the latest created at"]}
 
 
 def write(dir_, pid, version, body="Hello {{ name }}", variables=("name",), extra=""):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envfactory.cli.main import main
-from envfactory.envs import Environment, load_manifest
+from envfactory.envs import Environment, UntrustedCodeError, load_manifest
 from envfactory.envs.imports.importer import import_class, import_class_file
 from envfactory.envs.mcp import EpisodeControl, in_memory_session
 from envfactory.envs.validation.testcases import run_suite
@@ -253,13 +253,14 @@ def test_imported_package_with_real_tests_validates_in_the_sandbox(parking, tmp_
     report = validate_package(pkg)
     assert report.verdict == "PASS", report.verdict_line
     assert report.paths_covered == report.paths_total == 16
-    assert Environment.load(pkg).name == "parking_permit"  # verified.json makes it loadable without trust
+    with pytest.raises(UntrustedCodeError):  # passing validation is not trust
+        Environment.load(pkg)
 
 
 def test_hostile_class_file_is_imported_in_the_sandbox(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.py"
     evil.write_text(f"open({str(marker)!r}, 'w').write('x')\nclass Evil:\n    def get_x(self) -> int:\n        return 1\n")
-    with pytest.raises(RuntimeError, match="blocked"):
+    with pytest.raises(RuntimeError, match="Permission denied"):  # Landlock: nothing outside the workspace
         import_class_file(evil, tmp_path / "out")
     assert not marker.exists()

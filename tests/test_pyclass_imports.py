@@ -77,7 +77,7 @@ def test_http_client_imports_work_and_connections_are_still_refused(tmp_path):
     (pkg / "tests.json").write_text(json.dumps({"cases": [{"name": "live", "steps": [
         {"call": "fetch_live", "args": {"city": "oslo"}, "expect": {"ok": True}}]}]}))
     verdict = validate_package(pkg, write_record=False)
-    assert verdict.verdict == "FAIL" and "network access" in verdict.verdict_line
+    assert verdict.verdict == "FAIL" and "Operation not permitted" in verdict.verdict_line  # seccomp: no sockets
 
 
 def test_uuid_random_and_clock_are_seeded_per_episode(tmp_path):

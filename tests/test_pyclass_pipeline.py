@@ -25,14 +25,20 @@ def imported(tmp_path_factory):
         name = {"park_finder.py": "park_finder", "order_desk.py": "order_desk", "mcp_notes.py": "notes",
                 "tag_library.py": "tag_library"}[rel]
         assert main(args[:3] + ["--out", str(out / name), "--json"]) == 0
-        assert main(["envs", "validate", str(out / name)]) == 0  # passes with the generated tests; writes verified.json
+        assert main(["envs", "validate", str(out / name)]) == 0  # passes with the generated tests alone
         names[name] = out / name
     return root, names
 
 
+def _trust(*folders):
+    for folder in folders:  # validation is not trust: the user trusts what they reviewed
+        assert main(["envs", "trust", str(folder)]) == 0
+
+
 def test_grounding_reads_the_json_state(imported):
     _, names = imported
-    env = Environment.load(names["park_finder"])  # verified: loads without trust
+    _trust(names["park_finder"])
+    env = Environment.load(names["park_finder"])
     grounder = Grounder(env)
     ep = env.episode()
     spec = env.manifest.tool("findParks").input_schema["properties"]["stateCode"]
@@ -43,6 +49,7 @@ def test_grounding_reads_the_json_state(imported):
 
 def test_graph_sample_generate_and_export(imported, tmp_path, capsys, monkeypatch):
     root, names = imported
+    _trust(*names.values())
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ENVFACTORY_CACHE_DIR", str(tmp_path / "cache"))
     tg = build_tool_graph([Environment.load(names[n]) for n in ("park_finder", "notes")])

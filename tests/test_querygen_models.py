@@ -9,7 +9,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from envfactory.envs.chains.sampling import GoldTrajectory
-from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen import QueryGenContext, make_graph, run_records
 from envfactory.graphs.querygen.resources import _sampler
 from tests.doubles import OpenAIStubServer, ScriptedChatModel, malformed, tool_call_message
 from tests.doubles.openai_stub import text_reply, tool_reply
@@ -41,20 +41,29 @@ def _solver_script(chain, turns):
     return script
 
 
+def _stating(chain, turns, tag: str) -> list[str]:
+    """Model-written queries that still state every value and selector (the determinacy check
+    rejects any that do not): the template's words plus a tag."""
+    from envfactory.agents.query_agent import template_queries
+    return [f"{q} ({tag} {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
+
+
 def _run(chain, ctx, n=1):
-    return make_graph().invoke({"envs": ["library"], "n": n, "seed": chain.seed}, context=ctx)["records"][0]
+    ctx.store_path = None  # every run makes its record (the workspace store would resume the task)
+    return run_records(make_graph().invoke({"envs": ["library"], "n": n, "seed": chain.seed}, context=ctx))[0]
 
 
 def test_correct_model_rollout_is_accepted(chain):
     turns = _turns(chain)
-    query = ScriptedChatModel(script=[tool_call_message("GeneratedQueries", {"queries": [f"request {chr(65 + i)}" for i in range(len(turns))]})])
+    queries = _stating(chain, turns, "request")
+    query = ScriptedChatModel(script=[tool_call_message("GeneratedQueries", {"queries": queries})])
     rollout = ScriptedChatModel(script=_solver_script(chain, turns))
     rec = _run(chain, QueryGenContext(rollouts=1, chat_models={"query": query, "rollout": rollout}))
     assert rec["verification"]["accepted"], rec["verification"]
     assert rec["provenance"]["tiers"]["query"] == "model" and rec["provenance"]["tiers"]["rollout"] == "model"
     assert rec["provenance"]["models"] == {"query": "scripted", "rollout": "scripted"}
     assert {p["id"] for p in rec["provenance"]["prompts"]} == {"query_agent/generate", "rollout_agent/system"}
-    assert [m["content"] for m in rec["messages"] if m["role"] == "user"] == [f"request {chr(65 + i)}" for i in range(len(turns))]
+    assert [m["content"] for m in rec["messages"] if m["role"] == "user"] == queries
     assert rollout.bound_tools and {t.name for t in rollout.bound_tools} >= {"checkout_book", "get_book"}
     # the rollout's model tokens are kept with the record (the report shows cost per accepted task)
     words_in = sum(len(str(m.content).split()) for request in rollout.requests for m in request)
@@ -111,7 +120,7 @@ def test_user_simulator_ends_the_conversation(chain):
 
 def test_through_the_real_openai_client_over_http(chain):
     turns = _turns(chain)
-    script = [tool_reply("GeneratedQueries", {"queries": [f"please help {chr(65 + i)}" for i in range(len(turns))]})]
+    script = [tool_reply("GeneratedQueries", {"queries": _stating(chain, turns, "please help")})]
     for idx in turns:
         script += [tool_reply(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + [text_reply("Done.")]
     with OpenAIStubServer(script) as stub:

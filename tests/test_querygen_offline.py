@@ -15,23 +15,24 @@ import pytest
 from envfactory.agents.query_agent import leaked_terms, split_turns
 from envfactory.data.store import RecordStore
 from envfactory.envs.chains.sampling import GoldTrajectory
-from envfactory.graphs.querygen import QueryGenContext, make_graph
+from envfactory.graphs.querygen import QueryGenContext, make_graph, run_records
 from envfactory.graphs.querygen.resources import _sampler
 
 
 def test_offline_run_produces_verified_labelled_trajectories(tmp_path):
-    out = make_graph().invoke({"envs": ["library"], "n": 3, "seed": 1},
-                              context=QueryGenContext(rollouts=2, store_path=str(tmp_path / "r.sqlite")))
-    assert out["summary"]["accepted"] == 3
-    for rec in out["records"]:
+    ctx = QueryGenContext(rollouts=2, store_path=str(tmp_path / "r.sqlite"))
+    out = make_graph().invoke({"envs": ["library"], "n": 3, "seed": 1}, context=ctx)
+    assert out["summary"]["accepted"] == 3 and len(out["record_keys"]) == 3
+    assert "records" not in out  # the graph's state holds keys and counts; the bodies are in the store
+    for rec in run_records(out, ctx):
         v = rec["verification"]
         assert v["accepted"] and v["pass_rate"] == 1.0 and v["reward"]["state_equal"]
         assert rec["provenance"]["tiers"] == {"query": "offline:template-verbalizer", "refine": "offline:no-refinement",
-                                              "rollout": "offline:oracle-replay"}
+                                              "rollout": "offline:rule-solver"}
         roles = [m["role"] for m in rec["messages"]]
         assert roles[0] == "system" and roles[1] == "user" and roles[-1] == "assistant"
         called = [c["name"] for m in rec["messages"] for c in m["tool_calls"]]
-        assert called == [c["name"] for t in rec["turns"] for c in t["gold_calls"]]
+        assert called == [c["name"] for t in rec["turns"] for c in t["gold_calls"]]  # the solver read them from the text
     assert len(RecordStore(tmp_path / "r.sqlite")) == 3
 
 
@@ -43,7 +44,7 @@ def test_resume_skips_finished_tasks_without_duplicates(tmp_path):
     assert second["summary"]["skipped_as_done"] == 2 and second["summary"]["accepted"] == 3
     keys = [r.key for r in RecordStore(store).query()]
     assert len(keys) == 5 == len(set(keys))
-    assert {r["key"] for r in first["records"]} <= set(keys)
+    assert set(first["record_keys"]) <= set(keys)
 
 
 @pytest.mark.slow
@@ -96,11 +97,12 @@ def test_leakage_check_ignores_plain_words_and_dates():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("workers", ["0", "2", "ray"])
 def test_ctrl_c_stops_generate_soon_and_a_rerun_resumes(tmp_path, workers):
     store = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "envfactory.cli.main", "generate", "library", "commerce", "--n", "3000",
-           "--rollouts", "4", "--store", str(store), "--workers", workers, "--json"]
+           "--rollouts", "4", "--store", str(store), "--json",
+           *(["--executor", "ray"] if workers == "ray" else ["--workers", workers])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.time() + 120
@@ -124,3 +126,43 @@ def test_ctrl_c_stops_generate_soon_and_a_rerun_resumes(tmp_path, workers):
     assert 20 <= len(done) < 3000
     again = subprocess.run(cmd[:7] + [str(len(done) // 2)] + cmd[8:], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout)["accepted"] == 0  # every task already there
+
+
+def test_slots_go_out_in_waves_with_the_same_result(tmp_path):
+    import threading
+
+    from envfactory.graphs.querygen import run_records
+    g = make_graph()
+    one = g.invoke({"envs": ["library"], "n": 5, "seed": 2}, context=QueryGenContext(rollouts=1, store_path=None))
+    nodes, waves = [], QueryGenContext(rollouts=1, slots_per_wave=2, store_path=None)  # no store: both runs make them
+    final = None
+    for mode, chunk in g.stream({"envs": ["library"], "n": 5, "seed": 2}, context=waves, stream_mode=["updates", "values"]):
+        if mode == "updates":
+            nodes += list(chunk)
+        else:
+            final = chunk
+    assert nodes.count("next_wave") == 3 and nodes.count("process_chain") == 5  # waves of 2, 2 and 1
+    assert final["summary"] == one["summary"] and sorted(final["record_keys"]) == sorted(one["record_keys"])
+    assert [r["key"] for r in run_records(final)] == final["record_keys"]
+    # asked to stop after the first wave: the slots of the later waves are counted, never sent
+    stop = threading.Event()
+    seen = 0
+    for mode, chunk in g.stream({"envs": ["library"], "n": 5, "seed": 40}, context=waves,
+                                config={"configurable": {"stop": stop}}, stream_mode=["updates", "values"]):
+        if mode == "updates" and "process_chain" in chunk:
+            seen += 1
+            stop.set()
+        elif mode == "values":
+            final = chunk
+    assert seen == 2 and final["summary"]["slots_not_run"] == 3
+    with pytest.raises(ValueError, match="context key 'slots_per_wave' must be at least 1, got 0"):
+        g.invoke({"envs": ["library"], "n": 1}, context={"slots_per_wave": 0})
+
+
+def test_records_of_a_run_come_from_its_store_or_the_recent_ones_in_memory(tmp_path):
+    from envfactory.graphs.querygen import run_records
+    with pytest.raises(LookupError, match="keeps the last 4096 records"):
+        run_records({"record_keys": ["no-such-key"]})
+    ctx = QueryGenContext(store_path=str(tmp_path / "r.sqlite"))
+    with pytest.raises(LookupError, match="not in the record store"):
+        run_records({"record_keys": ["no-such-key"]}, ctx)

@@ -12,7 +12,7 @@ import pytest
 
 from envfactory.data.store import RecordStore
 from envfactory.bench.querygen import GoldReplayModel, gold_scripts
-from envfactory.graphs.querygen import SEEDS_PER_SLOT, QueryGenContext, make_graph, slot_chains, slot_seeds
+from envfactory.graphs.querygen import SEEDS_PER_SLOT, QueryGenContext, make_graph, run_records, slot_chains, slot_seeds
 from envfactory.graphs.querygen.workers import worker_cpu_seconds
 
 
@@ -43,13 +43,13 @@ def test_worker_processes_give_the_records_threads_give(tmp_path):
                                                       store_path=str(store)),
                               config={"max_concurrency": 2})
     assert by_workers["summary"]["accepted"] == 3 and by_workers["summary"]["chains"] == 3
-    assert _timeless(by_workers["records"]) == _timeless(by_threads["records"])
+    assert _timeless(run_records(by_workers, QueryGenContext(store_path=str(store)))) == _timeless(run_records(by_threads))
     assert worker_cpu_seconds() > before  # the slots ran in the workers, which report their CPU
-    assert sorted(r.key for r in RecordStore(store).query()) == sorted(r["key"] for r in by_workers["records"])
+    assert sorted(r.key for r in RecordStore(store).query()) == sorted(by_workers["record_keys"])
     again = graph.invoke({"envs": ["library"], "n": 3, "seed": 0},
                          context=QueryGenContext(rollouts=1, chat_models={"rollout": model}, workers=2,
                                                  store_path=str(store)))
-    assert again["summary"]["skipped_as_done"] == 3 and not again["records"]
+    assert again["summary"]["skipped_as_done"] == 3 and not again.get("record_keys")
 
 
 def test_workers_refuse_a_context_that_cannot_travel():
@@ -71,7 +71,7 @@ def test_named_seeds_reproduce_exactly_those_tasks():
     kept = [s for s in range(20) if isinstance(sampler.sample(s), GoldTrajectory)][:2]
     dropped = next(s for s in range(20) if not isinstance(sampler.sample(s), GoldTrajectory))
     out = make_graph().invoke({"envs": ["library"], "seeds": kept + [dropped]}, context=QueryGenContext(rollouts=1))
-    assert sorted(r["provenance"]["chain_id"] for r in out["records"]) == sorted(f"library-{s}" for s in kept)
+    assert sorted(r["provenance"]["chain_id"] for r in run_records(out)) == sorted(f"library-{s}" for s in kept)
     assert out["summary"]["slots_without_chain"] == 1 and out["summary"]["discarded_chains"] == 1
     with pytest.raises(ValueError, match="seeds"):
         make_graph().invoke({"envs": ["library"], "seeds": ["7"]}, context=QueryGenContext(rollouts=1))
@@ -124,20 +124,21 @@ def test_one_worker_runs_many_slots_at_once_and_passes_errors_back():
 def test_model_steps_run_in_workers_with_their_retries():
     from tests.doubles import ScriptedChatModel, malformed, tool_call_message
     chain = slot_chains(["library"], 1, seed=3)[0]
-    from envfactory.agents.query_agent import split_turns
+    from envfactory.agents.query_agent import split_turns, template_queries
     turns = split_turns(chain, chain.seed)
-    queries = [f"request {chr(65 + i)}" for i in range(len(turns))]
+    # model-written queries must still state what determines the task (the template's words, tagged)
+    queries = [f"{q} (request {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
     solver = []
     for idx in turns:
         solver += [tool_call_message(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + ["Done."]
     query = ScriptedChatModel(script=[malformed("json"), tool_call_message("GeneratedQueries", {"queries": queries})])
     ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": query, "rollout": ScriptedChatModel(script=solver)})
-    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
+    rec = run_records(make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx))[0]
     assert rec["verification"]["accepted"], rec["verification"]
     assert rec["provenance"]["tiers"]["query"] == "model" and [t["query"] for t in rec["turns"]] == queries
     broken = ScriptedChatModel(script=[malformed("json"), malformed("shape"), malformed("unknown_tool")])
     ctx = QueryGenContext(rollouts=1, workers=1, chat_models={"query": broken})
-    rec = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx)["records"][0]
+    rec = run_records(make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]}, context=ctx))[0]
     assert not rec["verification"]["accepted"] and "after 3 attempt(s)" in rec["verification"]["reason"]
 
 
@@ -193,12 +194,13 @@ def test_a_context_a_worker_cannot_load_gets_a_clear_error(monkeypatch):
 def test_configured_endpoints_are_called_from_the_workers(monkeypatch):
     from langchain_openai import ChatOpenAI
 
-    from envfactory.agents.query_agent import split_turns
+    from envfactory.agents.query_agent import split_turns, template_queries
     from tests.doubles import OpenAIStubServer
     from tests.doubles.openai_stub import text_reply, tool_reply
     chain = slot_chains(["library"], 1, seed=3)[0]
     turns = split_turns(chain, chain.seed)
-    script = [tool_reply("GeneratedQueries", {"queries": [f"please help {chr(65 + i)}" for i in range(len(turns))]})]
+    queries = [f"{q} (please help {chr(65 + i)})" for i, q in enumerate(template_queries(chain, turns))]
+    script = [tool_reply("GeneratedQueries", {"queries": queries})]
     for idx in turns:
         script += [tool_reply(chain.calls[i].tool, chain.calls[i].arguments) for i in idx] + [text_reply("Done.")]
     with OpenAIStubServer(script) as stub:
@@ -212,7 +214,7 @@ def test_configured_endpoints_are_called_from_the_workers(monkeypatch):
         out = make_graph().invoke({"envs": ["library"], "seeds": [chain.seed]},
                                   context=QueryGenContext(rollouts=1, workers=1, models=models))
         assert len(stub.requests) == len(script)  # every call reached the endpoint, from the worker
-    rec = out["records"][0]
+    rec = run_records(out)[0]
     assert rec["verification"]["accepted"], rec["verification"]
     assert rec["provenance"]["models"] == {"query": "stub-model", "rollout": "stub-model"}
 

@@ -14,6 +14,7 @@ from envfactory.cli.main import main
 from envfactory.data.records import TrajectoryRecord
 from envfactory.data.report import views
 from envfactory.data.store import RecordStore
+from envfactory.agents.testing import ScriptedChatModel
 from envfactory.graphs.querygen import QueryGenContext, make_graph
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,7 +26,7 @@ SHOTS = Path(os.environ.get("ENVFACTORY_REPORT_SHOTS", "")) if os.environ.get("E
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A workspace as `envfactory run` leaves it: one synthesized environment with its EnvGen run,
-    accepted trajectories, and rejected ones (a pass threshold no rollout can reach)."""
+    accepted trajectories, and rejected ones (a rollout model that never calls a tool)."""
     from envfactory.cli.synth_cmd import synthesize_batch
     from envfactory.graphs.envgen import EnvGenContext
     ws = tmp_path_factory.mktemp("workspace")
@@ -36,7 +37,8 @@ def workspace(tmp_path_factory):
     store = str(ws / "records.sqlite")
     graph = make_graph()
     graph.invoke({"envs": ["library"], "n": 4}, context=QueryGenContext(rollouts=1, store_path=store))
-    graph.invoke({"envs": ["commerce"], "n": 2}, context=QueryGenContext(rollouts=1, store_path=store, pass_threshold=1.5))
+    graph.invoke({"envs": ["commerce"], "n": 2}, context=QueryGenContext(
+        rollouts=1, store_path=store, chat_models={"rollout": ScriptedChatModel(script=["I cannot do that."] * 20)}))
     mp = pytest.MonkeyPatch()
     mp.setenv("ENVFACTORY_CATALOG_PATH", str(ws / "catalog"))  # synthesized packages resolve by name
     graph.invoke({"envs": ["calendar_events"], "n": 2}, context=QueryGenContext(rollouts=1, store_path=store))
@@ -73,8 +75,9 @@ def test_bad_arguments_get_a_clear_error(tmp_path, capsys):
     assert main(["report", "--workspace", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
-    assert main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
-    assert "is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:   # refused by the argument parser, in one line
+        main(["report", "--workspace", str(tmp_path), "--out", str(tmp_path / "file")])
+    assert exc.value.code == 2 and "is a file" in capsys.readouterr().err
 
 
 def test_an_empty_workspace_still_renders(tmp_path):

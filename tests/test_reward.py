@@ -70,6 +70,24 @@ def test_composite_formula_and_penalties(library_env):
     assert capped.length_penalty == 0.5 and capped.format_penalty == 0.5 and capped.score == 0.0
 
 
+def test_a_turn_whose_gold_only_reads_is_scored_by_trajectory_and_answer(library_env):
+    """An empty gold change set says nothing: doing nothing must not earn the state half of the reward."""
+    gold = replay_gold({"library": library_env}, [C("get_book", book_id=1)])
+    assert gold.cells == {"library": []}
+    nothing = composite_reward(gold, [], {"library": []})
+    assert nothing.score == 0.0 and nothing.read_only_gold and nothing.state == 0.0
+    right = composite_reward(gold, [C("get_book", book_id=1)], {"library": []})
+    assert right.score == 1.0 and right.state == 1.0
+    # the right read plus a write the user never asked for: the answer term is lost
+    wrote = replay_gold({"library": library_env}, [C("checkout_book", member_id=3, book_id=1)])
+    bad = composite_reward(gold, [C("get_book", book_id=1), C("checkout_book", member_id=3, book_id=1)], wrote.cells)
+    assert bad.state == 0.0 and bad.score == pytest.approx(0.5 * bad.trajectory - bad.length_penalty)
+    # a caller that scores the final answer replaces T in the answer term
+    assert composite_reward(gold, [C("get_book", book_id=1)], {"library": []}, answer=0.0).score == 0.5
+    # a turn that writes keeps the state score
+    assert not composite_reward(wrote, [], {"library": []}).read_only_gold
+
+
 def test_infrastructure_failures_give_no_score(library_env):
     broken = reward_for_rollout({"library": library_env}, [C("return_book", loan_id=999999)], {"library": library_env.episode()})
     assert broken.score is None and "failed on replay" in broken.failure
@@ -115,16 +133,24 @@ def test_verifier_on_catalog_environment(name):
     env, trajectories = _write_trajectories(name, want=8)  # 8: enough for a pair of write chains that commute (chains that create rows do not)
     envs = {name: env}
     reordered_checked = wrong_checked = False
+    reads_checked = 0
     for traj in trajectories:
         gold_calls = gold_calls_from_trajectory(traj)
         ref = replay_gold(envs, gold_calls)
         # 1. replaying the gold scores 1
         ep, ok = _run(env, gold_calls)
         assert ok and score_episodes(ref, {name: ep}).score == 1.0
-        # 2. doing nothing scores 0 when the gold changes the state
-        nothing = score_episodes(ref, {name: env.episode()})
-        if any(ref.cells.values()):
-            assert nothing.score == 0.0
+        # 2. doing nothing scores 0, on the whole chain and on its reads alone
+        assert score_episodes(ref, {name: env.episode()}).score == 0.0
+        for read in (c for c in gold_calls if env.manifest.tool(c.name).read_only):
+            try:  # a read of a row the chain created does not replay alone
+                read_ref = replay_gold(envs, [read])
+            except GoldReplayError:
+                continue
+            assert score_episodes(read_ref, {name: env.episode()}).score == 0.0
+            ep, ok = _run(env, [read])
+            assert ok and score_episodes(read_ref, {name: ep}).score == 1.0
+            reads_checked += 1
         # 3. one extra wrong write scores below 1
         write = next(c for c in reversed(gold_calls) if not env.manifest.tool(c.name).read_only)
         ep, _ = _run(env, gold_calls)
@@ -135,6 +161,7 @@ def test_verifier_on_catalog_environment(name):
             assert score_episodes(ref, {name: ep}).score < 1.0
             wrong_checked = True
     assert wrong_checked, f"{name}: could not make any extra write"
+    assert reads_checked, f"{name}: no read of the chains replays alone"
     # 4. the same writes in another order score 1 (two independent write chains concatenated)
     for a, b in itertools.permutations(trajectories, 2):
         gold_calls = gold_calls_from_trajectory(a) + gold_calls_from_trajectory(b)

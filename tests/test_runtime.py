@@ -189,12 +189,16 @@ def test_hash_is_canonical_across_loads(library_env):
     assert again.initial_hash == library_env.initial_hash
 
 
-def test_untrusted_package_is_refused_then_trusted_when_verified(tmp_path):
+def test_untrusted_package_is_refused_until_the_user_trusts_it(tmp_path):
+    from envfactory.envs.runtime.trust import grant_trust
     pkg = tmp_path / "lib5"
     shutil.copytree(Environment.load("library").package_dir, pkg)
-    with pytest.raises(UntrustedCodeError, match="envs validate"):
+    with pytest.raises(UntrustedCodeError, match="envs trust"):
         Environment.load(pkg)
-    (pkg / "verified.json").write_text(json.dumps({"digest": package_digest(pkg)}))
+    (pkg / "verified.json").write_text(json.dumps({"digest": package_digest(pkg)}))  # grants nothing
+    with pytest.raises(UntrustedCodeError):
+        Environment.load(pkg)
+    grant_trust(pkg)
     assert Environment.load(pkg).name == "library"
     (pkg / "tools.py").write_text((pkg / "tools.py").read_text() + "\n# edited\n")
     with pytest.raises(UntrustedCodeError):

@@ -68,10 +68,10 @@ def test_pick_avoids_values_already_given_but_keeps_rows_together():
     for seed in range(20):
         picks: dict = {}
         rng = random.Random(seed)
-        first = _pick(out, "notes[].note_id", picks, 0, rng)
-        title = _pick(out, "notes[].title", picks, 0, rng)
+        first = _pick(out, "notes[].note_id", picks, 0, rng)[0]
+        title = _pick(out, "notes[].title", picks, 0, rng)[0]
         assert {"a": 1, "b": 2, "c": 3}[title] == first  # an id and its title come from one element
-        second = _pick(out, "notes[].note_id", picks, 0, rng, avoid=[first])
+        second = _pick(out, "notes[].note_id", picks, 0, rng, avoid=[first])[0]
         assert second in (1, 2, 3) and second != first
     # one element only: nothing else to give, the same value comes back (the tool will judge it)
-    assert _pick({"notes": [{"note_id": 7}]}, "notes[].note_id", {}, 0, random.Random(0), avoid=[7]) == 7
+    assert _pick({"notes": [{"note_id": 7}]}, "notes[].note_id", {}, 0, random.Random(0), avoid=[7])[0] == 7

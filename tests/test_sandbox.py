@@ -40,17 +40,21 @@ def test_bundled_package_passes_with_full_coverage():
     assert report.paths_covered == report.paths_total == 18
     assert report.deterministic is True
     assert report.verdict_line.startswith("PASS library 1.0.0: 16/16 tests, 18/18 tool paths covered, deterministic")
-    assert "audit-hook guard" in report.sandbox.isolation
+    assert {"landlock", "seccomp", "rlimits", "dies with its parent"} <= set(report.sandbox.isolation)
 
 
-def test_pass_writes_a_verification_record_that_expires_on_edit(tmp_path):
+def test_pass_writes_a_validation_record_that_grants_nothing(tmp_path):
+    from envfactory.envs.runtime.trust import grant_trust
     pkg = make_package(tmp_path)
     with pytest.raises(UntrustedCodeError):
         Environment.load(pkg)
     report = validate_package(pkg, limits=FAST)
     assert report.verdict == "PASS" and (pkg / "verified.json").exists()
+    with pytest.raises(UntrustedCodeError):
+        Environment.load(pkg)
+    grant_trust(pkg)
     assert Environment.load(pkg).name == "library"
-    (pkg / "tools.py").write_text((pkg / "tools.py").read_text() + "\n# an edit after validation\n")
+    (pkg / "tools.py").write_text((pkg / "tools.py").read_text() + "\n# an edit after trusting\n")
     with pytest.raises(UntrustedCodeError):
         Environment.load(pkg)
 
@@ -96,17 +100,19 @@ def _make_write_tool_random(pkg):
     (pkg / "tools.py").write_text(tools)
 
 
+# Refused by the kernel (the code sees an OSError and the import fails), or stopped by a limit.
 HOSTILE = {
     "infinite loop at import": dict(prelude="while True:\n    pass", status=("cpu_limit", "timeout")),
     "infinite loop in a tool": dict(tool_body="    while True:\n        pass", status=("cpu_limit", "timeout")),
-    "fork bomb": dict(prelude="import os\nwhile True:\n    os.fork()", status=("blocked",)),
+    "fork bomb": dict(prelude="import os\nwhile True:\n    os.fork()", refused="PermissionError"),
     "memory bomb": dict(prelude="hog = []\nwhile True:\n    hog.append(bytearray(50_000_000))", status=("memory_limit",)),
     "network to loopback": dict(prelude="import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=2)",
-                                status=("blocked",)),
+                                refused="PermissionError"),
     "network to a public address": dict(prelude="import socket\nsocket.create_connection(('93.184.216.34', 80), timeout=2)",
-                                        status=("blocked",)),
-    "subprocess": dict(prelude="import subprocess\nsubprocess.run(['true'])", status=("blocked",)),
+                                        refused="PermissionError"),
+    "subprocess": dict(prelude="import subprocess\nsubprocess.run(['true'])", refused="PermissionError"),
     "crash at import": dict(prelude="import os\nos._exit(3)", status=("crashed",)),
+    "unbounded recursion": dict(prelude="def f(n):\n    return f(n + 1)\nf(0)", refused="RecursionError"),
     "segfault": dict(prelude="import ctypes\nctypes.string_at(0)", status=("killed_by_signal",)),
 }
 
@@ -118,30 +124,31 @@ def test_hostile_code_is_stopped_and_reported(tmp_path, case):
     started = time.monotonic()
     report = validate_package(pkg, limits=FAST)
     assert time.monotonic() - started < FAST.wall_seconds + 10, "the caller was held too long"
-    assert report.verdict == "FAIL"
-    assert report.sandbox is not None and report.sandbox.status in spec["status"], (report.sandbox, report.verdict_line)
-    assert report.verdict_line.startswith("FAIL ")
+    assert report.verdict == "FAIL" and report.verdict_line.startswith("FAIL ")
+    if "refused" in spec:  # the import failed on the kernel's refusal
+        assert report.stages[0].name == "import" and spec["refused"] in report.stages[0].messages[0], report
+    else:
+        assert report.sandbox is not None and report.sandbox.status in spec["status"], (report.sandbox, report.verdict_line)
 
 
 def test_writes_outside_the_workspace_are_refused(tmp_path):
     target = Path("/tmp") / f"ef-escape-{uuid.uuid4().hex}"
     pkg = make_package(tmp_path, prelude=f"open({str(target)!r}, 'w').write('escaped')")
     report = validate_package(pkg, limits=FAST)
-    assert report.verdict == "FAIL" and report.sandbox.status == "blocked"
-    assert "outside the workspace" in report.sandbox.detail
+    assert report.verdict == "FAIL" and "Permission denied" in report.verdict_line
     assert not target.exists()
 
 
-def test_swallowed_refusal_is_still_reported(tmp_path):
+def test_swallowed_refusal_changes_nothing(tmp_path):
     prelude = ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\nexcept BaseException:\n    pass")
     report = validate_package(make_package(tmp_path, prelude=prelude), limits=FAST)
-    assert report.sandbox.status == "blocked" and "network access" in report.sandbox.detail
+    assert report.verdict == "PASS"  # nothing was reached; the package behaves as its tests say
 
 
 def test_a_child_error_is_in_the_detail(tmp_path):
     from envfactory.envs.sandbox.runner import run_sandboxed
 
     # a request without a task makes the child fail with its own message: the detail carries it
-    result = run_sandboxed({"package": "nowhere"}, tmp_path)
+    result = run_sandboxed({"package": str(tmp_path)}, tmp_path)
     assert result.status == "crashed" and result.exit_code == 5
     assert result.detail.startswith("exited with code 5: KeyError") and "'task'" in result.detail

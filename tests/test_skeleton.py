@@ -373,3 +373,37 @@ def test_spec_text_cannot_escape_into_code_or_sql(tmp_path):
     assert report.verdict == "PASS", report.verdict_line
     assert not marker.exists() and not (tmp_path / "x.db").exists()
     assert all(line.startswith("--") or "ATTACH" not in line for line in files["schema.sql"].splitlines())
+
+
+def _library_lending():
+    from envfactory.data.corpus import default_corpus
+    return default_corpus().spec_for("library_lending")
+
+
+def test_updates_refuse_a_finished_workflow_and_a_change_of_nothing():
+    """Renewing a returned checkout, or setting the values a row already has, is a domain error: a write
+    that reports success without changing anything teaches an agent that it did something."""
+    files = generate_package(_library_lending())
+    assert "FINAL_STATES = {'checkouts': {'status': ['returned']}" in files["tools.py"]
+    case = next(c for c in json.loads(files["tests.json"])["cases"] if c["name"].startswith("renew_checkout refuses"))
+    errors = {s["expect"]["error_contains"] for s in case["steps"]}
+    assert "nothing to change" in errors
+    assert any(e.endswith("is returned") for e in errors)
+    assert all(s.get("expect_unchanged") for s in case["steps"])
+
+
+def test_the_validator_flags_a_write_that_reports_success_and_changes_nothing(tmp_path):
+    files = dict(generate_package(_library_lending()))
+    assert "    _check_changes(ctx, 'checkouts'," in files["tools.py"]
+    files["tools.py"] = files["tools.py"].replace("    _check_changes(ctx, 'checkouts',", "    0 and _check_changes(ctx, 'checkouts',")
+    rows = json.loads(files["seed.json"])["checkouts"]
+    returned = next(r for r in rows if r["status"] == "returned")
+    # a case whose author expected the no-op renewal to succeed: the validator still refuses the package
+    suite = {"cases": [{"name": "renew a returned checkout", "steps": [{
+        "call": "renew_checkout", "args": {"checkout_id": returned["checkout_id"], "due_date": returned["due_date"]},
+        "expect": {"ok": True}}]}]}
+    files["tests.json"] = json.dumps(suite)
+    write_package(files, tmp_path / "noop")
+    report = validate_package(tmp_path / "noop", write_record=False)
+    assert report.verdict == "FAIL"
+    assert any("renew_checkout writes, reported success and changed nothing" in f for f in report.failures), report.failures

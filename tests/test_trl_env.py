@@ -84,12 +84,14 @@ def test_reward_is_our_verifier_over_the_calls_the_episode_received(library_cls,
         env.reset(**read_turn)
     envs[3].reset(**write_turn)
     _play_gold(envs[0], read_turn)                     # the gold calls: full score
-    gold_book = json.loads(read_turn["gold_calls"])[1]["arguments"]["book_id"]
-    for book_id in [b for b in range(1, 5) if b != gold_book][:3]:  # three wrong reads: none matches, one too many
+    first, second = json.loads(read_turn["gold_calls"])
+    getattr(envs[1], first["name"])(**first["arguments"])   # the first gold read, then two wrong reads
+    for book_id in [b for b in range(1, 5) if b != second["arguments"]["book_id"]][:2]:
         envs[1].get_book(book_id=book_id)
     scores = reward(completions=[[{"role": "assistant", "content": ""}]] * 4, environments=envs)
-    # R = 0.5 T + 0.5 S - L - F: state untouched as the gold wants (S = 1) but no call matched (T = 0)
-    assert scores == [1.0, pytest.approx(0.45), 0.5, 0.0]   # doing nothing on a write task earns nothing
+    # a turn that only reads: R = 0.5 T + 0.5 A - L - F with the answer term A = T (no write made);
+    # 1 of 3 calls matches 1 of 2 gold calls: T = F1(1/3, 1/2) = 0.4, one call too many: L = 0.05
+    assert scores == [1.0, pytest.approx(0.35), 0.0, 0.0]   # doing nothing earns nothing, on reads and writes
     assert batches[0][0]["matched_calls"] == 2 and [b["calls"] for b in batches[0]] == [2, 3, 0, 0]
 
 

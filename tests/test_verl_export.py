@@ -17,7 +17,7 @@ from envfactory.cli.main import main
 from envfactory.data.exports import verl_loop
 from envfactory.data.exports.verl import NotExportable, check_tool_schema, check_verl, split_of, to_verl, write_verl
 from envfactory.data.store import RecordStore
-from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, EpisodeRollout, parse_tool_calls, run_token_loop
+from envfactory.data.exports.verl_loop import EXTRA_FIELDS_KEY, EpisodeRollout, parse_tool_calls, row_tools, run_token_loop
 from envfactory.data.exports.verl_reward import FAILURES, compute_score
 from envfactory.data.exports.trl_env import to_trl
 from envfactory.data.exports.verl_task import VerlTask, load_env, open_turn_episodes
@@ -45,12 +45,16 @@ def _calls_text(calls) -> str:
     return "".join(f"<tool_call>\n{json.dumps({'name': c['name'], 'arguments': c['arguments']})}\n</tool_call>\n" for c in calls)
 
 
+def gold_name(row) -> str:
+    return json.loads(row["reward_model"]["ground_truth"])[0]["name"]
+
+
 def _gold(row):
     return json.loads(row["reward_model"]["ground_truth"])
 
 
 def _score(row, text: str, where: str = "merged") -> dict:
-    rollout = EpisodeRollout(VerlTask.from_extra_info(row["extra_info"]))
+    rollout = EpisodeRollout(VerlTask.from_extra_info(row["extra_info"]), tools=row_tools(row["extra_info"]))  # as the loop does
     rollout.step(text)
     fields = rollout.finish()
     info = dict(row["extra_info"])
@@ -147,6 +151,49 @@ def test_compute_score_is_one_for_gold_and_less_for_wrong_calls(export):
     assert nothing["score"] == 0.0 and nothing["scored"] == 1.0 and nothing["trajectory"] == 0.0
 
 
+def test_rows_show_only_their_environments_tools_and_shared_names_are_qualified(export, tmp_path):
+    for row in _rows(export):
+        env = row["extra_info"]["envs"][0]["name"]
+        tools = json.loads(row["extra_info"]["tools"])
+        assert [t["function"]["name"] for t in tools] == list(row["extra_info"]["tool_selection"])
+        assert {t["function"]["name"] for t in tools} == {s.name for s in load_env(env).tool_specs}
+        assert list(row["extra_info"]["tools_kwargs"]) == ["envfactory"]
+    # library and productivity both have find_member: exported together, each row shows its own as env__find_member
+    store = tmp_path / "records.sqlite"
+    for env in ("library", "productivity"):
+        make_graph().invoke({"envs": [env], "seeds": kept_seeds(env, 0, 8)},
+                            context=QueryGenContext(rollouts=1, store_path=str(store)))
+    summary = write_verl(RecordStore(store).query(status="accepted"), tmp_path / "out")
+    assert not summary["skipped"] and not summary["tool_config_problems"]
+    config = yaml.safe_load((tmp_path / "out" / "envfactory.tools.yaml").read_text())
+    names = [t["tool_schema"]["function"]["name"] for t in config["tools"]]
+    assert len(names) == len(set(names)) and {"library__find_member", "productivity__find_member"} <= set(names)
+    assert "find_member" not in names
+    rows = [r for s in ("train", "val") if (tmp_path / "out" / f"envfactory.{s}.parquet").exists()
+            for r in pq.read_table(tmp_path / "out" / f"envfactory.{s}.parquet").to_pylist()]
+    used = [r for r in rows if any(c["name"].endswith("find_member") for c in _gold(r))]
+    assert used, "no exported turn calls find_member: pick other seeds"
+    for row in used:
+        env = row["extra_info"]["envs"][0]["name"]
+        assert f"{env}__find_member" in row["extra_info"]["tool_selection"]
+        assert all(c["name"] != "find_member" for c in _gold(row))
+        assert _score(row, _calls_text(_gold(row)))["score"] == 1.0          # the qualified gold replays and scores
+        assert _score(row, _calls_text([{**c, "name": c["name"].split("__")[-1]} for c in _gold(row)]))["score"] < 1.0
+    shown = [c["function"]["name"] for r in rows for m in r["prompt"] for c in (m.get("tool_calls") or [])]
+    assert "find_member" not in shown
+
+
+def test_doing_nothing_scores_zero_on_every_exported_turn_reads_included(export):
+    rows = _rows(export)
+    read_only = [r for r in rows if all(p["turn_state_hash"] == p["gold_final_hash"] for p in r["extra_info"]["envs"])]
+    assert read_only, "the export should hold turns whose gold only reads"
+    for row in rows:
+        nothing = _score(row, "Done.")
+        assert nothing["scored"] == 1.0 and nothing["score"] == 0.0, (row["extra_info"]["record_key"], nothing)
+    for row in read_only[:3]:
+        assert _score(row, _calls_text(_gold(row)))["score"] == 1.0
+
+
 def test_no_score_when_state_drifted_gold_fails_or_the_loop_record_is_missing(export):
     row = _rows(export)[0]
     text = _calls_text(_gold(row))
@@ -199,13 +246,13 @@ def test_tool_config_agent_loop_config_and_readme(export):
     names = {t["tool_schema"]["function"]["name"] for t in config["tools"]}
     assert names == {s.name for e in ("library", "commerce") for s in load_env(e).tool_specs}
     assert all(t["config"]["type"] == "native" and t["tool_schema"]["type"] == "function" for t in config["tools"])
-    assert {t["class_name"] for t in config["tools"]} == {"envfactory.data.exports.verl_loop.EpisodeTool"}
+    assert {t["class_name"] for t in config["tools"]} == {"envfactory.data.exports.verl_agent.EpisodeTool"}
     assert all(check_tool_schema(t["tool_schema"]) == [] for t in config["tools"])
     bad = {"type": "function", "function": {"name": "f", "description": "d", "parameters": {
         "type": "object", "required": [], "properties": {"a": {"type": ["string", "null"]}, "b": {"type": "integer", "enum": [1, 2]}}}}}
     assert len(check_tool_schema(bad)) == 2  # what verl's OpenAIFunctionToolSchema refuses
     loops = yaml.safe_load((out / "agent_loop.yaml").read_text())
-    assert loops == [{"name": "envfactory_agent", "_target_": "envfactory.data.exports.verl_loop.EnvFactoryAgentLoop"}]
+    assert loops == [{"name": "envfactory_agent", "_target_": "envfactory.data.exports.verl_agent.EnvFactoryAgentLoop"}]
     readme = (out / "README.md").read_text()
     for key in ("data.return_raw_chat=True", "multi_turn.enable=True", "multi_turn.tool_config_path=",
                 "agent.agent_loop_config_path=", "custom_reward_function.path=", "custom_reward_function.name=compute_score"):
@@ -288,24 +335,36 @@ def fake_verl(monkeypatch):
         mod = types.ModuleType(name)
         mod.__dict__.update(attrs)
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(verl_loop, "_built", {})
-    return registry
+    monkeypatch.delitem(sys.modules, AGENT_MODULE, raising=False)  # imported afresh against this fake verl
+    yield registry
+    sys.modules.pop(AGENT_MODULE, None)
+
+
+AGENT_MODULE = "envfactory.data.exports.verl_agent"
+
+
+def _agent_module():
+    import importlib
+    return importlib.import_module(AGENT_MODULE)
 
 
 def test_adapter_needs_verl_only_when_asked(monkeypatch):
-    monkeypatch.setattr(verl_loop, "_built", {})
+    monkeypatch.delitem(sys.modules, AGENT_MODULE, raising=False)
     monkeypatch.setitem(sys.modules, "verl", None)  # as if verl were not installed
     with pytest.raises(ImportError, match="needs verl installed"):
-        verl_loop.EnvFactoryAgentLoop
-    assert verl_loop.AGENT_NAME == "envfactory_agent"  # the rest of the module works without it
+        _agent_module()
+    assert verl_loop.AGENT_NAME == "envfactory_agent"  # the loop's own module works without it
+    sys.modules.pop(AGENT_MODULE, None)
 
 
 def test_agent_loop_adapter_runs_a_rollout_and_feeds_compute_score(export, fake_verl):
     writing = [r for r in _rows(export) if any(p["turn_state_hash"] != p["gold_final_hash"] for p in r["extra_info"]["envs"])]
     row = max(writing, key=lambda r: r["extra_info"]["turn"])  # a later turn: earlier calls are in its prompt
     assert any(m["tool_calls"] for m in row["prompt"])
-    cls = verl_loop.EnvFactoryAgentLoop
-    assert fake_verl["envfactory_agent"]["_target_"].endswith("EnvFactoryAgentLoop")
+    cls = _agent_module().EnvFactoryAgentLoop
+    # register() put an importable name in the registry, the one agent_loop.yaml gives (no <locals>)
+    target = yaml.safe_load((export[0] / "agent_loop.yaml").read_text())[0]["_target_"]
+    assert fake_verl["envfactory_agent"]["_target_"] == target == AGENT_MODULE + ".EnvFactoryAgentLoop"
     replies = [_calls_text(_gold(row)) + "<|im_end|>", "All done.<|im_end|>"]
 
     class Server:  # replies like verl's TokenOutput: token ids and their log-probabilities
@@ -328,7 +387,6 @@ def test_agent_loop_adapter_runs_a_rollout_and_feeds_compute_score(export, fake_
     assert all((lp == -0.5) == bool(m) for lp, m in zip(out.response_logprobs, out.response_mask))
     # hydra resolves the agent-loop config's _target_ to this class
     import importlib
-    target = yaml.safe_load((export[0] / "agent_loop.yaml").read_text())[0]["_target_"]
     module, name = target.rsplit(".", 1)
     assert getattr(importlib.import_module(module), name) is cls
     fields = out.extra_fields[EXTRA_FIELDS_KEY]
@@ -352,18 +410,25 @@ def test_episode_tool_keeps_one_episode_per_request_for_the_stock_loop(export, f
     row = next(r for r in _rows(export) if any(p["turn_state_hash"] != p["gold_final_hash"] for p in r["extra_info"]["envs"]))
     config = yaml.safe_load((export[0] / "envfactory.tools.yaml").read_text())
     schemas = {t["tool_schema"]["function"]["name"]: t["tool_schema"] for t in config["tools"]}
-    tool_cls = verl_loop.EpisodeTool
+    tool_cls = _agent_module().EpisodeTool
     kwargs = row["extra_info"]["tools_kwargs"]
+    assert list(kwargs) == ["envfactory"]  # one key on every row: no null struct fields for other environments
 
     async def rollout(request_id, calls):
-        agent = types.SimpleNamespace(request_id=request_id, extra_fields={})
+        agent = types.SimpleNamespace(request_id=request_id, extra_fields={}, tools_kwargs=kwargs)
         for call in calls:  # the stock loop: create -> execute -> release for every single call
             tool = tool_cls({"type": "native"}, schemas[call["name"]])
-            iid, _ = await tool.create(create_kwargs=kwargs[call["name"]]["create_kwargs"])
+            iid, _ = await tool.create(create_kwargs=kwargs.get(call["name"], {}).get("create_kwargs", {}))
             await tool.execute(iid, call["arguments"], agent_data=agent)
             await tool.release(iid)
         return agent.extra_fields[EXTRA_FIELDS_KEY]
 
+    from envfactory.data.exports import bundle
+    [tool_entry] = [t for t in config["tools"] if t["tool_schema"]["function"]["name"] == gold_name(row)][:1]
+    assert tool_entry["config"]["export_dir"] == str(export[0].resolve())
+    tool_cls(tool_entry["config"], tool_entry["tool_schema"])   # the tool registers its export's environments
+    assert export[0].resolve() in bundle._registered
+    assert json.loads((export[0] / "packages.json").read_text())["library"]["origin"] == "bundled"
     gold = _gold(row)
     fields = asyncio.run(rollout("req-1", gold))
     other = asyncio.run(rollout("req-2", gold[:1]))
@@ -488,7 +553,7 @@ def test_agent_loop_adapter_masks_a_row_whose_gold_does_not_replay(export, fake_
             raise AssertionError("no generation for a row whose gold does not replay")
 
     config = {"actor_rollout_ref": {"rollout": {"response_length": 1000, "multi_turn": {}}}, "data": {}}
-    loop = verl_loop.EnvFactoryAgentLoop(types.SimpleNamespace(config=config), Server(), CharTokenizer(), None)
+    loop = _agent_module().EnvFactoryAgentLoop(types.SimpleNamespace(config=config), Server(), CharTokenizer(), None)
     out = asyncio.run(loop.run({}, raw_prompt=row["prompt"], extra_info=row["extra_info"],
                                reward_model={"style": "rule", "ground_truth": truth}))
     assert out.response_mask == [0] and out.extra_fields[EXTRA_FIELDS_KEY]["failure_kind"] == "gold_replay"
@@ -551,3 +616,24 @@ def test_trl_and_verl_readers_refuse_a_bad_call_list_with_the_same_words(export,
 def library_cls_for_export():
     from envfactory.data.exports.trl_env import environment_class
     return environment_class("library")
+
+
+def test_the_readme_and_the_export_print_the_same_verl_command(export):
+    """The project README shows the command the export writes (and test_verl_real runs), with placeholders."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```bash\npython3 -m verl\.trainer\.main_ppo \\\n(.*?)```", readme, re.DOTALL).group(1)
+    shown = [line.strip().rstrip("\\").strip() for line in block.strip().splitlines()]
+    written = (export[0] / "README.md").read_text()
+    exported = [line.strip().rstrip("\\").strip() for line in
+                re.search(r"python3 -m verl\.trainer\.main_ppo \\\n(.*?)```", written, re.DOTALL).group(1).strip().splitlines()]
+    assert [s.split("=", 1)[0] for s in shown] == [e.split("=", 1)[0] for e in exported]
+    for s, e in zip(shown, exported):  # same values, where the README does not stand in a placeholder
+        value = s.split("=", 1)[1]
+        if not re.fullmatch(r"DIR/.*|[A-Z]|MODEL_PATH", value):
+            assert value == e.split("=", 1)[1], (s, e)
+    config = yaml.safe_load((export[0] / "envfactory.verl.yaml").read_text())
+    assert config["defaults"] == ["ppo_trainer", "_self_"]
+    assert config["reward"]["custom_reward_function"]["name"] == "compute_score"
+    assert config["data"]["filter_overlong_prompts"] is False

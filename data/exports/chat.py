@@ -1,7 +1,9 @@
-"""OpenAI chat format (TRL SFTTrainer, Hugging Face chat templates): ``{"messages": [...], "tools": [...]}``.
+"""OpenAI chat format (OpenAI fine-tuning, TRL SFTTrainer, Hugging Face chat templates):
+``{"messages": [...], "tools": [...]}`` (the JSONL export adds ``metadata``: tiers, models, prompts).
 
-Tool-call arguments are dicts by default because HF chat templates (Qwen3's included) run them
-through ``tojson``; ``arguments_as="string"`` gives the OpenAI wire form instead."""
+Tool-call arguments are JSON strings by default, as OpenAI's fine-tuning format requires; the Qwen3
+template TRL uses emits a string verbatim and runs a dict through ``tojson``, so both render the same
+(tests/test_exports.py). ``arguments_as="dict"`` gives objects for templates that only take dicts."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,7 @@ from typing import Any, Literal
 from envfactory.data.records import TrajectoryRecord
 
 
-def to_openai(record: TrajectoryRecord, arguments_as: Literal["dict", "string"] = "dict") -> list[dict[str, Any]]:
+def to_openai(record: TrajectoryRecord, arguments_as: Literal["dict", "string"] = "string") -> list[dict[str, Any]]:
     messages = []
     for m in record.messages:
         out: dict[str, Any] = {"role": m.role, "content": m.content}
@@ -38,6 +40,14 @@ def check_openai(row: dict[str, Any]) -> list[str]:
             name = c.get("function", {}).get("name")
             if name not in tool_names:
                 problems.append(f"message {i}: call of {name!r}, which is not among the record's tools")
+            arguments = c.get("function", {}).get("arguments")
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except ValueError:
+                    arguments = None
+            if not isinstance(arguments, dict):
+                problems.append(f"message {i}: arguments of {name!r} must be a JSON object (or its JSON text)")
             pending.add(c.get("id"))
         if role == "tool":
             if m.get("tool_call_id") not in pending:

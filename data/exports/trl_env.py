@@ -209,14 +209,71 @@ class TRLEnvironment:
         return set(cls._environment.tools)
 
 
+class RemoteTRLEnvironment(TRLEnvironment):
+    """Base of the generated classes whose episodes live on episode servers
+    (``environment_factories(..., servers=...)``): the same tools, reset and reward, each a call to
+    the server that holds this rollout's episode."""
+
+    _servers = None                     # set on each generated class: episode_client.EpisodeServers
+
+    def __init__(self):
+        super().__init__()
+        self._remote: str | None = None
+        self._scored: dict[str, Any] | None = None
+
+    def reset(self, **row) -> str | None:
+        self._release()
+        opened = self._servers.reset({**row, "environment": self._environment.name,
+                                      "reward_config": self._reward_config.model_dump()})
+        self._remote, self._failure, self._task_id = opened["episode"], opened["failure"], row.get("task_id")
+        return None if row.get("prompt") else row.get("query")
+
+    def _call(self, name: str, arguments: dict[str, Any]) -> str:
+        from envfactory.data.exports.episode_client import EpisodeReleased
+        if self._remote is None:
+            return json.dumps({"error": "the environment has not been reset", "kind": "internal"})
+        try:
+            return self._servers.call(self._remote, name, {k: v for k, v in arguments.items() if v is not None})
+        except EpisodeReleased as exc:
+            return json.dumps({"error": str(exc), "kind": "internal"})
+
+    def _score(self, n_malformed: int = 0) -> RewardResult:
+        if self._remote is None:
+            return RewardResult(score=None, failure="the environment was not reset")
+        self._scored = self._servers.score(self._remote, n_malformed)
+        return RewardResult.model_validate(self._scored["reward"])
+
+    def _calls(self) -> list:
+        from types import SimpleNamespace
+        return [SimpleNamespace(**c) for c in (self._scored or {}).get("calls", [])]
+
+    def __del__(self):  # TRL drops instances without a last call: their episodes go with them
+        try:
+            if self._remote is not None:
+                self._servers.release_soon(self._remote)
+        except Exception:  # the cluster is gone already (interpreter shutdown); the idle timeout cleans up
+            pass
+
+    def _release(self) -> None:
+        from envfactory.data.exports.episode_client import EpisodeReleased
+        if self._remote is not None:
+            try:
+                self._servers.release(self._remote)
+            except EpisodeReleased:
+                pass
+            self._remote, self._scored = None, None
+
+
 def _class_name(env_name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", env_name) if part) + "Environment"
 
 
-def environment_class(env: Any, reward_config: RewardConfig | None = None) -> type[TRLEnvironment]:
-    """The TRL environment class of one environment (a bundled name, a package path or a loaded one)."""
+def environment_class(env: Any, reward_config: RewardConfig | None = None, servers: Any = None) -> type[TRLEnvironment]:
+    """The TRL environment class of one environment (a bundled name, a package path or a loaded one);
+    with ``servers`` (``episode_client.EpisodeServers``), its episodes live on those servers."""
     environment = env if hasattr(env, "episode") else load_env(env)
-    namespace: dict[str, Any] = {
+    namespace: dict[str, Any] = {"_servers": servers} if servers is not None else {}
+    namespace |= {
         "__doc__": f"The {environment.name} environment ({environment.manifest.domain}): "
                    f"{_one_line(environment.manifest.description)} Tools return JSON text.",
         "_environment": environment, "_reward_config": reward_config or RewardConfig(), "_cache": BoundedCache(TASK_CACHE_SIZE)}
@@ -225,15 +282,21 @@ def environment_class(env: Any, reward_config: RewardConfig | None = None) -> ty
             raise ValueError(f"{environment.name}: tool {spec.name!r} clashes with a name TRL reserves "
                              f"({', '.join(sorted(RESERVED))}, or a leading underscore)")
         namespace[spec.name] = _tool_method(spec)
-    cls = type(_class_name(environment.name), (TRLEnvironment,), namespace)
+    cls = type(_class_name(environment.name), (RemoteTRLEnvironment if servers is not None else TRLEnvironment,), namespace)
     for spec in environment.tool_specs:
         getattr(cls, spec.name).__qualname__ = f"{cls.__name__}.{spec.name}"
     return cls
 
 
-def environment_factories(envs: Sequence[Any], reward_config: RewardConfig | None = None) -> dict[str, type]:
-    """``{env name: class}`` for ``GRPOTrainer(environment_factory=...)``; rows route by their ``environment`` column."""
-    classes = [environment_class(e, reward_config) for e in envs]
+def environment_factories(envs: Sequence[Any], reward_config: RewardConfig | None = None,
+                          servers: Any = None) -> dict[str, type]:
+    """``{env name: class}`` for ``GRPOTrainer(environment_factory=...)``; rows route by their ``environment`` column.
+    ``servers``: episode servers on a Ray cluster (their name, or ``episode_client.EpisodeServers``) host the
+    episodes instead of this process."""
+    if isinstance(servers, str):
+        from envfactory.data.exports.episode_client import EpisodeServers
+        servers = EpisodeServers.connect(servers)
+    classes = [environment_class(e, reward_config, servers) for e in envs]
     return {cls._environment.name: cls for cls in classes}
 
 
@@ -360,19 +423,26 @@ def check_trl(row: dict[str, Any]) -> list[str]:
 FACTORY_SNIPPET = '''"""Train on {rows_file} with TRL's GRPOTrainer (written by `envfactory export --format trl`).
 
 Each rollout gets its own instance, hence its own isolated episode; the reward is envfactory's
-composite verifier. Run: python {name}.trl_train.py --model PATH_OR_ID
+composite verifier. The environments travel with this folder (envs/, pinned in packages.json);
+trust does not: on a new machine, review each copy and `envfactory envs trust envs/NAME` once.
+Run from anywhere: python {name}.trl_train.py --model PATH_OR_ID
 """
 import argparse
+from pathlib import Path
 
 from datasets import load_dataset
 from trl import GRPOConfig, GRPOTrainer
 
+from envfactory.data.exports.bundle import register_export
 from envfactory.data.exports.trl_env import environment_factories, make_reward_func
+
+HERE = Path(__file__).resolve().parent
+register_export(HERE)  # the export's own copies of its environments resolve by name
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)
 args = parser.parse_args()
-dataset = load_dataset("json", data_files="{rows_file}")["train"]
+dataset = load_dataset("json", data_files=str(HERE / "{rows_file}"))["train"]
 trainer = GRPOTrainer(
     model=args.model,
     reward_funcs=[make_reward_func()],

@@ -79,7 +79,7 @@ def cut_turns(record: TrajectoryRecord) -> tuple[dict[str, Environment], list[Re
                 for m in record.messages[users[t - 1]:users[t]]:
                     for c in m.tool_calls:
                         if (owner := route(envs, c.name)) is not None:
-                            spoken[owner].call(c.name, c.arguments)  # its own failures are part of the history
+                            spoken[owner[0]].call(owner[1], c.arguments)  # its own failures are part of the history
                 if any(spoken[n].state_hash() != start[n] for n in envs):
                     raise NotExportable(f"before turn {t + 1} the conversation's own calls lead to another state than the "
                                         "gold calls: its history would contradict the environment")

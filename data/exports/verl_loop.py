@@ -12,19 +12,24 @@ Here the loop owns the episodes instead:
   and, at ``finish()``, a rollout that does not reproduce, so the token loop masks such samples.
 - ``run_token_loop``: the token-level state machine (generate, parse, append tool tokens with
   mask 0) written against duck-typed tokenizer and server objects, so it runs here without verl.
-- ``EnvFactoryAgentLoop``: the thin ``AgentLoopBase`` subclass, built on first access (PEP 562
-  module ``__getattr__``) so verl is imported only inside a verl worker and never becomes a dependency.
-- ``EpisodeTool``: a ``BaseTool`` for users who keep verl's stock loop: it keys one episode on the
-  request id (``agent_data.request_id``) instead of the per-call instance.
+- ``verl_agent.EnvFactoryAgentLoop`` (the thin ``AgentLoopBase`` subclass) and ``verl_agent.EpisodeTool``
+  (a ``BaseTool`` for verl's stock loop) live in their own module, which imports verl: this one does not,
+  so envfactory never needs verl outside a verl worker.
+
+A row shows its own environments' tools (``extra_info.tools``, ``extra_info.tool_selection``); a name
+that several exported environments share is shown as ``env__tool`` (``verl_task.exported_name``).
+
+With ``ENVFACTORY_EPISODE_SERVERS`` set (to the name given to ``episode_server.start_episode_servers``)
+the loop's episodes live on those Ray actors (``episode_client.RemoteRollout``), not in the loop's process.
 """
 from __future__ import annotations
 
+import inspect
 import json
+from pathlib import Path
 import re
-import uuid
 from typing import Any, Awaitable, Callable
 
-from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.runtime.environment import Episode
 
 from envfactory.data.exports.calls import parse_calls
@@ -79,8 +84,10 @@ class EpisodeRollout:
     ``reward_model.ground_truth``) no longer replay to the state the row was exported with, a tool
     crashed, or the rollout's calls replayed on a fresh copy do not reach the state it ended in."""
 
-    def __init__(self, task: VerlTask, max_calls_per_step: int | None = None, gold: Any = None):
+    def __init__(self, task: VerlTask, max_calls_per_step: int | None = None, gold: Any = None,
+                 tools: list[dict[str, Any]] | None = None):
         self.task = task
+        self._shown = tools                       # the row's tool schemas (``extra_info.tools``), as the model sees them
         self.max_calls_per_step = max_calls_per_step
         self.calls: list[dict[str, Any]] = []     # routed and executed, in order
         self.malformed = 0                        # unparseable blocks and unknown tools
@@ -111,16 +118,25 @@ class EpisodeRollout:
 
     @property
     def tools(self) -> list[dict[str, Any]]:
-        """OpenAI function specs of the row's environments (what the chat template shows)."""
+        """OpenAI function specs the chat template shows: the row's own (its environments' tools, shared names
+        qualified), else every tool of its environments."""
+        if self._shown is not None:
+            return self._shown
         return [spec.openai_schema() for env in self.envs.values() for spec in env.tool_specs]
 
+    def _route(self, name: str) -> tuple[str, str] | None:
+        if self._shown is not None and name not in {t["function"]["name"] for t in self._shown}:
+            return None  # the model may only call what the row shows it
+        return route(self.envs, name)
+
     def execute(self, name: str, arguments: dict[str, Any]) -> str:
-        env_name = route(self.envs, name)
-        if env_name is None or env_name not in self.episodes:
+        owner = self._route(name)
+        if owner is None or owner[0] not in self.episodes:
             self.malformed += 1
             return f"Error: unknown tool {name!r}; available tools: {', '.join(sorted(t['function']['name'] for t in self.tools))}"
-        res = self.episodes[env_name].call(name, arguments)
-        self.calls.append({"env": env_name, "name": name, "arguments": arguments})
+        env_name, tool = owner
+        res = self.episodes[env_name].call(tool, arguments)
+        self.calls.append({"env": env_name, "name": tool, "arguments": arguments})
         if res.error_kind == "internal":
             self._fail("env_crash", f"environment crash: {res.error}")
         return res.text if res.ok else f"Error: {res.error}"
@@ -249,6 +265,8 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
         if max_user_turns and user_turns >= max_user_turns:
             break
         tool_messages = rollout.step(tokenizer.decode(out))
+        if inspect.isawaitable(tool_messages):  # a RemoteRollout: the episode lives on an episode server
+            tool_messages = await tool_messages
         if not tool_messages:
             break
         for m in tool_messages:
@@ -262,6 +280,8 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
         logprobs = logprobs + [0.0] * len(tool_ids) if logprobs is not None else None
         user_turns += 1
     fields = rollout.finish()
+    if inspect.isawaitable(fields):
+        fields = await fields
     if fields["failure"] is not None:
         mask = [0] * len(mask)
     if not response_ids:  # the environment failed before generation: one masked placeholder token
@@ -273,9 +293,10 @@ async def run_token_loop(rollout: EpisodeRollout, messages: list[dict[str, Any]]
             "num_turns": user_turns + assistant_turns + 1, "extra_fields": {EXTRA_FIELDS_KEY: fields}}
 
 
-# ---------------------------------------------------------------- verl adapters (built lazily)
+# ---------------------------------------------------------------- what the verl classes (verl_agent) read
 
-def _cfg(config: Any, path: str, default: Any = None) -> Any:
+def config_value(config: Any, path: str, default: Any = None) -> Any:
+    """``a.b.c`` of a verl config (DictConfig, dict or object), ``default`` when absent or null."""
     for part in path.split("."):
         if config is None:
             return default
@@ -283,99 +304,17 @@ def _cfg(config: Any, path: str, default: Any = None) -> Any:
     return default if config is None else config
 
 
-def _build_agent_loop():
-    from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
-
-    @register(AGENT_NAME)
-    class EnvFactoryAgentLoop(AgentLoopBase):
-        """Each rollout (each of GRPO's n samples of a prompt) owns its episodes."""
-
-        async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
-            config = self.config
-            multi_turn = "actor_rollout_ref.rollout.multi_turn"
-            task = VerlTask.from_extra_info(kwargs.get("extra_info") or {})
-            # the turn's gold (verl hands every row column to the loop): replayed up front, so a row whose gold
-            # no longer replays is masked here rather than trained on compute_score's placeholder
-            gold = (kwargs.get("reward_model") or {}).get("ground_truth")
-            rollout = EpisodeRollout(task, _cfg(config, f"{multi_turn}.max_parallel_calls"), gold=gold)
-            request_id = uuid.uuid4().hex
-
-            async def generate(prompt_ids: list[int]):
-                return await self.server_manager.generate(request_id=request_id, prompt_ids=prompt_ids,
-                                                          sampling_params=sampling_params)
-
-            out = await run_token_loop(
-                rollout, list(kwargs["raw_prompt"]), self.tokenizer, generate,
-                response_length=_cfg(config, "actor_rollout_ref.rollout.response_length", 4096),
-                max_assistant_turns=_cfg(config, f"{multi_turn}.max_assistant_turns"),
-                max_user_turns=_cfg(config, f"{multi_turn}.max_user_turns"),
-                max_tool_response_length=_cfg(config, f"{multi_turn}.max_tool_response_length"),
-                truncate_side=_cfg(config, f"{multi_turn}.tool_response_truncate_side", "middle"),
-                chat_template_kwargs=dict(_cfg(config, "data.apply_chat_template_kwargs", {}) or {}))
-            return AgentLoopOutput(prompt_ids=out["prompt_ids"], response_ids=out["response_ids"],
-                                   response_mask=out["response_mask"], response_logprobs=out["response_logprobs"],
-                                   num_turns=out["num_turns"], metrics={}, extra_fields=out["extra_fields"])
-
-    return EnvFactoryAgentLoop
+def register_export_of(config: Any) -> None:
+    """Find the export folder from the trainer's config (the tool config and the reward function sit
+    in it) and make its environment copies resolve by name in this worker."""
+    from envfactory.data.exports.bundle import PACKAGES_FILE, register_export
+    for key in ("actor_rollout_ref.rollout.multi_turn.tool_config_path", "custom_reward_function.path"):
+        path = config_value(config, key)
+        if path and (Path(str(path)).parent / PACKAGES_FILE).is_file():
+            register_export(Path(str(path)).parent)
 
 
-def _build_episode_tool():
-    from verl.tools.base_tool import BaseTool
-    try:
-        from verl.tools.schemas import ToolResponse
-    except ImportError:  # older verl: tools return plain text
-        ToolResponse = None
-
-    def response(text: str | None = None):
-        return text if ToolResponse is None else (ToolResponse(text=text) if text is not None else ToolResponse())
-
-    class EpisodeTool(BaseTool):
-        """For verl's stock ToolAgentLoop: one episode per request id, not per call instance.
-
-        ``create_kwargs`` (from the row's ``tools_kwargs``) carry the row's task as JSON."""
-
-        # rollouts keyed by verl request id, bounded (the stock loop never says when a rollout ends)
-        # (evicted under the cache's lock: only close, no replay)
-        rollouts = BoundedCache(4096, on_evict=lambda rollout: rollout.close())
-
-        def __init__(self, config: dict, tool_schema):
-            super().__init__(config, tool_schema)
-            self._tasks: dict[str, str] = {}
-
-        async def create(self, instance_id: str | None = None, **kwargs):
-            instance_id = instance_id or uuid.uuid4().hex
-            self._tasks[instance_id] = (kwargs.get("create_kwargs") or {}).get("task", "")
-            return instance_id, response()
-
-        async def execute(self, instance_id: str, parameters: dict[str, Any], **kwargs):
-            agent_data = kwargs.get("agent_data")
-            request_id = getattr(agent_data, "request_id", None) or instance_id
-            task = VerlTask.model_validate_json(self._tasks[instance_id])
-            rollout = self.rollouts.get_or_make(request_id, lambda: EpisodeRollout(task), hold_lock=True)
-            text = rollout.execute(self.name, parameters) if rollout.failure is None else f"Error: {rollout.failure}"
-            if agent_data is not None and isinstance(getattr(agent_data, "extra_fields", None), dict):
-                agent_data.extra_fields[EXTRA_FIELDS_KEY] = {
-                    "record_key": task.record_key, "turn": task.turn, "calls": json.dumps(rollout.calls),
-                    "malformed": rollout.malformed, "failure": rollout.failure, "failure_kind": rollout.failure_kind,
-                    "final_hashes": {n: ep.state_hash() for n, ep in rollout.episodes.items()}}
-            return response(text), 0.0, {}
-
-        async def release(self, instance_id: str, **kwargs) -> None:
-            self._tasks.pop(instance_id, None)
-
-    return EpisodeTool
-
-
-_built: dict[str, Any] = {}
-
-
-def __getattr__(name: str):
-    builders = {"EnvFactoryAgentLoop": _build_agent_loop, "EpisodeTool": _build_episode_tool}
-    if name not in builders:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if name not in _built:
-        try:
-            _built[name] = builders[name]()
-        except ImportError as exc:
-            raise ImportError(f"{name} needs verl installed in the training environment ({exc})") from exc
-    return _built[name]
+def row_tools(extra_info: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The row's tool schemas (``extra_info.tools``, JSON text), None for rows exported without them."""
+    tools = (extra_info or {}).get("tools")
+    return json.loads(tools) if isinstance(tools, str) and tools else None

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 FAILURES = {"state_drift": 1, "gold_replay": 2, "env_crash": 3, "not_reproducible": 4, "no_rollout_record": 5,
             "bad_row": 6}
 KEYS = ("score", "scored", "failure_code", "trajectory", "state", "length_penalty", "format_penalty",
-        "matched_calls", "predicted_calls", "gold_calls", "state_equal")
+        "matched_calls", "predicted_calls", "gold_calls", "state_equal", "read_only_gold")
 
 
 def rollout_fields(extra_info: dict[str, Any] | None, kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -101,5 +101,6 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
            "trajectory": float(result.trajectory or 0.0), "state": float(result.state or 0.0),
            "length_penalty": float(result.length_penalty), "format_penalty": float(result.format_penalty),
            "matched_calls": float(result.matched_calls), "predicted_calls": float(result.predicted_calls),
-           "gold_calls": float(result.gold_calls), "state_equal": 1.0 if result.state_equal else 0.0}
+           "gold_calls": float(result.gold_calls), "state_equal": 1.0 if result.state_equal else 0.0,
+           "read_only_gold": 1.0 if result.read_only_gold else 0.0}
     return out

@@ -59,12 +59,53 @@ class VerlTask(BaseModel):
         return [e.name for e in self.envs]
 
 
-def route(envs: dict[str, Environment], tool: str) -> str | None:
-    """The environment that owns a tool name (names are unique within a task's tool set)."""
+QUALIFIER = "__"   # env__tool: how a tool name that several exported environments share is shown
+TASK_KWARGS_KEY = "envfactory"   # the one tools_kwargs entry of every row (its task, for the stock loop's tools)
+
+
+def exported_name(env: str, tool: str, qualified: set[str] | frozenset[str]) -> str:
+    """The name rows, schemas, tool configs and gold calls give ``tool`` of ``env``: qualified with the
+    environment's name when several exported environments have a tool of that name, as is otherwise."""
+    return f"{env}{QUALIFIER}{tool}" if tool in qualified else tool
+
+
+def colliding_tools(envs: dict[str, Environment]) -> frozenset[str]:
+    """Tool names that more than one of ``envs`` has (verl's tool config holds one tool per name)."""
+    seen: dict[str, int] = {}
+    for env in envs.values():
+        for spec in env.tool_specs:
+            seen[spec.name] = seen.get(spec.name, 0) + 1
+    return frozenset(name for name, n in seen.items() if n > 1)
+
+
+def route(envs: dict[str, Environment], tool: str) -> tuple[str, str] | None:
+    """(environment, tool) for a name a row shows: a tool the environment owns (names are unique within a
+    task's tool set), or ``env__tool`` when exported environments share the name."""
     for name, env in envs.items():
         if tool in env.tools:
-            return name
+            return name, tool
+    env_name, sep, rest = tool.partition(QUALIFIER)
+    if sep and env_name in envs and rest in envs[env_name].tools:
+        return env_name, rest
     return None
+
+
+def internal_calls(calls: list[Call]) -> list[Call]:
+    """Gold calls as the environments know them: an ``env__tool`` name back to the tool's own name."""
+    out = []
+    for c in calls:
+        prefix = f"{c.env}{QUALIFIER}" if c.env else None
+        out.append(c.model_copy(update={"name": c.name[len(prefix):]}) if prefix and c.name.startswith(prefix) else c)
+    return out
+
+
+def task_from_tools_kwargs(tools_kwargs: Any) -> "VerlTask":
+    """The row's task from its ``tools_kwargs`` (what verl's stock loop keeps on ``agent_data``)."""
+    try:
+        return VerlTask.model_validate_json(tools_kwargs[TASK_KWARGS_KEY]["create_kwargs"]["task"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"tools_kwargs has no envfactory task ({type(exc).__name__}: {exc}); export the rows with "
+                         "`envfactory export --format verl`") from exc
 
 
 def replay_prefix(envs: dict[str, Environment], calls: list[Call]) -> dict[str, Episode]:
@@ -136,6 +177,7 @@ def replay_rollout(task: VerlTask, calls: list[dict[str, Any]]) -> dict[str, Epi
 
 
 def _replay_turn_gold(task: VerlTask, gold: list[Call]) -> GoldReference:
+    gold = internal_calls(gold)
     states = turn_states(task)
     reference = replay_gold({name: load_env(name) for name in states}, gold, states)
     for pin in task.envs:  # the start state matched the row: a different end is the gold's (or its tools')

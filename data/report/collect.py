@@ -25,8 +25,9 @@ class WorkspacePaths:
 
     @classmethod
     def at(cls, root: str | Path) -> "WorkspacePaths":
-        root = Path(root)
-        return cls(root=root, catalog_dir=root / "catalog", store_path=root / "records.sqlite", envgen_dir=root / "envgen")
+        from envfactory.envs.runtime.workspace import Workspace
+        ws = Workspace.at(root)
+        return cls(root=Path(root), catalog_dir=ws.catalog_dir, store_path=ws.store_path, envgen_dir=ws.envgen_dir)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def _environment(path: Path, origin: str, run_tests: bool) -> EnvInfo:
                    "maskable_arguments": list(t.maskable_arguments)} for t in manifest.tools]
     info.sources = [s.model_dump() for s in manifest.provenance]
     info.trust_note = ("bundled: our own code" if origin == "bundled" else
-                       "verified and trusted: loads in-process" if info.trusted else untrusted_reason(path))
+                       "trusted by you: loads in-process" if info.trusted else untrusted_reason(path))
     info.synthesis = _read_json(path / "synthesis" / "synthesis.json")
     info.validation = _stored_validation(path)
     if info.trusted:  # only code this process may run: graphs are built by executing chains
@@ -138,7 +139,7 @@ def _graph(path: Path) -> tuple[str | None, dict[str, Any] | None, str]:
 def records(ws: WorkspacePaths) -> Iterator[TrajectoryRecord]:
     if not ws.store_path.is_file():
         return iter(())
-    return RecordStore(ws.store_path).query()
+    return RecordStore(ws.store_path, create=False).query()
 
 
 def synthesis_runs(ws: WorkspacePaths) -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ def confirm_edges(tg: ToolGraph, attempts: int = CONFIRM_SETTINGS["attempts"],
         # Each attempt is one plain execution (no redraws of failed calls): the graph a catalog gets
         # stays what it always was, and the attempts above already vary the drawn values.
         return ChainSampler(tg, SamplerConfig(confirmed_only=False, optional_rate=rate, max_length=10, max_depth=5,
-                                              call_retries=0, backtracks=0))
+                                              call_retries=0, backtracks=0, require_selectors=False))
 
     plain, with_optionals = make_sampler(0.0), make_sampler(optional_rate)
     index = {(u, v, d["param"], d["field"]): d for u, v, d in tg.graph.edges(data=True)}

@@ -6,7 +6,8 @@ earlier (recursively, up to a depth cap). The chain may then grow forwards throu
 consume what it produced. Executing the plan on a fresh episode gives the gold trajectory and the
 gold final state. A call refused on its drawn values is drawn again a few times (fresh stated values,
 fresh array elements; the episode rolls the refusal back, so it leaves no trace); a chain with a call
-that still fails is discarded with its reason.
+that still fails is discarded with its reason. A value taken from one element of a listed array is
+drawn only from an element the user can single out (``selectors``), and the gold call keeps how.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, PrivateAttr
 
 from envfactory.envs.chains.grounding import Grounder
+from envfactory.envs.chains.selectors import Selector, complete, entity_of, selectors_for
 from envfactory.envs.runtime.environment import Environment, Episode
 from envfactory.envs.chains.toolgraph import ToolGraph
 
@@ -67,6 +69,8 @@ class GoldCall(BaseModel):
     bindings: dict[str, Binding]
     masked_arguments: list[str] = []
     read_only: bool
+    # param -> how the user singles out the listed element its value was taken from
+    selectors: dict[str, Selector] = {}
 
 
 class GoldTrajectory(BaseModel):
@@ -78,6 +82,8 @@ class GoldTrajectory(BaseModel):
     initial_hashes: dict[str, str]
     final_hashes: dict[str, str]
     state_changes: dict[str, dict[str, dict[str, int]]]  # env -> diff summary
+    # picks drawn again because the first element drawn had nothing a user could single it out by
+    selector_redraws: int = 0
     # The gold change cells per env, from the sampler's own execution (not serialized): the reward's
     # gold reference without replaying the chain again (``data.reward.gold_reference``).
     _gold_cells: dict[str, list[tuple]] | None = PrivateAttr(default=None)
@@ -110,6 +116,9 @@ class SamplerConfig:
     # over the catalog it drops the discard rate further (~49% -> ~39%) but costs as much CPU per
     # rescued chain as sampling a new one (bench_sampling), and the CPU per kept chain is what counts.
     backtracks: int = 0
+    # Draw array elements only where the user can single the element out (``selectors``); edge
+    # confirmation turns it off: whether a value can flow does not depend on the rows listed.
+    require_selectors: bool = True
 
 
 class ChainSampler:
@@ -248,6 +257,7 @@ class ChainSampler:
         picks_before: list[dict] = []  # picks as each call found them (a backtrack restores them)
         first_attempt = [0] * len(calls)  # a call run again after a backtrack starts at new draws
         backtracks, first_failure = 0, None
+        redraws = [0]
         try:
             i = 0
             while i < len(calls):
@@ -256,7 +266,7 @@ class ChainSampler:
                 picks_before.append(dict(picks))
                 outcome = self._run_call(i, planned, gold, picks, episodes[planned.env], rng, seed,
                                          needed.get(i, ()), spec.read_only, planned.env not in changed,
-                                         first_attempt[i])
+                                         first_attempt[i], redraws)
                 if isinstance(outcome, str):
                     first_failure = first_failure or outcome
                     j = self._backtrack_target(i, planned, specs)
@@ -272,20 +282,20 @@ class ChainSampler:
                     picks.update(picks_before[j])
                     i = j
                     continue
-                args, output = outcome
+                args, output, selectors = outcome
                 if not spec.read_only:
                     changed.add(planned.env)
                 bindings = {p: planned.bindings.get(p, Binding(source="user")) for p in args}
                 gold.append(GoldCall(env=planned.env, tool=planned.tool, arguments=args, output=output,
                                      bindings=bindings, masked_arguments=[m for m in spec.maskable_arguments if m in args],
-                                     read_only=spec.read_only))
+                                     read_only=spec.read_only, selectors=selectors))
                 i += 1
             diffs = {n: ep.diff() for n, ep in episodes.items()}
             trajectory = GoldTrajectory(
                 chain_id=chain_id, seed=seed, envs=env_names, targets=targets, calls=gold,
                 initial_hashes={n: e.initial_hash for n, e in envs.items()},
                 final_hashes={n: ep.state_hash() for n, ep in episodes.items()},
-                state_changes={n: d.summary() for n, d in diffs.items()})
+                state_changes={n: d.summary() for n, d in diffs.items()}, selector_redraws=redraws[0])
             trajectory._gold_cells = {n: d.cells() for n, d in diffs.items()}
             return trajectory
         finally:
@@ -304,7 +314,8 @@ class ChainSampler:
 
     def _run_call(self, i: int, planned: PlannedCall, gold: list[GoldCall], picks: dict, ep: Episode,
                   rng: random.Random, seed: int, needs: Iterable[str], read_only: bool,
-                  initial_state: bool, first_attempt: int = 0) -> tuple[dict[str, Any], Any] | str:
+                  initial_state: bool, first_attempt: int = 0,
+                  redraws: list[int] | None = None) -> tuple[dict[str, Any], Any, dict[str, Selector]] | str:
         """Execute call ``i``; returns its arguments and output, or why the chain is discarded.
 
         The first attempt draws exactly as a sampler without retries does. A refused attempt (domain
@@ -316,12 +327,13 @@ class ChainSampler:
         tried: dict[tuple[int, str], set[int]] = {}  # array -> element indexes already tried
         seen: set[str] = set()                       # argument sets already run (repr)
         first_reason: str | None = None
-        fallback: tuple[dict[str, Any], Any, dict] | None = None
+        fallback: tuple[dict[str, Any], Any, dict, dict] | None = None
         ran = 0
         for attempt in range(first_attempt, first_attempt + 1 + max(self.config.call_retries, 0)):
             draw = rng if attempt == 0 else random.Random(f"exec:{seed}:{i}:{attempt}")
             trial = picks if attempt == 0 else {k: v for k, v in picks.items() if k in frozen}
-            fixed, reason, hopeless = self._bound_values(planned, gold, trial, draw, tried)
+            fixed, selectors, reason, hopeless = self._bound_values(planned, gold, trial, draw, tried, redraws,
+                                                                     self.config.require_selectors)
             for key in trial.keys() - frozen:
                 tried.setdefault(key, set()).add(trial[key])
             if reason is not None:
@@ -348,35 +360,45 @@ class ChainSampler:
                     break  # an environment bug or a runtime refusal: new values would hide it
                 continue
             if read_only and any(not field_values(result.output, f) for f in needs):
-                fallback = fallback or (args, result.output, trial)
+                fallback = fallback or (args, result.output, trial, selectors)
                 continue  # an empty search: ask again (a read changed nothing)
             picks.update(trial)
-            return args, result.output
+            return args, result.output, selectors
         if fallback is not None:  # later calls report what the read did not return
             picks.update(fallback[2])
-            return fallback[0], fallback[1]
+            return fallback[0], fallback[1], fallback[3]
         reason = first_reason or f"call {i + 1} {planned.tool}: no new values to try"
         return reason + (f" ({ran} attempts)" if ran > 1 else "")
 
     @staticmethod
     def _bound_values(planned: PlannedCall, gold: list[GoldCall], picks: dict, rng: random.Random,
-                      tried: dict) -> tuple[dict[str, Any], str | None, bool]:
-        """Values of the call-bound arguments; with the reason and whether redrawing cannot help
-        when one is missing."""
+                      tried: dict, redraws: list[int] | None = None, need_selectors: bool = True
+                      ) -> tuple[dict[str, Any], dict[str, Selector], str | None, bool]:
+        """Values of the call-bound arguments and the selectors of those taken from arrays; with the
+        reason and whether redrawing cannot help when one is missing."""
         fixed: dict[str, Any] = {}
+        selectors: dict[str, Selector] = {}
         given: dict[tuple[int, str], list[Any]] = {}  # (call, path) -> values this call already takes
         for pname, b in planned.bindings.items():
             if b.source != "call":
                 continue
-            value = _pick(gold[b.call].output, b.field, picks, b.call, rng,
-                          avoid=given.get((b.call, b.field), ()), tried=tried)
+            value, selector, unsingled = _pick(gold[b.call].output, b.field, picks, b.call, rng,
+                                               avoid=given.get((b.call, b.field), ()), tried=tried, redraws=redraws,
+                                               need_selector=need_selectors)
             given.setdefault((b.call, b.field), []).append(value)
+            if unsingled:
+                # the listed output stays what it is: no new draw can single an element out
+                return fixed, selectors, (f"no selector: call {b.call + 1} ({gold[b.call].tool}) lists {unsingled} "
+                                          f"{entity_of(b.field.rpartition('[].')[0])} elements and nothing a user "
+                                          f"could say singles one out for {planned.tool}.{pname}"), True
             if value is None:
                 reason = (f"call {b.call + 1} ({gold[b.call].tool}) returned nothing at {b.field} "
                           f"for {planned.tool}.{pname}")
-                return fixed, reason, not field_values(gold[b.call].output, b.field)
+                return fixed, selectors, reason, not field_values(gold[b.call].output, b.field)
             fixed[pname] = value
-        return fixed, None, False
+            if selector is not None:
+                selectors[pname] = selector
+        return fixed, selectors, None, False
 
 
 _RETRYABLE = {"domain", "invalid_arguments"}
@@ -397,29 +419,47 @@ def _first(values: list[Any]) -> Any:
 
 
 def _pick(output: Any, path: str, picks: dict, call: int, rng: random.Random, avoid: Iterable[Any] = (),
-          tried: dict | None = None) -> Any:
-    """A value at ``path``; fields under the same array take the same element (a book's id and its title).
+          tried: dict | None = None, redraws: list[int] | None = None,
+          need_selector: bool = True) -> tuple[Any, Selector | None, int]:
+    """A value at ``path``, the selector of the array element it comes from, and, when no element
+    of the array can be singled out by anything a user could say, how many were listed (else 0).
 
-    Values in ``avoid`` (already given to another parameter of the same call, as when a task and the
-    task it depends on both come from ``tasks[].task_id``) are skipped while the array holds another.
-    A new element is drawn among those not in ``tried`` (earlier attempts) while any is left."""
+    Fields under the same array take the same element (a book's id and its title). Only elements
+    with a selector are drawn: one drawn without is drawn again among those with one (``redraws``
+    counts it). Values in ``avoid`` (already given to another parameter of the same call, as when a
+    task and the task it depends on both come from ``tasks[].task_id``) are skipped while the array
+    holds another. A new element is drawn among those not in ``tried`` (earlier attempts) while any is left.
+    ``need_selector=False`` draws among all elements (the selector is None where there is none)."""
     if "[]" not in path:
-        return _first(field_values(output, path))
+        return _first(field_values(output, path)), None, 0
     array_path, _, rest = path.rpartition("[].")
     items = field_values(output, array_path + "[]") if array_path else []
     if not items:
-        return None
+        return None, None, 0
+    found = selectors_for(items)
+    values = [_first(field_values(item, rest)) for item in items]
+    selectable = ([k for k, sel in enumerate(found) if sel is not None and values[k] is not None] if need_selector
+                  else list(range(len(items))))
+    if not selectable:
+        return None, None, len(items)
     key = (call, array_path)
     if key not in picks:
         done = (tried or {}).get(key)
         fresh = [k for k in range(len(items)) if k not in done] if done else None
-        picks[key] = rng.choice(fresh) if fresh else rng.randrange(len(items))
-    value = _first(field_values(items[picks[key] % len(items)], rest))
+        k = rng.choice(fresh) if fresh else rng.randrange(len(items))
+        if k not in selectable:
+            k = rng.choice([j for j in selectable if not done or j not in done] or selectable)
+            if redraws is not None:
+                redraws[0] += 1
+        picks[key] = k
+    k = picks[key] % len(items)
     avoid = list(avoid)
-    if value is None or value not in avoid:
-        return value
-    others = [v for item in items if (v := _first(field_values(item, rest))) is not None and v not in avoid]
-    return rng.choice(others) if others else value
+    if values[k] is not None and values[k] in avoid:
+        others = [j for j in selectable if values[j] is not None and values[j] not in avoid]
+        k = rng.choice(others) if others else k
+    if found[k] is None:  # taken for another field, which could name it; this one cannot
+        return (values[k], None, 0) if not need_selector else (None, None, len(items))
+    return values[k], complete(found[k], items, call, array_path + "[]"), 0
 
 
 def sample_many(sampler: ChainSampler, n: int, seed: int = 0, max_tries: int | None = None,

@@ -23,6 +23,7 @@ import logging
 import secrets
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -50,31 +51,76 @@ for _name in ("client", "mcp.server.lowlevel.server"):
     logging.getLogger(_name).addFilter(_HideControlToolNoise())
 
 
-class EpisodeRegistry:
-    """Maps MCP sessions and explicit episode ids to episodes."""
+class TooManyEpisodes(RuntimeError):
+    """The server holds its maximum of episodes; the request is refused (nothing else is closed)."""
 
-    def __init__(self, env: Environment, max_named: int = 1024, pinned: Episode | None = None):
+
+class EpisodeRegistry:
+    """Maps MCP sessions and explicit episode ids to episodes.
+
+    ``session_scoped`` (HTTP): an explicit episode id names an episode of the session that made it,
+    so another client cannot reach it by guessing the id. ``idle_seconds``: named episodes unused that
+    long are closed by ``reap_idle`` (session episodes close with their session). ``max_episodes``:
+    new episodes beyond it are refused."""
+
+    def __init__(self, env: Environment, max_named: int = 1024, pinned: Episode | None = None, *,
+                 session_scoped: bool = False, idle_seconds: float | None = None, max_episodes: int | None = None):
         self.env = env
         self.pinned = pinned  # a single-tenant server (one rollout) serves this episode to every session
+        self.session_scoped = session_scoped
+        self.idle_seconds = idle_seconds
+        self.max_episodes = max_episodes
         self._by_session: "weakref.WeakKeyDictionary[Any, Episode]" = weakref.WeakKeyDictionary()
+        self._session_keys: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
         self._named = BoundedCache(max_named, on_evict=lambda episode: episode.close())
+        self._used: dict[Any, float] = {}      # named key -> when it was last used
         self._owned: dict[int, Episode] = {}   # session episodes this registry closes when their session ends
         self._lock = threading.Lock()  # calls of one session may arrive together, from worker threads
+
+    def _check_room(self) -> None:
+        if self.max_episodes is not None and self.live >= self.max_episodes:
+            raise TooManyEpisodes(f"this server holds its maximum of {self.max_episodes} episodes; "
+                                  "close a session or wait for idle episodes to be reaped")
 
     def for_request(self, session: Any, meta: Any) -> Episode:
         if self.pinned is not None:
             return self.pinned
         episode_id = getattr(meta, "episode_id", None) if meta is not None else None
         if episode_id:
-            return self._named.get_or_make(episode_id, lambda: self.env.episode(episode_id=str(episode_id)),
-                                           hold_lock=True)
+            key: Any = str(episode_id)
+            if self.session_scoped:
+                with self._lock:
+                    owner = self._session_keys.get(session)
+                    if owner is None:
+                        owner = self._session_keys[session] = secrets.token_hex(8)
+                key = (owner, str(episode_id))
+            if key not in self._named:
+                self._check_room()
+            self._used[key] = time.monotonic()
+            return self._named.get_or_make(key, lambda: self.env.episode(episode_id=str(episode_id)), hold_lock=True)
         with self._lock:  # one episode per session, however many of its calls arrive at once
             ep = self._by_session.get(session)
             if ep is None:
+                self._check_room()
                 ep = self._by_session[session] = self.env.episode()
                 self._owned[id(ep)] = ep
                 weakref.finalize(session, self._release, id(ep))
         return ep
+
+    def reap_idle(self, now: float | None = None) -> int:
+        """Close named episodes unused for ``idle_seconds``; how many were closed."""
+        if self.idle_seconds is None:
+            return 0
+        now = time.monotonic() if now is None else now
+        closed = 0
+        for key in self._named.keys():
+            if now - self._used.get(key, now) > self.idle_seconds:
+                ep = self._named.pop(key)
+                self._used.pop(key, None)
+                if ep is not None:
+                    ep.close()
+                    closed += 1
+        return closed
 
     def _release(self, key: int) -> None:
         with self._lock:
@@ -108,13 +154,15 @@ def _result(payload: Any, is_error: bool = False) -> types.CallToolResult:
 
 
 def build_server(env: Environment, *, control_token: str | None = None, max_named_episodes: int = 1024,
-                 episode: Episode | None = None, inline_calls: bool = False) -> Server:
+                 episode: Episode | None = None, inline_calls: bool = False, session_scoped: bool = False,
+                 idle_seconds: float | None = None, max_episodes: int | None = None) -> Server:
     """An MCP server for ``env``. ``control_token``: required by control operations when set (HTTP).
     ``episode``: serve this one episode to every caller (the caller owns and closes it).
     ``inline_calls``: run calls on the event loop instead of a worker thread (see ``call_tool``)."""
     server: Server = Server(f"envfactory-{env.name}", version=env.manifest.version,
                             instructions=env.manifest.description)
-    registry = EpisodeRegistry(env, max_named_episodes, pinned=episode)
+    registry = EpisodeRegistry(env, max_named_episodes, pinned=episode, session_scoped=session_scoped,
+                               idle_seconds=idle_seconds, max_episodes=max_episodes)
     definitions = _tool_definitions(env)
     server.envfactory_registry = registry  # for tests and diagnostics
 
@@ -123,7 +171,10 @@ def build_server(env: Environment, *, control_token: str | None = None, max_name
         return definitions
 
     def run_call(session: Any, meta: Any, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        episode = registry.for_request(session, meta)
+        try:
+            episode = registry.for_request(session, meta)
+        except TooManyEpisodes as exc:
+            return _result(str(exc), is_error=True)
         if name.startswith(CONTROL_PREFIX):
             return _control(episode, name[len(CONTROL_PREFIX):], arguments, control_token)
         result = episode.call(name, arguments)
@@ -216,14 +267,36 @@ async def serve_stdio(env: Environment) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-def http_app(env: Environment, control_token: str | None = None):
-    """A Starlette app serving ``env`` over streamable HTTP at ``/mcp`` (stateful sessions)."""
+def http_app(env: Environment, control_token: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
+             allowed_origins: list[str] | None = None, idle_seconds: float = 1800.0, max_episodes: int = 1024):
+    """A Starlette app serving ``env`` over streamable HTTP at ``/mcp`` (stateful sessions).
+
+    Hardened for a server a browser can reach: the Host header must name this server and an Origin,
+    when sent, must be one of ``allowed_origins`` (else 421/403: no DNS rebinding); explicit episode ids
+    are scoped to the session that made them; sessions and named episodes idle for ``idle_seconds``
+    are closed; at most ``max_episodes`` episodes live at once."""
+    import inspect
+
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.server.transport_security import TransportSecuritySettings
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    server = build_server(env, control_token=control_token)
-    manager = StreamableHTTPSessionManager(app=server, stateless=False)
+    server = build_server(env, control_token=control_token, session_scoped=True, idle_seconds=idle_seconds,
+                          max_episodes=max_episodes, max_named_episodes=max_episodes)
+    names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else {host}
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted({f"{n}:{port}" for n in names} | {f"{n}:*" for n in names}),
+        allowed_origins=list(allowed_origins or []) + [f"http://{n}:{port}" for n in sorted(names)])
+    options: dict[str, Any] = {"security_settings": security}
+    accepted = inspect.signature(StreamableHTTPSessionManager).parameters
+    if "session_idle_timeout" in accepted:  # the SDK reaps idle sessions (and their episodes with them)
+        options["session_idle_timeout"] = idle_seconds
+    if "max_sessions" in accepted:
+        options["max_sessions"] = max_episodes
+    manager = StreamableHTTPSessionManager(app=server, stateless=False, **options)
+    registry = server.envfactory_registry
 
     async def handle(scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -232,10 +305,17 @@ def http_app(env: Environment, control_token: str | None = None):
                 return
         await manager.handle_request(scope, receive, send)
 
+    async def reaper() -> None:
+        while True:
+            await anyio.sleep(max(1.0, min(idle_seconds / 4, 60.0)))
+            await anyio.to_thread.run_sync(registry.reap_idle)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        async with manager.run():
+        async with manager.run(), anyio.create_task_group() as tasks:
+            tasks.start_soon(reaper)
             yield
+            tasks.cancel_scope.cancel()
 
     app = Starlette(routes=[Mount("/mcp", app=handle)], lifespan=lifespan)
     app.state.mcp_server = server
@@ -243,7 +323,7 @@ def http_app(env: Environment, control_token: str | None = None):
 
 
 def run_serve_command(args) -> int:
-    env = Environment.load(args.env, trust=args.trust)
+    env = Environment.load(args.env, trust=True) if args.trust else Environment.open(args.env)
     if args.transport == "stdio":
         asyncio.run(serve_stdio(env))
         return 0
@@ -252,7 +332,10 @@ def run_serve_command(args) -> int:
     info = {"url": f"http://{args.host}:{args.port}/mcp", "control_token": token, "env": env.name}
     print(json.dumps(info) if args.json else
           f"serving {env.name} at {info['url']} (control token for _ef_ operations: {token})", file=sys.stderr, flush=True)
-    uvicorn.run(http_app(env, control_token=token), host=args.host, port=args.port, log_level="warning")
+    app = http_app(env, control_token=token, host=args.host, port=args.port,
+                   allowed_origins=getattr(args, "allow_origin", None) or [],
+                   idle_seconds=getattr(args, "idle_seconds", 1800.0), max_episodes=getattr(args, "max_episodes", 1024))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -90,10 +90,10 @@ class EpisodeSessionPool:
     Bound to the event loop it is first used on; use it from that loop only.
     """
 
-    def __init__(self, env: Environment, max_idle: int = 64, inline_calls: bool = False):
+    def __init__(self, env: Environment, max_idle: int = 64, inline_calls: bool = True):
         self.env = env
         self.max_idle = max_idle
-        self.inline_calls = inline_calls  # see build_server: only for a private rollout loop
+        self.inline_calls = inline_calls  # see build_server: False on a loop a blocking-call guard watches
         self._idle: list[_HeldSession] = []
         self.opened = 0  # sessions built so far (for tests and diagnostics)
 

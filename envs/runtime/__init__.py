@@ -8,7 +8,9 @@
 - ``arguments`` (what any tool accepts, whatever its schema allows), ``package_checks`` (seed rows and
   volatile columns), ``snapshot_check`` (is this a snapshot of this environment), ``pyparse`` (``ast.parse``
   one thread at a time).
-- ``packages``: where packages are found (bundled catalog, extra catalogs, folders).
+- ``packages``: where packages are found (folders, the bundled catalog, the workspace's catalog, registered
+  export folders, ``ENVFACTORY_CATALOG_PATH``).
+- ``workspace``: the folder every command shares (catalog, record store, exports, synthesis attempts).
 - ``trust``: which packages may run their code in this process.
 - ``cache`` (the process's loaded environments), ``lru`` (a small bounded cache).
 

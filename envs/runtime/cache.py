@@ -27,5 +27,6 @@ def _cache_key(name: str | Path) -> str:
 def load_env(name: str | Path) -> Environment:
     """The loaded environment of a catalog name or package path (EnvironmentPackageError when it does
     not load). Resolved on first use exactly as ``Environment.load`` resolves it (a folder, then the
-    bundled catalog, then ``ENVFACTORY_CATALOG_PATH``); later calls return that same object."""
-    return Environment.load(name)
+    bundled catalog, then ``ENVFACTORY_CATALOG_PATH``); later calls return that same object. Packages
+    this process may not run come back sandboxed (``Environment.open``)."""
+    return Environment.open(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -28,6 +29,7 @@ from envfactory.envs.runtime.context import ToolContext
 from envfactory.envs.runtime.errors import (DomainError, EnvironmentPackageError, InvalidArgumentsError, ReadOnlyViolationError,
                      ToolCallError, ToolCrashError, ToolError, UnknownToolError, UntrustedCodeError)
 from envfactory.envs.runtime.manifest import Manifest, ToolSpec, load_manifest, read_package_json
+from envfactory.envs.runtime.readonly import query_read_only
 from envfactory.envs.runtime.package_checks import check_seed, check_volatile_columns
 from envfactory.envs.runtime.packages import resolve_package
 from envfactory.envs.runtime.snapshot_check import snapshot_problem
@@ -138,6 +140,16 @@ def register_backend(name: str, loader: Callable[[Path, Manifest], "EnvironmentB
     BACKENDS[name] = loader
 
 
+# How packages this process may not run are opened instead: ``envfactory.envs.sandbox`` registers a
+# loader of contained environments (``SandboxedEnvironment``) when it is imported.
+SANDBOX: dict[str, Callable[[Path], "EnvironmentBase"]] = {}
+SANDBOX_ALL_VAR = "ENVFACTORY_SANDBOX_ALL"  # "1": sandbox even bundled and trusted packages
+
+
+def register_sandbox(loader: Callable[[Path], "EnvironmentBase"]) -> None:
+    SANDBOX["loader"] = loader
+
+
 class EnvironmentBase:
     """What every backend's environment shares (SQLite packages, imported classes)."""
 
@@ -164,13 +176,24 @@ class Environment(EnvironmentBase):
         self.tables = st.read_tables(conn, manifest.volatile_columns)
         # What the hash reads of each table in the initial state: an episode's hash re-reads only
         # the tables it has written (same bytes hashed, so the same hash as a full scan).
-        self.initial_sections = {name: st.table_section(conn, t) for name, t in self.tables.items()}
+        sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        # ... and a touched table's rows in hash order, so its hash reads only the changed rows
+        self.section_indexes = {name: st.SectionIndex.build(conn, t, sql.get(name)) for name, t in self.tables.items()}
+        self.initial_sections = {name: index.section if index is not None else st.table_section(conn, self.tables[name])
+                                 for name, index in self.section_indexes.items()}
         self.initial_hash = st.state_hash(conn, self.tables, known=self.initial_sections)
         self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
         main_triggers = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
         self._has_sequence = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone() is not None
         conn.close()
         self.all_rowid = all(t.has_rowid for t in self.tables.values())  # change tracking sees every write
+        # The change log sees every write only with recursive triggers on: without them, the row a
+        # REPLACE (INSERT OR REPLACE, UPDATE OR REPLACE) deletes to resolve a conflict fires no
+        # delete trigger. Turning them on would change what a package's own triggers do (one that
+        # writes its own table would recurse), so with package triggers the log is not trusted and
+        # diffs, hashes and undo compare whole states instead.
+        self.package_triggers = main_triggers
+        self.log_complete = not main_triggers
         # Undoing logged writes is exact only when the log sees every write and nothing else
         # reacts to the undo (a trigger of the package's own would fire again).
         self._undo_ok = self.all_rowid and not main_triggers
@@ -307,6 +330,23 @@ class Environment(EnvironmentBase):
         check_volatile_columns(str(package_dir), manifest.volatile_columns, {n: t.columns for n, t in env.tables.items()})
         return env
 
+    @classmethod
+    def open(cls, ref: str | Path) -> "EnvironmentBase":
+        """The environment of a package, wherever its code may run: in this process when it is
+        bundled or trusted by the user, otherwise in a contained child server (the same contract).
+        ``ENVFACTORY_SANDBOX_ALL=1`` sandboxes every package."""
+        package_dir = resolve_package(ref)
+        sandbox_all = os.environ.get(SANDBOX_ALL_VAR) == "1"
+        if not sandbox_all and is_trusted(package_dir):
+            return cls.load(ref)
+        manifest = load_manifest(package_dir)
+        if "loader" not in SANDBOX or manifest.backend != "sqlite":
+            if sandbox_all and is_trusted(package_dir):
+                return cls.load(ref)
+            raise UntrustedCodeError(untrusted_reason(package_dir) + (
+                "" if manifest.backend == "sqlite" else f" (the sandbox serves SQLite packages; this is {manifest.backend!r})"))
+        return SANDBOX["loader"](package_dir)
+
     def episode(self, episode_id: str | None = None, state: "bytes | st.Snapshot | None" = None,
                 check_outputs: bool = False) -> "Episode":
         return Episode(self, episode_id=episode_id, state=state, check_outputs=check_outputs)
@@ -408,6 +448,8 @@ class Episode:
         reused, clean = env._take_connection() if isinstance(env, Environment) else (None, False)
         self.conn = reused or sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA foreign_keys = ON")
+        if not getattr(env, "package_triggers", 0):  # REPLACE's implicit deletes reach the change log
+            self.conn.execute("PRAGMA recursive_triggers = ON")
         self._tracking_installed = reused is not None  # a reused connection keeps its triggers
         self._base: bytes = env.initial_state
         self._base_attached = False
@@ -469,15 +511,16 @@ class Episode:
                 return st.state_hash(self.conn, self.env.tables)
             if not dirty:
                 return self.env.initial_hash  # the change log proves nothing changed: skip the scan
-            # tables the change log shows untouched hash as they did initially: read only the others
-            known = {n: text for n, text in self.env.initial_sections.items() if n not in dirty}
-            return st.state_hash(self.conn, self.env.tables, known=known)
+            # tables the change log shows untouched hash as they did initially; touched ones read
+            # only their changed rows
+            return st.state_hash_from_changes(self.conn, self.env.tables, self.env.initial_sections,
+                                              self.env.section_indexes, dirty)
 
     def _dirty_since_initial(self) -> dict[str, set[int]] | None:
         """Rowids written since the environment's initial state, or None when the change log
         cannot tell (another base, a restore without its log, a table without rowids)."""
         if not (isinstance(self.env, Environment) and self._tracking_valid and self._base is self.env.initial_state
-                and self.env.all_rowid):
+                and self.env.all_rowid and self.env.log_complete):
             return None
         return self._dirty()
 
@@ -496,13 +539,18 @@ class Episode:
             return st.diff_schemas(self.conn, self.env.tables, "base", "main", self._dirty())
 
     def _dirty(self) -> dict[str, set[int]] | None:
-        if not self._tracking_valid:
+        if not self._tracking_valid or not getattr(self.env, "log_complete", True):
             return None
         return st.dirty_rowids(self.conn) if self._tracking_installed else {}
 
     @property
     def base_state(self) -> bytes:
         return self._base
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        """Rows of a read-only query of the current state (writes and ATTACH are refused)."""
+        with self._lock:
+            return query_read_only(self.conn, sql, params)
 
     # -- tool calls
     def call(self, name: str, arguments: dict[str, Any] | str | None = None) -> ToolResult:
@@ -552,7 +600,7 @@ class Episode:
         except MemoryError:
             self._rollback()
             raise
-        except Exception as exc:  # a bug in the environment, not the agent's fault
+        except (Exception, SystemExit) as exc:  # a bug in the environment (even exit()), not the agent's fault
             self._rollback()
             return self._fail(tool.name, arguments, "internal", f"{tool.name} failed with an internal error: {type(exc).__name__}: {exc}")
         wrote = conn.total_changes != before

@@ -7,8 +7,9 @@ for the reader who must act, and always name the thing that is wrong.
 from __future__ import annotations
 
 
-class EnvironmentPackageError(Exception):
-    """An environment package cannot be loaded: bad manifest, schema, seed or tool module."""
+class EnvironmentPackageError(ValueError):
+    """An environment package cannot be loaded: bad manifest, schema, seed or tool module.
+    (A ValueError, like the other errors a caller can act on: a LangGraph server shows its message.)"""
 
     def __init__(self, package: str, problem: str):
         self.package = package
@@ -16,7 +17,7 @@ class EnvironmentPackageError(Exception):
         super().__init__(f"environment package {package!r}: {problem}")
 
 
-class UntrustedCodeError(Exception):
+class UntrustedCodeError(ValueError):
     """In-process loading of code that was neither bundled nor verified was refused."""
 
 

@@ -30,6 +30,11 @@ class BoundedCache:
         with self._lock:
             return self._items.get(key, default)
 
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        """Take the value out (no ``on_evict``: the caller now holds it)."""
+        with self._lock:
+            return self._items.pop(key, default)
+
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
             self._items[key] = value
@@ -47,6 +52,14 @@ class BoundedCache:
         value = make()
         with self._lock:
             return self._items.setdefault(key, value)
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            return self._items.pop(key, default)
+
+    def keys(self) -> list:
+        with self._lock:
+            return list(self._items.keys())
 
     def __len__(self) -> int:
         with self._lock:

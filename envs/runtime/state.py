@@ -6,6 +6,7 @@ episode's base state costs O(changed rows) instead of a scan of every table.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import sqlite3
@@ -60,7 +61,10 @@ def install_change_tracking(conn: sqlite3.Connection, tables: dict[str, TableInf
         q = quote(t.name)
         lit = "'" + t.name.replace("'", "''") + "'"
         for event, refs in (("INSERT", ("new",)), ("DELETE", ("old",)), ("UPDATE", ("old", "new"))):
-            body = " ".join(f"INSERT OR IGNORE INTO _ef_dirty VALUES ({lit}, {r}.rowid);" for r in refs)
+            # ON CONFLICT DO NOTHING, not OR IGNORE: an outer statement's own conflict clause (UPDATE OR
+            # FAIL, INSERT OR ROLLBACK, an UPSERT) overrides a trigger's OR clause, and a row logged
+            # twice would then fail the tool's write; an upsert clause is never overridden.
+            body = " ".join(f"INSERT INTO _ef_dirty VALUES ({lit}, {r}.rowid) ON CONFLICT DO NOTHING;" for r in refs)
             trig = quote(f"_ef_{event.lower()}_{t.name}")
             conn.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS {trig} AFTER {event} ON main.{q} BEGIN {body} END")
 
@@ -111,16 +115,132 @@ def state_hash(conn: sqlite3.Connection, tables: dict[str, TableInfo], schema: s
     return h.hexdigest()
 
 
+def table_section_header(t: TableInfo) -> bytes:
+    return f"\x00table {t.name} {json.dumps(t.compared)}\n".encode()
+
+
 def table_section(conn: sqlite3.Connection, t: TableInfo, schema: str = "main") -> bytes:
     """The text ``state_hash`` hashes for one table: a header, then one line per row."""
     cols = t.compared
-    parts = [f"\x00table {t.name} {json.dumps(cols)}\n".encode()]
+    parts = [table_section_header(t)]
     if cols:
         select = ", ".join(quote(c) for c in cols)
         order = ", ".join(quote(c) for c in t.pk)
         for (row,) in conn.execute(f"SELECT json_array({select}) FROM {schema}.{quote(t.name)} ORDER BY {order}"):
             parts.append(row.encode() + b"\n")
     return b"".join(parts)
+
+
+def _order_key(value: Any) -> tuple:
+    """Where SQLite's ORDER BY puts a value under the BINARY collation: NULLs, then numbers (ints
+    and reals compared by value), then text (UTF-8 bytes, which order as Python's code points),
+    then blobs."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, bytes(value))
+
+
+class SectionIndex:
+    """One table's hashed text (``table_section``) in a state, split into rows in hash order, so
+    the text of a state that differs in a few rows is hashed without reading the other rows again.
+
+    Only for rowid tables whose key order Python can reproduce: no ``COLLATE`` in the table's SQL
+    (a collation would order text differently) and no NULL key (ties would be SQLite's choice).
+    """
+
+    __slots__ = ("table", "header", "keys", "blob", "offsets", "position")
+
+    def __init__(self, t: TableInfo, header: bytes, entries: list[tuple[Any, int, bytes]]):
+        self.table = t
+        self.header = header
+        self.keys = [k for k, _, _ in entries]
+        self.blob = b"".join(line for _, _, line in entries)
+        offsets = [0]
+        for _, _, line in entries:
+            offsets.append(offsets[-1] + len(line))
+        self.offsets = offsets
+        self.position = {rid: i for i, (_, rid, _) in enumerate(entries)}
+
+    @classmethod
+    def build(cls, conn: sqlite3.Connection, t: TableInfo, sql: str | None, schema: str = "main") -> "SectionIndex | None":
+        if not t.has_rowid or not t.compared or "COLLATE" in (sql or "").upper():
+            return None
+        entries = []
+        for rid, *key, line in conn.execute(_section_select(t, schema)):
+            if None in key:
+                return None
+            entries.append((_entry_key(t, rid, key), rid, line.encode() + b"\n"))
+        entries.sort(key=lambda e: e[0])
+        index = cls(t, table_section_header(t), entries)
+        # the order reproduced must be SQLite's own, or the index would hash other bytes
+        return index if index.section == table_section(conn, t, schema) else None
+
+    @property
+    def section(self) -> bytes:
+        """The whole ``table_section`` of the indexed state."""
+        return self.header + self.blob
+
+    def update_hash(self, h: "hashlib._Hash", conn: sqlite3.Connection, rowids: set[int], schema: str = "main") -> bool:
+        """Feed ``h`` the section of the current state, in which only ``rowids`` may differ from
+        this index's state. False (``h`` untouched) when a changed row has a NULL key."""
+        ids = list(rowids)
+        new = []
+        for rid, *key, line in conn.execute(_section_select(self.table, schema, len(ids)), ids):
+            if None in key:
+                return False
+            new.append((_entry_key(self.table, rid, key), line.encode() + b"\n"))
+        new.sort(key=lambda e: e[0])
+        inserts = [(bisect.bisect_left(self.keys, k), line) for k, line in new]
+        removed = sorted(self.position[r] for r in ids if r in self.position)
+        view, off = memoryview(self.blob), self.offsets
+        h.update(self.header)
+        start = i = j = 0
+        while i < len(inserts) or j < len(removed):
+            at_insert = inserts[i][0] if i < len(inserts) else len(off)
+            at_removed = removed[j] if j < len(removed) else len(off)
+            if at_insert <= at_removed:  # a new or changed row goes before the old row at that place
+                h.update(view[off[start]:off[at_insert]])
+                h.update(inserts[i][1])
+                start, i = at_insert, i + 1
+            else:
+                h.update(view[off[start]:off[at_removed]])
+                start, j = at_removed + 1, j + 1
+        h.update(view[off[start]:])
+        return True
+
+
+def _section_select(t: TableInfo, schema: str, rowids: int | None = None) -> str:
+    """Rows as (rowid, key columns..., hashed line); ``rowids``: that many ``?`` to select by rowid."""
+    keys = ", ".join("rowid" if c == "rowid" else quote(c) for c in t.pk)
+    where = f" WHERE rowid IN ({','.join('?' * rowids)})" if rowids else ""
+    return f"SELECT rowid, {keys}, json_array({', '.join(quote(c) for c in t.compared)}) FROM {schema}.{quote(t.name)}{where}"
+
+
+def _entry_key(t: TableInfo, rowid: int, key: list) -> Any:
+    if t.pk == ("rowid",):
+        return rowid
+    return tuple(_order_key(v) for v in key)
+
+
+def state_hash_from_changes(conn: sqlite3.Connection, tables: dict[str, TableInfo], sections: dict[str, bytes],
+                            indexes: dict[str, SectionIndex | None], dirty: dict[str, set[int]]) -> str:
+    """``state_hash`` of a state that differs from the one ``sections`` and ``indexes`` describe
+    only in the ``dirty`` rows: untouched tables hash their known text, touched ones read just the
+    changed rows (whole tables only where no index applies). Same bytes hashed, same hash."""
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        rids = dirty.get(name)
+        if not rids:
+            h.update(sections[name])
+            continue
+        index = indexes.get(name)
+        if index is None or not index.update_hash(h, conn, rids):
+            h.update(table_section(conn, tables[name]))
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- diffs

@@ -1,13 +1,14 @@
 """tools.py of a skeleton package: one plain function per operation over the ctx helpers, with the
 spec's rules (references exist, unique values stay unique ignoring case, deletes refused while rows
-refer to the row, transitions only from their documented states) and errors that name entity and id.
+refer to the row, transitions only from their documented states, updates only when they change something
+and the row's workflow is not over) and errors that name entity and id.
 The shared checks sit in private helpers so a model enriching the file edits one tool at a time."""
 from __future__ import annotations
 
 import keyword
 
 from envfactory.envs.runtime.pyparse import parse_python
-from envfactory.envs.skeleton.plan import OpPlan, label, referencing
+from envfactory.envs.skeleton.plan import OpPlan, final_states, label, referencing
 from envfactory.envs.skeleton.spec import ApiSpec
 
 HELPERS = '''
@@ -74,6 +75,19 @@ def _list(ctx, table, exact=None, contains=None, at_least=None, at_most=None, li
     return {"total": total, table: [_out(table, r) for r in rows]}
 
 
+def _check_changes(ctx, table, key, what, tool, changes):
+    """The row to update, refused when its workflow is over or when the update would change nothing:
+    a write that reports success without doing anything misleads the caller."""
+    row = ctx.get(table, key, what)
+    for column, states in FINAL_STATES.get(table, {}).items():
+        if row[column] in states:
+            raise ToolError(f"{what} {key} is {row[column]}; {tool} does not apply to a {row[column]} {what}")
+    if all(row[column] == value for column, value in changes.items()):
+        given = ", ".join(f"{column} {value!r}" for column, value in changes.items())
+        raise ToolError(f"{what} {key} already has {given}; nothing to change")
+    return row
+
+
 def _transition(ctx, table, key, what, column, allowed, to, tool):
     row = ctx.get(table, key, what)
     if row[column] not in allowed:
@@ -107,7 +121,8 @@ class CodeWriter:
         spec = self.spec
         head = [f'"""{_py_text(spec.title)} tools, written by envfactory\'s skeleton generator (deterministic tier) from the',
                 'API spec. Rules enforced: references must exist, unique values stay unique (ignoring case), a',
-                'delete is refused while other rows refer to the row, transitions run only from their states."""',
+                'delete is refused while other rows refer to the row, transitions run only from their states,',
+                'an update must change something and is refused once the row reached a final state."""',
                 "from envfactory.envs import ToolError", ""]
         consts = {
             "ID_COLUMNS": {e.table_name: e.id_field for e in spec.entities},
@@ -120,11 +135,13 @@ class CodeWriter:
                               for e in spec.entities if referencing(spec, e)},
             "UNIQUE": {e.table_name: [f.name for f in e.fields if f.unique]
                        for e in spec.entities if any(f.unique for f in e.fields)},
+            "FINAL_STATES": {e.table_name: final_states(spec, e) for e in spec.entities if final_states(spec, e)},
         }
         comments = {"ID_COLUMNS": "table -> primary key", "BOOLEAN_COLUMNS": "columns stored as 0/1, returned as booleans",
                     "REFERENCES": "table -> {column: (parent table, what the parent is called)}",
                     "REFERENCED_BY": "table -> rows elsewhere that must be gone before a delete",
-                    "UNIQUE": "columns whose values must be unique (text ignoring case)"}
+                    "UNIQUE": "columns whose values must be unique (text ignoring case)",
+                    "FINAL_STATES": "table -> {workflow column: states no transition leaves}: updates are refused there"}
         for name, value in consts.items():
             head.append(f"# {comments[name]}")
             head.append(f"{name} = {value!r}")
@@ -196,6 +213,7 @@ class CodeWriter:
                  f"    _changes = {{_k: _v for _k, _v in {_dict_literal(names, {n: n for n in names})}.items() if _v is not None}}\n"
                  f"    if not _changes:\n"
                  f"        raise ToolError({plan.op.name + ' needs at least one field to change: ' + ', '.join(names)!r})\n"
+                 f"    _check_changes(ctx, {t!r}, {idn}, {what!r}, {plan.op.name!r}, _changes)\n"
                  f"    _check_references(ctx, {t!r}, _changes)\n"
                  f"    _check_unique(ctx, {t!r}, {what!r}, _changes, key={idn})\n"
                  f"    ctx.update({t!r}, {idn}, _changes)\n"

@@ -11,7 +11,9 @@ without reading it:
 - list filters: exact for enums, booleans and references, case-insensitive substring for text,
   ``min_<f>``/``max_<f>`` for numbers, ``<f>_from``/``<f>_to`` for dates; plus ``limit`` and ``offset``;
   it returns ``{"total": n, "<table>": [rows ordered by id]}``;
-- update takes the id and any of ``op.fields`` (all fields when empty), at least one;
+- update takes the id and any of ``op.fields`` (all fields when empty), at least one, and must change
+  something: values equal to the row's are refused, and so is a row in a final state of its workflow
+  (a state transitions lead to and none leaves, e.g. a returned checkout cannot be renewed);
 - delete and transition take the id; delete returns ``{"deleted": true, "<entity>_id": id}``.
 """
 from __future__ import annotations
@@ -187,6 +189,18 @@ def check_generable(spec: ApiSpec) -> list[OpPlan]:
     if problems:
         raise SkeletonError(spec.name, problems)
     return plans
+
+
+def final_states(spec: ApiSpec, entity: EntitySpec) -> dict[str, list[str]]:
+    """Workflow field -> its final states: reached by a transition, left by none (an update of a row in
+    one is a domain error: the row's business is over)."""
+    reached: dict[str, set[str]] = {}
+    left: dict[str, set[str]] = {}
+    for op in spec.operations:
+        if op.kind == "transition" and op.entity == entity.name and op.transition is not None:
+            reached.setdefault(op.transition.field, set()).add(op.transition.to)
+            left.setdefault(op.transition.field, set()).update(op.transition.from_states)
+    return {f: sorted(states - left[f]) for f, states in reached.items() if states - left[f]}
 
 
 def referencing(spec: ApiSpec, entity: EntitySpec) -> list[tuple[EntitySpec, FieldSpec]]:

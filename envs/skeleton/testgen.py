@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 from envfactory.envs.runtime.manifest import Manifest, ToolSpec
 from envfactory.envs.skeleton.seed import SeedWriter
-from envfactory.envs.skeleton.plan import MISSING_ID, OpPlan, label, plan_operation, referencing, resolve_default
+from envfactory.envs.skeleton.plan import (MISSING_ID, OpPlan, final_states, label, plan_operation, referencing,
+                                          resolve_default)
 from envfactory.envs.skeleton.spec import ApiSpec, EntitySpec, FieldSpec
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -266,7 +267,9 @@ class TestWriter:
 
     def cases_update(self, plan: OpPlan) -> list[dict]:
         e, name, idf = plan.entity, plan.op.name, plan.id_field
-        rows = self.rows(e)
+        final = final_states(self.spec, e)
+        over = [r for r in self.rows(e) if any(r.get(c) in states for c, states in final.items())]
+        rows = [r for r in self.rows(e) if r not in over]   # rows whose workflow is not over take updates
         if not rows:
             return []
         row = rows[1] if len(rows) > 1 else rows[0]
@@ -277,9 +280,16 @@ class TestWriter:
         success = {"name": f"{name} changes the given fields only", "steps": [self.ok(
             name, {idf: key, **changes}, {**self.out_row(e, {**row, **changes})},
             state=self.row_state(e, key, {**{f.name: row[f.name] for f in e.fields}, **changes}))]}
+        shown = self.out_row(e, row)
+        same = {p: shown[p] for p in changes if shown.get(p) is not None}
         error = {"name": f"{name} refuses a missing {label(e)} or no change", "steps": [
             self.err(name, {idf: MISSING_ID, **changes}, f"{label(e)} {MISSING_ID} does not exist"),
-            self.err(name, {idf: key}, "at least one field")]}
+            self.err(name, {idf: key}, "at least one field")]
+            + ([self.err(name, {idf: key, **same}, "nothing to change")] if same else [])}
+        if over:  # a row whose workflow is over (a returned checkout cannot be renewed)
+            done = over[0]
+            state = next(done[c] for c, states in final.items() if done.get(c) in states)
+            error["steps"].append(self.err(name, {idf: done[idf], **changes}, f"{label(e)} {done[idf]} is {state}"))
         return [success, error]
 
     def cases_delete(self, plan: OpPlan) -> list[dict]:

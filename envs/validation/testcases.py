@@ -15,11 +15,14 @@
 subsets, lists element by element, numbers with a tolerance; ``{"$len": n}``, ``{"$contains": s}``
 ``{"$any": true}`` and ``{"$excludes": {...}}`` (no list element matches) are matchers. Every executed step counts toward coverage: a tool is covered
 on its success path when a step expecting success passes, and on its error path likewise.
+A write tool (not ``read_only``) whose call succeeds must change the state: a success that changes
+nothing fails the step, unless the step says ``expect_unchanged`` (an intended no-op).
 """
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +66,13 @@ def _walk(state: Any, path: list[str | int]) -> tuple[bool, Any]:
 def check_state(ep, check: StateCheck) -> list[str]:
     """Problems with one state check on an episode (empty when it holds)."""
     if check.sql is not None:
-        conn = getattr(ep, "conn", None)
-        if conn is None:
+        query = getattr(ep, "query", None)
+        if query is None:
             return [f"state check {check.sql!r}: SQL checks need a SQLite environment; use a path check"]
-        rows = [list(r) for r in conn.execute(check.sql).fetchall()]
+        try:  # read-only: a test query may not write, ATTACH a file or load an extension
+            rows = [list(r) for r in query(check.sql)]
+        except sqlite3.Error as exc:
+            return [f"state check {check.sql!r} failed: {exc}"]
         diffs = match(check.rows, rows, "rows")
         return [f"state check {check.sql!r}: " + "; ".join(diffs)] if diffs else []
     state_json = getattr(ep, "state_json", None)
@@ -216,7 +222,9 @@ def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]])
             except UnresolvedReference as exc:
                 result.failures.append(f"{label}: {exc}")
                 break
-            before = ep.state_hash() if step.expect_unchanged else None
+            spec = env.manifest.tool(step.call)
+            writes = spec is not None and not spec.read_only
+            before = ep.state_hash() if step.expect_unchanged or writes else None
             res = ep.call(step.call, args)
             problems: list[str] = []
             if res.ok != step.expect.ok:
@@ -232,8 +240,13 @@ def run_case(env: Environment, case: Case, coverage: dict[str, dict[str, bool]])
                     problems.append(f"error kind {res.error_kind!r}, expected {step.expect.error_kind!r}")
             for check in step.expect_state:
                 problems += check_state(ep, check)
-            if before is not None and ep.state_hash() != before:
+            if step.expect_unchanged and ep.state_hash() != before:
                 problems.append("state changed but the step expects it unchanged")
+            elif writes and res.ok and not step.expect_unchanged and ep.state_hash() == before:
+                # a write that cannot do what it says must refuse (a domain error), not report success: an agent
+                # told "done" learns nothing, and a verifier cannot tell the call from doing nothing
+                problems.append(f"{step.call} writes, reported success and changed nothing (refuse with a domain "
+                                "error, or mark the step expect_unchanged if a no-op success is intended)")
             result.step_hashes.append(ep.state_hash())
             result.outputs.append(res.text)
             if res.ok and step.save:

@@ -1,6 +1,8 @@
-"""Verified means executed: validate a package in a sandboxed subprocess.
+"""Verified means executed: validate a package whose code runs in a contained child process.
 
-Stages (all inside the sandbox): import (manifest, schema, seed, tool module), tool listing and
+The child only executes calls; the tests, their comparisons, the state hashes and the verdict are
+computed here from the outputs and state bytes it sends (a child that forges a result line or
+patches the test runner changes nothing). Stages: import (manifest, schema, seed, tool module), tool listing and
 schema checks, the environment's own tests, a determinism check (the same calls twice give the
 same state hashes and outputs), coverage (every tool on a success and an error path), and the
 catalog quality bar (warnings, or failures with ``strict``).
@@ -18,8 +20,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from envfactory.envs.runtime.errors import EnvironmentPackageError
+from envfactory.envs.runtime.manifest import load_manifest
 from envfactory.envs.runtime.packages import CATALOG_DIR, resolve_package
 from envfactory.envs.runtime.trust import VERIFIED_FILE, package_digest
+from envfactory.envs.sandbox.remote import copy_package
 from envfactory.envs.sandbox.runner import SandboxLimits, SandboxResult, new_workspace, run_sandboxed
 
 
@@ -73,27 +78,33 @@ def undeclared_tools(env) -> tuple[str, list[str]]:
 
 
 def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
-    from envfactory.envs.runtime.errors import EnvironmentPackageError
-    from envfactory.envs.validation.quality import quality_problems
+    """Validation inside a one-shot sandbox child (packages the sandbox server does not serve: pyclass)."""
     from envfactory.envs.runtime.environment import Environment
-    from envfactory.envs.validation.testcases import load_suite, run_suite
-
-    stages: list[dict] = []
-    out: dict[str, Any] = {"stages": stages, "warnings": []}
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
     try:
         env = Environment.load(package, trust=True)
     except EnvironmentPackageError as exc:
-        stages.append({"name": "import", "status": "fail", "messages": [exc.problem]})
-        return out
+        return {"stages": [{"name": "import", "status": "fail", "messages": [exc.problem]}], "warnings": []}
     except MemoryError:
         raise
     except Exception as exc:
-        stages.append({"name": "import", "status": "fail", "messages": [f"{type(exc).__name__}: {exc}"]})
-        return out
-    out.update(env=env.name, version=env.manifest.version, domain=env.manifest.domain, tools=len(env.tools))
-    stages.append({"name": "import", "status": "ok", "messages": [f"{len(env.tools)} tools, {len(env.tables)} tables"]})
+        return {"stages": [{"name": "import", "status": "fail", "messages": [f"{type(exc).__name__}: {exc}"]}],
+                "warnings": []}
+    return validate_env(env, strict, undeclared_tools(env))
 
-    kind, extra = undeclared_tools(env)
+
+def validate_env(env, strict: bool, undeclared: tuple[str, list[str]]) -> dict[str, Any]:
+    """Every stage after the import, on a loaded environment: the tests (twice, for determinism), the
+    coverage and the quality bar. For sandboxed environments this runs here, in the parent: the child
+    only executes the calls."""
+    from envfactory.envs.validation.quality import quality_problems
+    from envfactory.envs.validation.testcases import load_suite, run_suite
+
+    stages: list[dict] = []
+    out: dict[str, Any] = {"stages": stages, "warnings": [], "env": env.name, "version": env.manifest.version,
+                           "domain": env.manifest.domain, "tools": len(env.tools)}
+    stages.append({"name": "import", "status": "ok", "messages": [f"{len(env.tools)} tools, {len(env.tables)} tables"]})
+    kind, extra = undeclared
     if extra:
         out["warnings"].append(f"public {kind} not declared as tools: {', '.join(extra)}")
     stages.append({"name": "tools", "status": "ok", "messages": ["every declared tool is implemented"]})
@@ -137,6 +148,33 @@ def child_validate(package: Path, strict: bool = False) -> dict[str, Any]:
     return out
 
 
+def _validate_served(package_dir: Path, limits: SandboxLimits, strict: bool) -> tuple[dict[str, Any], SandboxResult]:
+    """A SQLite package: a contained child server executes the calls, this process runs the tests
+    and decides. Any stop of the child (time, CPU, memory, crash, an unasked message) fails."""
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
+    from envfactory.envs.sandbox.remote import SandboxError, SandboxedEnvironment
+    started = time.perf_counter()
+    env = None
+    try:
+        env = SandboxedEnvironment(package_dir, limits=limits, restart=False)
+        payload = validate_env(env, strict, (env.undeclared.get("kind", "functions"), env.undeclared.get("names", [])))
+        process = env.process
+    except SandboxError as exc:
+        return {}, SandboxResult(status=exc.status, detail=str(exc), duration_s=round(time.perf_counter() - started, 3),
+                                 isolation=exc.layers, stderr_tail=exc.stderr_tail)
+    except EnvironmentPackageError as exc:
+        return ({"stages": [{"name": "import", "status": "fail", "messages": [exc.problem]}], "warnings": []},
+                SandboxResult(status="ok", duration_s=round(time.perf_counter() - started, 3)))
+    finally:
+        if env is not None:
+            env.close()
+    status = process.status if process.status not in ("ok", "stopped") else "ok"
+    result = SandboxResult(status=status, detail=process.detail if status != "ok" else "",
+                           duration_s=round(time.perf_counter() - started, 3), isolation=process.layers,
+                           stderr_tail=process.stderr_tail, exit_code=process.proc.returncode)
+    return payload, result
+
+
 # ---------------------------------------------------------------- in the caller
 
 def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, strict: bool = False,
@@ -148,18 +186,31 @@ def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, st
         package_dir = resolve_package(ref)
     except Exception as exc:
         return _report_failure(str(ref), str(ref), f"cannot find the package: {exc}", started)
-    workspace = new_workspace()
-    try:
-        target = workspace / "package"
-        shutil.copytree(package_dir, target, ignore=shutil.ignore_patterns("__pycache__", VERIFIED_FILE))
-        from envfactory.envs.imports.importer import http_clients
-        preimport = http_clients(sorted(target.rglob("*.py")))  # imported before the guard, connections still refused
-        result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict, "preimport": preimport},
-                               workspace, limits)
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
     digest = package_digest(package_dir)
-    payload = result.payload or {}
+    limits = limits or SandboxLimits()
+    try:
+        backend = load_manifest(package_dir).backend
+    except EnvironmentPackageError as exc:
+        rep = _report_failure(package_dir.name, str(package_dir), exc.problem, started)
+        rep.digest = digest
+        return rep
+    if backend == "sqlite":
+        payload, result = _validate_served(package_dir, limits, strict)
+    else:
+        workspace = new_workspace()
+        try:
+            target = workspace / "package"
+            copy_package(package_dir, target)
+            from envfactory.envs.imports.importer import http_clients
+            preimport = http_clients(sorted(target.rglob("*.py")))  # imported before the containment
+            result = run_sandboxed({"task": "validate", "package": str(target), "strict": strict, "preimport": preimport},
+                                   workspace, limits)
+        except EnvironmentPackageError as exc:
+            result = SandboxResult(status="ok", payload={"stages": [{"name": "import", "status": "fail",
+                                                                      "messages": [exc.problem]}]})
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+        payload = result.payload or {}
     name = payload.get("env") or package_dir.name
     if result.status != "ok" or "stages" not in payload:
         reason = {"timeout": "stopped: it ran past the wall-clock limit",
@@ -167,7 +218,9 @@ def validate_package(ref: str | Path, *, limits: SandboxLimits | None = None, st
                   "memory_limit": "stopped: it used more memory than allowed",
                   "blocked": f"stopped: the sandbox refused {result.detail}",
                   "killed_by_signal": f"crashed: {result.detail}",
-                  "crashed": f"crashed: {result.detail}"}.get(result.status, result.detail or payload.get("error", "no result"))
+                  "crashed": f"crashed: {result.detail}",
+                  "bad_result": f"stopped: {result.detail}",
+                  "refused": f"not run: {result.detail}"}.get(result.status, result.detail or payload.get("error", "no result"))
         if result.status == "ok":
             reason = f"validation itself failed: {payload.get('error', 'no result')}"
         rep = _report_failure(name, str(package_dir), reason, started, result)
@@ -230,9 +283,10 @@ def run_validate_command(args) -> int:
     if args.all:
         targets = catalog_names()
     elif args.target:
+        resolve_package(args.target)  # an unknown name or a folder that is no package: exit 2, like every command
         targets = [args.target]
     else:
-        print("name a package or pass --all", file=sys.stderr)
+        print("envfactory: name a package or pass --all", file=sys.stderr)
         return 2
     limits = SandboxLimits(wall_seconds=args.timeout)
     reports = [validate_package(t, limits=limits) for t in tqdm(targets, desc="validating", file=sys.stderr,

@@ -1,4 +1,4 @@
-"""EnvGen graph: research -> design -> code -> write tests -> test -> (repair -> [revise tests] -> test)* -> accept | reject.
+"""EnvGen graph: research -> design -> code -> write tests -> test -> (repair -> [revise tests] -> test)* -> [review] -> accept | reject.
 
 - research: the Search agent turns the target into a ResearchBrief (facts with source URLs + spec).
 - design: checks the spec and fixes the package name.
@@ -8,6 +8,8 @@
   the code that is judged is always the code on disk (never a stale module).
 - repair: the Code agent rewrites files from the Test agent's repair brief; cases it disputes (they
   expect what the brief does not support) go back to the Test agent, which keeps, fixes or drops each.
+- review (``EnvGenContext.review``, off by default): a LangGraph interrupt before accepting; resume
+  with approve, reject, or feedback that becomes another repair round's brief.
 
 The graph enforces its own budget (repair rounds and model tokens), keeps the best attempt (most
 tests passing, then most tool paths covered) and records why it rejects. Accepted packages land in

@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 from envfactory.agents import code_agent, test_agent
 from envfactory.agents.models import model_name
 from envfactory.envs.validation.contamination import benchmark_overlap, describe_overlap
+from envfactory.envs.runtime.trust import VERIFIED_FILE
 from envfactory.envs.skeleton.spec import ResearchBrief, slug
 
 
@@ -198,13 +199,13 @@ def test(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
 def _rank(summary: dict[str, Any]) -> tuple:
     return (summary["verdict"] == "PASS", summary["tests_passed"], summary["paths_covered"], -summary["n"])
 
-def route(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["accept", "repair", "reject"]:
+def route(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> Literal["accept", "review", "repair", "reject"]:
     ctx = _ctx(runtime)
     if state.get("failure"):
         return "reject"
     last = state["attempts"][-1] if state.get("attempts") else None
     if last and last["verdict"] == "PASS":
-        return "accept"
+        return "review" if ctx.review else "accept"
     if _model(ctx, "code") is None:
         return "reject"  # the offline tier is deterministic: repeating it cannot change the outcome
     if state.get("attempt", 0) > ctx.max_rounds or _over_budget(state, ctx):
@@ -244,9 +245,73 @@ def revise_tests(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[st
     return {"tests": result.suite, "disputed_tests": [], "tokens": state.get("tokens", 0) + result.tokens,
             "prompts": [{"step": f"revise_tests#{state.get('attempt', 0) + 1}", **result.prompt}]}
 
+def review(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
+    """Human review (``EnvGenContext.review``): the graph pauses here (a LangGraph interrupt) with the
+    passing attempt's diff against the skeleton and its test results, and resumes with the answer:
+    ``"approve"`` / ``{"approve": true}``, ``"reject"`` / ``{"approve": false}``, or feedback text
+    (``{"feedback": "..."}``) that becomes the repair brief of another round."""
+    from langgraph.types import interrupt
+    ctx = _ctx(runtime)
+    last = state["attempts"][-1]
+    answer = interrupt({
+        "target": state.get("target"), "package": state.get("brief", {}).get("spec", {}).get("name"),
+        "attempt": last["n"], "folder": last["path"], "code_tier": last.get("code_tier"),
+        "tests": f"{last['tests_passed']}/{last['tests_total']} passed",
+        "paths": f"{last['paths_covered']}/{last['paths_total']} tool paths covered",
+        "diff": skeleton_diff(state, ctx),
+        "answer": "approve, reject, or feedback text for another repair round"})
+    verdict, feedback = read_review(answer)
+    if verdict == "approve":
+        return {"review": "approved"}
+    if verdict == "reject":
+        return {"review": "rejected", "failure": "rejected by the reviewer" + (f": {feedback}" if feedback else "")}
+    if _model(ctx, "code") is None:
+        return {"review": "rejected", "failure": f"the reviewer asked for changes ({feedback}), but no code model is "
+                                                 "configured to make them (the offline tier is the skeleton)"}
+    if state.get("attempt", 0) > ctx.max_rounds or _over_budget(state, ctx):
+        return {"review": "rejected", "failure": f"the reviewer asked for changes ({feedback}), but the repair budget "
+                                                 f"is spent ({ctx.max_rounds} rounds, {ctx.max_tokens} tokens)"}
+    return {"review": "feedback", "repair_brief": "A reviewer read the attempt that passed its tests and asks for "
+                                                  f"changes before it is accepted:\n{feedback}"}
+
+def read_review(answer: Any) -> tuple[str, str]:
+    """(approve | reject | feedback, the reviewer's words) from what the review was resumed with."""
+    if isinstance(answer, bool):
+        return ("approve" if answer else "reject"), ""
+    if isinstance(answer, dict):
+        feedback = str(answer.get("feedback") or "").strip()
+        if "approve" in answer:
+            return ("approve" if answer["approve"] else "reject"), feedback
+        return ("feedback", feedback) if feedback else ("reject", "no answer")
+    text = str(answer or "").strip()
+    if text.lower() in ("approve", "approved", "yes", "y", "accept"):
+        return "approve", ""
+    if text.lower() in ("reject", "rejected", "no", "n", ""):
+        return "reject", ""
+    return "feedback", text
+
+def after_review(state: EnvGenState) -> Literal["accept", "repair", "reject"]:
+    return {"approved": "accept", "feedback": "repair"}.get(state.get("review", ""), "reject")
+
+def skeleton_diff(state: EnvGenState, ctx: EnvGenContext, limit: int = 60_000) -> str:
+    """What a model changed in the generated skeleton (unified diff, bounded); empty for the skeleton tier."""
+    import difflib
+    brief = ResearchBrief.model_validate(state["brief"])
+    try:
+        base = code_agent.skeleton_files(brief, ctx.seed)
+    except (ValueError, KeyError):
+        base = {}
+    chunks = []
+    for name in sorted(set(base) | set(state.get("files", {}))):
+        before, after = base.get(name, ""), state.get("files", {}).get(name, "")
+        if before != after:
+            chunks += difflib.unified_diff(before.splitlines(True), after.splitlines(True), f"skeleton/{name}", name)
+    text = "".join(chunks)
+    return text if len(text) <= limit else text[:limit] + f"\n... ({len(text) - limit} more characters)\n"
+
 def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any]:
     """Copy the passing attempt into the catalog with how it was made, and mark it verified."""
-    from envfactory.envs.runtime.trust import package_digest
+    from envfactory.envs.runtime.trust import grant_trust, package_digest
     from envfactory.envs.validation.validate import ValidationReport, write_verified
     ctx = _ctx(runtime)
     brief = ResearchBrief.model_validate(state["brief"])
@@ -267,10 +332,26 @@ def accept(state: EnvGenState, runtime: Runtime[EnvGenContext]) -> dict[str, Any
     report = report.model_copy(update={"digest": package_digest(staging), "path": str(dest.resolve())})
     model_written = state.get("tiers", {}).get("code") == "model"
     write_verified(staging, report, model_written=model_written)
+    if _is_our_skeleton(staging, brief, ctx.seed):  # our generator's code: trusted like bundled code
+        grant_trust(staging, by="envgen: byte-exact skeleton output")
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)  # the catalog only ever holds whole packages
     _write_result(ctx, state, "accepted", None, str(dest))
     return {"status": "accepted", "reason": "", "package_path": str(dest)}
+
+def _is_our_skeleton(package: Path, brief: ResearchBrief, seed: int) -> bool:
+    """Is every file that runs (tools, schema, manifest, seed) byte for byte what the deterministic
+    skeleton generator makes of this spec, with nothing else beside them but tests and the record?"""
+    try:
+        expected = {n: t.encode("utf-8") for n, t in code_agent.skeleton_files(brief, seed).items()}
+    except Exception:
+        return False
+    present = {p.relative_to(package).as_posix() for p in package.rglob("*") if not p.is_dir()}
+    ignored = {VERIFIED_FILE, "tests.json"}
+    if {p for p in present if p not in ignored and not p.startswith("synthesis/")} != set(expected):
+        return False
+    return all((package / n).is_file() and not (package / n).is_symlink() and (package / n).read_bytes() == data
+               for n, data in expected.items())
 
 def _report_path(attempt_folder: Path) -> Path:
     """The validation report sits beside the attempt, outside the package."""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict  # not typing.TypedDict: pydantic (Studio's schemas) needs this one on 3.11
 
 
 
@@ -31,6 +33,7 @@ class EnvGenState(EnvGenInput, total=False):
     models: dict[str, str]
     failure: str
     attempt_error: str
+    review: str             # the reviewer's last answer: approved, feedback or rejected (with review on)
     status: Literal["accepted", "rejected"]
     reason: str
     package_path: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from envfactory.graphs.querygen.context import QueryGenContext
+from envfactory.graphs.querygen.context import QueryGenContextForm
 from envfactory.graphs.querygen.state import ChainState
 from envfactory.graphs.querygen.steps import calibrate, generate_queries, roll_out, split_turns, verify
 
@@ -17,7 +17,7 @@ from envfactory.graphs.querygen.steps import calibrate, generate_queries, roll_o
 def make_chain_graph():
     """One chain, one node per step (for Studio and step-by-step inspection; ``make_graph`` runs the
     same steps inside its ``process_chain`` node)."""
-    g = StateGraph(ChainState, context_schema=QueryGenContext)
+    g = StateGraph(ChainState, context_schema=QueryGenContextForm)
     g.add_node("split_turns", split_turns)
     g.add_node("generate_queries", generate_queries)
     g.add_node("calibrate", calibrate)

@@ -12,9 +12,10 @@ from envfactory.envs.chains.sampling import GoldTrajectory
 
 from envfactory.graphs.querygen.context import ContextRuntime, QueryGenContext, _ctx
 from envfactory.graphs.querygen.driver import _adrive, _drive
-from envfactory.graphs.querygen.resources import _remember_gold, _sampler, _store, _worker_flag
+from envfactory.graphs.querygen.resources import _keep_in_memory, _remember_gold, _sampler, _store, _worker_flag
 from envfactory.graphs.querygen.state import SlotState
-from envfactory.graphs.querygen.steps import _calibrate, _generate_queries, _roll_out, _verify, split_turns, task_key
+from envfactory.graphs.querygen.steps import (_calibrate, _generate_queries, _roll_out, _validated_chains, _verify, split_turns,
+                                             task_key)
 
 SEEDS_PER_SLOT = 8
 
@@ -55,15 +56,47 @@ def slot_chains(envs: list[str], n: int, seed: int = 0, max_envs: int = 1,
             chains.append(chain)
     return chains
 
+STEPS = ("split_turns", "generate_queries", "calibrate", "roll_out", "verify")
+
+
+def progress_event(state: SlotState, step: str, chain_state: dict[str, Any] | None = None,
+                   update: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A custom stream event (``stream_mode="custom"``): which slot finished which step; Studio shows
+    them as the run's progress, between the ``process_chain`` updates."""
+    event: dict[str, Any] = {"event": "querygen_step", "slot": state.get("slot"), "step": step}
+    chain = (chain_state or {}).get("chain")
+    if chain:
+        event["chain_id"] = chain.get("chain_id")
+    if step in STEPS:
+        event["done"], event["of"] = STEPS.index(step) + 1, len(STEPS)
+    for record in (chain_state or {}).get("records", [])[-1:]:
+        event.update(accepted=record["verification"]["accepted"], pass_rate=record["verification"]["pass_rate"])
+    for key in ("skipped", "empty_slots", "not_done"):
+        if (update or {}).get(key) or (chain_state or {}).get(key):
+            event["outcome"] = key
+    return event
+
+
+def _writer(runtime: Any):
+    """The run's custom stream writer (a no-op outside a graph run, e.g. with ``ContextRuntime``)."""
+    return getattr(runtime, "stream_writer", None) or (lambda _event: None)
+
+
 def run_slot(state: SlotState, runtime: Any) -> dict[str, Any]:
-    """One slot in this thread (threads mode): model calls block it, rollouts wait on the rollout loop."""
+    """One slot in this thread (threads mode): model calls block it, rollouts wait on the rollout loop.
+    Each finished step is a custom stream event (``progress_event``)."""
     ctx = _ctx(runtime)
+    write = _writer(runtime)
     update, chain_state = _start_slot(state, ctx)
     if chain_state is None:
+        write(progress_event(state, "sampled", None, update))
         return update
+    write(progress_event(state, "sampled", chain_state))
     chain_state.update(split_turns(chain_state, runtime))
-    for step in (_generate_queries, _calibrate, _roll_out, _verify):
+    write(progress_event(state, "split_turns", chain_state))
+    for name, step in zip(STEPS[1:], (_generate_queries, _calibrate, _roll_out, _verify)):
         _apply(chain_state, _drive(step(chain_state, ctx)))
+        write(progress_event(state, name, chain_state))
     return slot_update(update, chain_state)
 
 async def arun_slot(state: SlotState, ctx: QueryGenContext) -> dict[str, Any]:
@@ -83,12 +116,19 @@ def _start_slot(state: SlotState, ctx: QueryGenContext) -> tuple[dict[str, Any],
         chain, discarded, done = GoldTrajectory.model_validate(state["chain"]), [], False
     else:
         chain, discarded, done = sample_slot(state, ctx)
-    update: dict[str, Any] = {"discarded": discarded} if discarded else {}
+    update: dict[str, Any] = {"discarded_chains": len(discarded)} if discarded else {}
+    no_selector = sum(str(d.get("reason") or "").startswith("no selector") for d in discarded)
+    if no_selector:
+        update["selector_dropped"] = no_selector
     if chain is None:
         return {**update, "empty_slots": 1}, None
     if done:
         return {**update, "skipped": 1}, None
-    return update, {"chain": chain.model_dump()}
+    if chain.selector_redraws:
+        update["selector_redrawn"] = 1
+    data = chain.model_dump()
+    _validated_chains.put(id(data), (data, chain))  # the steps read the chain back without validating it again
+    return update, {"chain": data}
 
 def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str, Any]:
     """What a processed chain adds to the run's state: its record, or a task not done."""
@@ -96,6 +136,29 @@ def slot_update(update: dict[str, Any], chain_state: dict[str, Any]) -> dict[str
     if chain_state.get("not_done"):
         out["not_done"] = chain_state["not_done"]
     return out
+
+def slot_result(out: dict[str, Any], ctx: QueryGenContext) -> dict[str, Any]:
+    """A slot's update for the run's state: its records become their keys and verdict counts (the
+    bodies are in the record store already, or, without one, in the in-memory buffer
+    ``run_records`` reads)."""
+    out = dict(out)
+    records = out.pop("records", None) or []
+    if not records:
+        return out
+    if _store(ctx) is None:
+        _keep_in_memory(records)
+    verdicts: dict[str, float] = {}
+    for r in records:
+        v = r["verification"]
+        outcome = "accepted" if v["accepted"] else "rejected"
+        verdicts[outcome] = verdicts.get(outcome, 0) + 1
+        if not v["accepted"]:
+            reason = "reason:" + (v["reason"] or "unknown").split(":")[0]
+            verdicts[reason] = verdicts.get(reason, 0) + 1
+        if v["pass_rate"] is not None:
+            verdicts["pass_rate_sum"] = verdicts.get("pass_rate_sum", 0) + v["pass_rate"]
+            verdicts["pass_rates"] = verdicts.get("pass_rates", 0) + 1
+    return {**out, "record_keys": [r["key"] for r in records], "verdicts": verdicts}
 
 def _apply(chain_state: dict[str, Any], step_update: dict[str, Any]) -> None:
     """A step's update, with ``records`` appended (the reducer the per-step graph declares)."""

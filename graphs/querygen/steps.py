@@ -3,17 +3,17 @@ verify), each a graph node and a generator body the slot drivers run."""
 from __future__ import annotations
 
 
-import json
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from envfactory.agents import query_agent, refine_agent, rollout_agent
+from envfactory.agents import determinacy, query_agent, refine_agent, rollout_agent, solver
 from envfactory.agents.models import model_name
 from envfactory.data.records import (EnvRef, GoldCallRef, Provenance, TrajectoryRecord, UserTurn, Verification,
                                      record_key)
 from envfactory.data.reward import (GoldReplayError, RewardConfig, score_episodes)
 from envfactory.envs.runtime.cache import load_env
+from envfactory.envs.runtime.lru import BoundedCache
 from envfactory.envs.chains.sampling import GoldTrajectory
 
 
@@ -28,8 +28,19 @@ def task_key(chain: GoldTrajectory, ctx: QueryGenContext) -> str:
     return record_key(chain.chain_id, chain.seed, ctx.mode, ctx.rollouts, sorted(ctx.prompt_versions.items()), models,
                       injected, ctx.offline, CODE_VERSION)
 
+_validated_chains = BoundedCache(1024)  # id(chain dict) -> (that dict, its GoldTrajectory)
+
 def _chain(state: ChainState) -> GoldTrajectory:
-    return GoldTrajectory.model_validate(state["chain"])
+    """The state's chain as a ``GoldTrajectory``, validated once per chain dict rather than in each
+    of the five steps (pydantic validation of a chain was ~5% of a task's CPU). Keyed by the dict's
+    identity, checked on lookup, so a copied or replaced dict is validated afresh."""
+    data = state["chain"]
+    hit = _validated_chains.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    chain = GoldTrajectory.model_validate(data)
+    _validated_chains.put(id(data), (data, chain))
+    return chain
 
 def split_turns(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     chain = _chain(state)
@@ -61,12 +72,8 @@ def _generate_queries(state: ChainState, ctx: QueryGenContext):
         queries = query_agent.template_queries(chain, state["turns"], descriptions)
         return {"queries": queries, "tiers": {**state.get("tiers", {}), "query": query_agent.OFFLINE_TIER}}
     from envfactory.agents.structured import StructuredOutputError
-    from envfactory.prompts.registry import default_registry
-    turns = [{"actions": "; ".join(descriptions.get(chain.calls[i].tool, chain.calls[i].tool) for i in idx),
-              "known": {k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()}}
-             for idx in state["turns"]]
-    rendered = default_registry().render("query_agent/generate", ctx.prompt_versions.get("query_agent/generate", "latest"),
-                                         persona=ctx.persona, turns=turns)
+    rendered = query_agent.generate_prompt(chain, state["turns"], descriptions, ctx.persona,
+                                           ctx.prompt_versions.get("query_agent/generate", "latest"))
     update = {"tiers": {**state.get("tiers", {}), "query": "model"},
               "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
               "models": {**state.get("models", {}), "query": model_name(model)}}
@@ -93,10 +100,8 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
     update: dict[str, Any] = {"tiers": {**state["tiers"], "refine": refine_agent.OFFLINE_TIER}}
     model = _model(ctx, "refine")
     if model is not None:
-        from envfactory.prompts.registry import default_registry
-        known = [{k: v for i in idx for k, v in query_agent.stated_values(chain.calls[i]).items()} for idx in state["turns"]]
-        rendered = default_registry().render("refine_agent/calibrate", ctx.prompt_versions.get("refine_agent/calibrate", "latest"),
-                                             queries=queries, known=known)
+        rendered = refine_agent.calibrate_prompt(chain, queries, state["turns"],
+                                                 ctx.prompt_versions.get("refine_agent/calibrate", "latest"))
         update = {"tiers": {**state["tiers"], "refine": "model"},
                   "prompts": state.get("prompts", []) + [rendered.ref.model_dump()],
                   "models": {**state.get("models", {}), "refine": model_name(model)}}
@@ -109,13 +114,46 @@ def _calibrate(state: ChainState, ctx: QueryGenContext):
         queries = out.value.queries
     names, params = refine_agent.tool_and_param_names(_tools(chain))
     report = refine_agent.check_leakage(chain, queries, state["turns"], names, params)
-    return {**update, "queries": queries, "leaks": report.leaks}
+    # before any rollout: what the user says must determine every gold argument
+    missing = determinacy.undetermined(chain, queries, state["turns"],
+                                       lambda env, tool: load_env(env).manifest.tool(tool).input_schema)
+    paraphrased = "model" in (update["tiers"].get("refine"), update["tiers"].get("query"))
+    orders = determinacy.order_selectors(chain, missing) if paraphrased and not report.leaks else None
+    if orders:  # a model paraphrased an order ("my most recent order"): the judge role may settle it
+        settled, judged = yield from _judge_selectors(ctx, queries, orders)
+        missing = [m for m in missing if m not in settled]
+        if judged:
+            update = {**update, "prompts": update.get("prompts", state.get("prompts", [])) + [judged["prompt"]],
+                      "models": {**update.get("models", state.get("models", {})), "selector_judge": judged["model"]},
+                      "tiers": {**update["tiers"], "selector_judge": "model"}}
+    return {**update, "queries": queries, "leaks": report.leaks, "undetermined": missing}
+
+
+def _judge_selectors(ctx: QueryGenContext, queries: list[str], orders: dict[str, Any]):
+    """The order selectors the judge says the messages still convey (none without a judge model, or
+    when it fails: the task is then rejected as undetermined, never accepted on a guess)."""
+    model = _model(ctx, "judge")
+    if model is None:
+        return set(), None
+    from envfactory.agents.judge import SelectorVerdict
+    from envfactory.prompts.registry import default_registry
+    items = list(orders.items())
+    rendered = default_registry().render("judge/selectors", ctx.prompt_versions.get("judge/selectors", "latest"),
+                                         messages=queries, selectors=[sel.text for _, sel in items])
+    try:
+        verdict = (yield _Ask(model, rendered.messages(), SelectorVerdict, _retry(ctx, "judge"))).value
+    except Exception:
+        return set(), None
+    if len(verdict.conveyed) != len(items):
+        return set(), None
+    judged = {"prompt": rendered.ref.model_dump(), "model": model_name(model)}
+    return {item for (item, _), ok in zip(items, verdict.conveyed) if ok}, judged
 
 def roll_out(state: ChainState, runtime: Runtime[QueryGenContext]) -> dict[str, Any]:
     return _drive(_roll_out(state, _ctx(runtime)))
 
 def _roll_out(state: ChainState, ctx: QueryGenContext):
-    if state.get("failure") or state.get("leaks") or state.get("unfinished"):
+    if state.get("failure") or state.get("leaks") or state.get("undetermined") or state.get("unfinished"):
         return {"rollouts": []}
     chain = _chain(state)
     envs = {n: load_env(n) for n in chain.envs}
@@ -125,7 +163,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     except GoldReplayError as exc:
         return {"rollouts": [{"error": f"gold replay failed: {exc}"}]}
     model = _model(ctx, "rollout")
-    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": rollout_agent.ORACLE_TIER if model is None else "model"}}
+    update: dict[str, Any] = {"tiers": {**state["tiers"], "rollout": solver.SOLVER_TIER if model is None else "model"}}
     system_prompt = DEFAULT_SYSTEM_PROMPT
     if model is not None:
         from envfactory.prompts.registry import default_registry
@@ -143,7 +181,8 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
     for _ in range(max(1, ctx.rollouts)):
         try:
             if model is None:
-                run = rollout_agent.oracle_rollout(envs, turns, system_prompt)
+                # the offline agent reads only the user's messages (never the gold calls)
+                run = solver.solver_rollout(envs, [t.query for t in turns], system_prompt)
             else:
                 simulator = None
                 if ctx.mode == "conv":
@@ -155,7 +194,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
                 in_worker = _worker_flag["in_worker"]
                 run = yield _Await(lambda: rollout_agent.model_rollout(
                     envs, turns, model, system_prompt, ctx.max_steps, ctx.max_tokens, simulator,
-                    sessions=_session_pools(envs), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
+                    sessions=_session_pools(envs, ctx.tools), inline_episodes=in_worker, retry=_retry(ctx, "rollout")))
         except Exception as exc:  # a failed model endpoint or loop: this rollout has no score
             results.append({"error": f"rollout failed: {type(exc).__name__}: {exc}",
                             **({"transient": True} if _unfinished("rollout", exc) else {})})
@@ -164,6 +203,7 @@ def _roll_out(state: ChainState, ctx: QueryGenContext):
             reward = score_episodes(gold, run.episodes, n_malformed=run.malformed_calls, cfg=RewardConfig(tau=ctx.tau))
             results.append({"messages": [m.model_dump() for m in run.messages], "reward": reward.model_dump(),
                             "tier": run.tier, "stopped": run.stopped, "steps": run.steps, "tokens": run.tokens,
+                            "state_diffs": run.turn_diffs,
                             "final_hashes": {n: ep.state_hash() for n, ep in run.episodes.items()}})
         finally:
             run.close()
@@ -183,6 +223,8 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         reason = state["failure"]
     elif state.get("leaks"):
         reason = "leakage: " + "; ".join(state["leaks"])
+    elif state.get("undetermined"):
+        reason = "undetermined: " + ", ".join(state["undetermined"])
     elif rollouts and all("error" in r for r in rollouts):
         reason = "infrastructure: " + rollouts[0]["error"]
     scored = [r for r in rollouts if "reward" in r and r["reward"]["score"] is not None]
@@ -206,7 +248,8 @@ def _verify(state: ChainState, ctx: QueryGenContext):
         messages=kept.get("messages", []),
         verification=Verification(accepted=reason is None, reason=reason, reward=kept.get("reward", {}),
                                   pass_rate=pass_rate, rollouts=len(rollouts), difficulty=_difficulty(pass_rate),
-                                  judge=judge, tokens=sum(r.get("tokens", 0) for r in rollouts)),
+                                  judge=judge, tokens=sum(r.get("tokens", 0) for r in rollouts),
+                                  state_diffs=kept.get("state_diffs") or None),
         provenance=Provenance(tiers=state["tiers"], models=state.get("models", {}), prompts=state.get("prompts", []),
                               seed=chain.seed, chain_id=chain.chain_id, code_version=CODE_VERSION))
     store = _store(ctx)
@@ -219,14 +262,8 @@ def _judge(ctx: QueryGenContext, messages: list[dict[str, Any]]):
     model = _model(ctx, "judge")
     if model is None or not messages:
         return None
-    from envfactory.agents.judge import Verdict
-    from envfactory.prompts.registry import default_registry
-    lines = []
-    for m in messages:
-        calls = "; ".join(f"{c['name']}({json.dumps(c['arguments'])})" for c in m.get("tool_calls", []))
-        lines.append(f"{m['role']}: {m['content']}" + (f" [calls: {calls}]" if calls else ""))
-    rendered = default_registry().render("judge/trajectory", ctx.prompt_versions.get("judge/trajectory", "latest"),
-                                         conversation="\n".join(lines))
+    from envfactory.agents.judge import Verdict, judge_prompt
+    rendered = judge_prompt(messages, ctx.prompt_versions.get("judge/trajectory", "latest"))
     try:
         verdict = (yield _Ask(model, rendered.messages(), Verdict, _retry(ctx, "judge"))).value
     except Exception as exc:  # a judge failure costs the signal, never the trajectory
@@ -245,7 +282,9 @@ def _user_turns(chain: GoldTrajectory, state: ChainState) -> list[UserTurn]:
     for query, indices in zip(state.get("queries") or [""] * len(state["turns"]), state["turns"]):
         calls = [chain.calls[i] for i in indices]
         turns.append(UserTurn(query=query, gold_calls=[GoldCallRef(env=c.env, name=c.tool, arguments=c.arguments,
-                                                                   masked_arguments=c.masked_arguments) for c in calls],
+                                                                   masked_arguments=c.masked_arguments,
+                                                                   selectors={p: sel.model_dump() for p, sel in c.selectors.items()})
+                                          for c in calls],
                               details={k: v for c in calls for k, v in query_agent.stated_values(c).items()}))
     return turns
 

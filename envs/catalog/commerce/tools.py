@@ -100,7 +100,10 @@ def change_delivery_date(ctx, order_id, delivery_date):
     order = ctx.get("orders", order_id, "order")
     if order["status"] != "placed":
         raise ToolError(f"order {order_id} is {order['status']}; only placed orders can change their delivery date")
-    ctx.update("orders", order_id, {"delivery_date": _check_delivery(ctx, delivery_date)})
+    new_date = _check_delivery(ctx, delivery_date)
+    if new_date == order["delivery_date"]:
+        raise ToolError(f"order {order_id} is already due for delivery on {new_date}; nothing to change")
+    ctx.update("orders", order_id, {"delivery_date": new_date})
     return get_order(ctx, order_id)
 
 

@@ -280,6 +280,9 @@ def update_campaign(ctx, campaign_id, subject=None, preview_text=None, body=None
         changes["segment_id"] = segment_id
     if not changes:
         raise ToolError("give at least one field to change: subject, preview_text, body or segment_id")
+    if all(c[k] == v for k, v in changes.items()):
+        raise ToolError(f"campaign {campaign_id} already has {', '.join(f'{k} {v!r}' for k, v in changes.items())}; "
+                        "nothing to change")
     ctx.update("campaigns", campaign_id, changes)
     return _campaign(ctx, campaign_id)
 

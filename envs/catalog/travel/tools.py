@@ -115,6 +115,8 @@ def change_dates(ctx, reservation_id, check_in, check_out):
     res = _confirmed(ctx, reservation_id)
     prop = ctx.get("properties", res["property_id"], "property")
     start, end, nights = _dates(ctx, check_in, check_out)
+    if (start, end) == (res["check_in"], res["check_out"]):
+        raise ToolError(f"reservation {reservation_id} is already from {start} to {end}; nothing to change")
     clash = _overlap(ctx, res["property_id"], start, end, exclude=reservation_id)
     if clash:
         raise ToolError(f"property {res['property_id']} is already booked from {clash['check_in']} to {clash['check_out']}")
@@ -125,6 +127,8 @@ def change_dates(ctx, reservation_id, check_in, check_out):
 def change_party_size(ctx, reservation_id, guests):
     res = _confirmed(ctx, reservation_id)
     prop = ctx.get("properties", res["property_id"], "property")
+    if guests == res["guests"]:
+        raise ToolError(f"reservation {reservation_id} is already for {guests} guests; nothing to change")
     if guests > prop["max_guests"]:
         raise ToolError(f"property {prop['property_id']} sleeps at most {prop['max_guests']} guests; {guests} requested")
     ctx.update("reservations", reservation_id, {"guests": guests})
