@@ -33,6 +33,9 @@ def cmd_bench(args) -> int:
     if wanted in ("sandbox", "all"):
         from envfactory.bench.sandbox import bench_sandbox
         results["sandbox"] = bench_sandbox()
+    if wanted in ("imports", "all"):
+        from envfactory.bench.imports import bench_imports
+        results["imports"] = bench_imports(accounts=args.accounts)
     if wanted in ("reward", "all"):
         from envfactory.bench.reward import bench_reward
         results["reward"] = bench_reward()
@@ -52,12 +55,13 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="run benchmarks (ratios against same-process baselines)")
-    p.add_argument("which", choices=["envs", "reward", "querygen", "ray", "sandbox", "all"], nargs="?", default="envs",
+    p.add_argument("which", choices=["envs", "imports", "reward", "querygen", "ray", "sandbox", "all"], nargs="?", default="envs",
                    help="which benchmark")
     p.add_argument("--rows", type=positive_int, default=10_000, help="rows in the reset/snapshot benchmark")
     p.add_argument("--episodes", type=positive_int, default=512, help="concurrent episodes")
     p.add_argument("--tasks", type=positive_int, default=1024, help="QueryGen tasks per run (enough that a run at no CPU cost reaches 98%% of ideal at 32)")
     p.add_argument("--concurrency", type=positive_int, nargs="+", default=[8, 32], help="QueryGen concurrency levels")
     p.add_argument("--repeats", type=positive_int, default=3, help="QueryGen runs per case, an odd number (the median run is reported, with the spread)")
+    p.add_argument("--accounts", type=positive_int, default=7800, help="accounts in the imported-class benchmark (7800: ~1.4 MB)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)

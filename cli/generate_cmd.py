@@ -26,6 +26,13 @@ def cmd_generate(args) -> int:
             print("envfactory: --executor ray and --workers run on Ray, which is not installed: "
                   "pip install 'envfactory[ray]' (or leave both out to run in this process)", file=sys.stderr)
             return 2
+    from envfactory.envs.runtime.errors import EnvironmentPackageError
+    from envfactory.envs.runtime.packages import as_catalog_names
+    try:
+        args.env = as_catalog_names(args.env)  # package folders (an import's output) resolve by name from here on
+    except EnvironmentPackageError as exc:
+        print(f"envfactory: {exc}", file=sys.stderr)
+        return 2
     from envfactory.envs.runtime.workspace import current_workspace
     store = Path(args.store) if args.store else current_workspace().ensure().store_path
     ctx = QueryGenContext(mode=args.mode, rollouts=args.rollouts, store_path=str(store), workers=workers,
@@ -75,7 +82,7 @@ def on_ray_requested(args) -> bool:
 
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate verified trajectories (QueryGen) into a record store")
-    p.add_argument("env", nargs="+", help="environment names (bundled, the workspace's catalog) or package folders")
+    p.add_argument("env", nargs="+", help="environment names (bundled, the workspace's catalog) or package folders (named like their environment)")
     p.add_argument("--n", type=positive_int, default=10, help="tasks to generate (finished ones count on resume)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=["single", "conv"], default="single")

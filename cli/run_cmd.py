@@ -82,7 +82,8 @@ def cmd_run(args) -> int:
             # model-written code runs in-process only once the user trusts it; until then, in the sandbox
             print(f"{Path(r['package']).name}: not trusted, its trajectories run in the sandbox "
                   f"(`envfactory envs trust {r['package']}` after review runs it in-process)")
-    names = args.envs or catalog_names()
+    from envfactory.envs.runtime.packages import as_catalog_names
+    names = as_catalog_names(args.envs) if args.envs else catalog_names()
     validation = _validate_all(names, show)
     if show:
         print(f"\n{'env':<15}{'domain':<20}{'tools':>6}{'tests':>9}{'coverage':>10}  verdict")

@@ -47,14 +47,16 @@ def test_import_writes_a_valid_package(parking):
                            "transfer_permit", "purge_revoked", "zone_plates"]  # source order, hooks left out
     assert tools["issue_permit"].input_schema["properties"]["plate"]["description"] == "The car's licence plate."
     assert tools["renew_permit"].input_schema["properties"]["until"] == {
-        "type": "string", "format": "date", "description": "The new last valid day, later than the current one."}
+        "type": "string", "format": "date", "description": "The new last valid day, later than the current one.",
+        "examples": ["2030-06-15"]}  # a value an explored call succeeded with
     assert tools["issue_permit"].input_schema["required"] == ["plate", "zone"]
     assert tools["list_permits"].input_schema["required"] == []
     # read or write by what the calls did (zone_plates reads, purge_revoked writes once a permit is revoked)
     assert [n for n, t in tools.items() if t.read_only] == parking.read_only == ["list_permits", "get_permit", "zone_plates"]
     assert parking.missing_descriptions == ["zone_plates.zone"]
     assert tools["zone_plates"].input_schema["properties"]["zone"]["description"] == "zone"
-    assert parking.untyped_outputs == ["zone_plates"] and parking.undocumented_tools == []
+    assert parking.untyped_outputs == [] and parking.undocumented_tools == []  # zone_plates: inferred from its outputs
+    assert tools["zone_plates"].output_schema["type"] == "array" and "inferred" in tools["zone_plates"].output_schema["description"]
     assert tools["list_permits"].output_schema["type"] == "array"
     assert tools["purge_revoked"].output_schema == {"type": "integer"}
 

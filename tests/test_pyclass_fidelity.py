@@ -52,11 +52,14 @@ class Direct:
                                            manifest.pyclass.module)
         else:
             self.module = exec_class_file(path)
-        cls = getattr(self.module, manifest.class_name)
-        self.instance = cls()
-        if manifest.pyclass.initial == "scenario":
-            load_state(self.instance, json.loads((package / manifest.seed).read_text()))
+        self.cls, self.manifest, self.package = getattr(self.module, manifest.class_name), manifest, package
         self.mcp = manifest.pyclass.instance_global
+        self.reset()
+
+    def reset(self):
+        self.instance = self.cls()
+        if self.manifest.pyclass.initial == "scenario":
+            load_state(self.instance, json.loads((self.package / self.manifest.seed).read_text()))
         if self.mcp:
             setattr(self.module, self.mcp, self.instance)
 
@@ -152,7 +155,16 @@ def test_calls_through_an_episode_match_calls_on_the_class(imported, rel):
             else:
                 assert got.error_kind == "invalid_arguments", where
             assert direct.state() == deep(ep.instance), f"state after {where}"
-            ep.diff(), ep.state_hash()  # a diff of any change (dict keys that come and go) is computed
+            # the view follows the rows a call reached: its hash and diff equal those of the whole state
+            assert ep.state_hash() == env.hash_of(ep._state_bytes()), where
+            full = env.diff_states(ep.base_state, ep._state_bytes())
+            assert sorted(map(repr, ep.diff().changes)) == sorted(map(repr, full.changes)), where
+            if rng.random() < 0.04:
+                direct.reset()
+                ep.reset()  # undoes only what the episode reached
+                assert direct.state() == deep(ep.instance) and ep.state_hash() == env.initial_hash, where
+                saved = None
+                continue
             if saved is None and rng.random() < 0.1:
                 saved = (direct.snapshot(), ep.snapshot())
             elif saved is not None and rng.random() < 0.1:
@@ -190,3 +202,25 @@ def test_a_private_generator_continues_as_in_the_class(imported):
     with pytest.raises(ValueError):
         direct.buy_ticket("cy")
     assert ep.call("buy_ticket", {"owner": "ann"}).output == direct.buy_ticket("ann")  # the same next number
+
+
+def test_a_call_converts_only_the_rows_it_reached(imported):
+    ep = Environment.load(imported["raffle.py"], trust=True).episode()
+    assert type(ep.instance.wallets).__name__ == "TrackedDict" and isinstance(ep.instance.wallets, dict)
+    ticket = ep.call("buy_ticket", {"owner": "ann"}).output["ticket"]
+    assert ep.view.reached == {"wallets": {"ann"}, "tickets": {ticket}}
+    assert {(c.table, c.key) for c in ep.diff().changes} == {("wallets", "ann"), ("tickets", ticket)}
+    ep.reset()
+    assert ep.instance.wallets == {"ann": 10, "bob": 3, "cy": 0} and ep.instance.tickets == {} and ep.view.reached == {}
+
+
+def test_dicts_that_something_else_refers_to_are_not_swapped(tmp_path):
+    src = tmp_path / "alias.py"
+    src.write_text('class Alias:\n    def __init__(self):\n        self.items = {"a": 1}\n        self.same = self.items\n\n'
+                   '    def put(self, key: str, value: int) -> int:\n        """Put a value."""\n'
+                   '        self.items[key] = value\n        return len(self.same)\n')
+    ep = Environment.load(import_class(src, tmp_path / "out", explore=False).package, trust=True).episode()
+    assert ep.instance.items is ep.instance.same and type(ep.instance.items) is dict
+    assert ep.call("put", {"key": "b", "value": 2}).output == 2 and ep.state_json()["same"] == {"a": 1, "b": 2}
+    ep.reset()
+    assert ep.instance.items is ep.instance.same and ep.instance.same == {"a": 1}

@@ -180,7 +180,8 @@ class TRLEnvironment:
         env = self._environment
         episodes = replay_prefix({env.name: env}, calls)
         try:
-            return episodes[env.name].conn.serialize()
+            ep = episodes[env.name]
+            return ep.conn.serialize() if hasattr(ep, "conn") else ep.snapshot()  # imported classes: a snapshot
         finally:
             episodes[env.name].close()
 

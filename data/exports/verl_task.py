@@ -141,7 +141,8 @@ def _replay_turn_states(task: VerlTask) -> tuple[tuple[str, bytes], ...]:
             if got != pin.turn_state_hash:
                 raise StateDriftError(f"{pin.name}: replaying the earlier turns gives state {got[:12]}, "
                                       f"the row was exported at {pin.turn_state_hash[:12]}")
-        return tuple((n, ep.conn.serialize()) for n, ep in episodes.items())
+        # imported classes (no SQLite connection): a snapshot, which holds the live objects as well
+        return tuple((n, ep.conn.serialize() if hasattr(ep, "conn") else ep.snapshot()) for n, ep in episodes.items())
     finally:
         for ep in episodes.values():
             ep.close()

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from envfactory.envs.chains import graph_cache
 from envfactory.envs.chains.sampling import Binding, ChainSampler, GoldTrajectory, SamplerConfig
 from envfactory.envs.chains.toolgraph import ToolGraph, propose_tool_graph
-from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.runtime.environment import Environment, EnvironmentBase
 
 # How edges are confirmed (``confirm_edges``'s defaults; part of the tool-graph cache's key)
 CONFIRM_SETTINGS = {"attempts": 6, "optional_attempts": 3, "optional_rate": 0.5}
@@ -25,7 +25,7 @@ def build_tool_graph(envs: Environment | Iterable[Environment], confirm: bool = 
 
     ``proposals`` items: ``{"producer", "consumer", "param", "field", "source"}`` with tool node ids.
     """
-    envs = [envs] if isinstance(envs, Environment) else list(envs)
+    envs = [envs] if isinstance(envs, EnvironmentBase) else list(envs)
     tg = propose_tool_graph(envs, proposals)
     if confirm:
         edges = list(tg.graph.edges(data=True))

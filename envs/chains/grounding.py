@@ -22,11 +22,44 @@ def _singular(word: str) -> str:
     return word[:-3] + "y" if word.endswith("ies") else word[:-1] if word.endswith("s") else word
 
 
+def json_columns(state: Any, limit: int = 20000) -> dict[str, list[Any]]:
+    """Field name -> its distinct scalar values, over every object in a JSON state (an imported
+    class's entities), plus each top-level table's keys under the table's id-like names
+    (``vans`` keyed by van id gives ``van_id``, ``vanId`` and ``id``)."""
+    columns: dict[str, dict[Any, None]] = {}
+    queue, seen = [state], 0
+    while queue and seen < limit:
+        node = queue.pop()
+        seen += 1
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                    columns.setdefault(k, {})[v] = None
+                elif isinstance(v, (dict, list)):
+                    queue.append(v)
+        elif isinstance(node, list):
+            queue.extend(v for v in node if isinstance(v, (dict, list)))
+    if isinstance(state, dict):
+        for table, rows in state.items():
+            if isinstance(rows, dict) and rows:
+                stem = _singular(table)
+                for name in (f"{stem}_id", f"{stem}Id", f"{stem}_name", f"{stem}_code"):
+                    bucket = columns.setdefault(name, {})
+                    for key in list(rows)[:500]:
+                        bucket[key] = None
+    return {k: list(v) for k, v in columns.items()}
+
+
 class Grounder:
     def __init__(self, env: Environment):
         self.env = env
         self.columns: dict[str, list[str]] = {}      # column name -> tables holding it
-        for t in env.tables.values():
+        # Imported classes keep their state as JSON, not SQLite tables: values come from its fields.
+        self.json_state = not hasattr(env, "_scratch")
+        if self.json_state:
+            self._json_initial = json_columns(getattr(env, "initial_dict", {}))
+            self.columns = {c: ["(state)"] for c in self._json_initial}
+        for t in ([] if self.json_state else env.tables.values()):
             for c in t.columns:
                 self.columns.setdefault(c, []).append(t.name)
         # Query results on the environment's initial state, which never changes: most grounded
@@ -117,6 +150,9 @@ class Grounder:
                        cached: bool = False) -> list[Any]:
         if cached and (name, limit) in self._initial_values:
             return self._initial_values[name, limit]
+        if self.json_state:
+            found = self._json_initial if cached else json_columns(ep.state_json())
+            return sorted(found.get(name, []), key=lambda v: (str(type(v)), v))[:limit]
         values: list[Any] = []
         for table in self.columns.get(name, []):
             # not through ``_rows``' cache: the combined values are what is kept, below
@@ -128,6 +164,11 @@ class Grounder:
         return values
 
     def _search_word(self, tool: str, ep: Episode, rng: random.Random, cached: bool = False) -> str | None:
+        if self.json_state:
+            found = self._json_initial if cached else json_columns(ep.state_json())
+            texts = [str(v) for c in ("title", "name", "subject", "summary") for v in found.get(c, [])[:100]]
+            tokens = [w for t in texts for w in re.findall(r"[A-Za-z][A-Za-z'-]{3,}", t)]
+            return max(sorted(set(tokens))[:50], key=len) if tokens else None
         words = tool.split("_")
         tables = [t for t in self.env.tables if t in words or _singular(t) in words] or list(self.env.tables)
         for table in tables:

@@ -32,7 +32,9 @@ def field_values(output: Any, path: str) -> list[Any]:
         key = part[:-2] if is_array else part
         nxt = []
         for item in current:
-            if isinstance(item, dict) and key in item:
+            if not key and is_array and isinstance(item, list):  # "[].x": the output itself is the array
+                nxt += item
+            elif isinstance(item, dict) and key in item:
                 value = item[key]
                 if is_array:
                     nxt += value if isinstance(value, list) else []

@@ -17,10 +17,10 @@ from typing import Any, Iterable, Literal
 
 import networkx as nx
 
-from envfactory.envs.runtime.environment import Environment
+from envfactory.envs.runtime.environment import Environment, EnvironmentBase
 
 ParamOrigin = Literal["user", "tool"]
-_ID_NAME = re.compile(r"(^id$|_id$|_ids$)")
+_ID_NAME = re.compile(r"(^id$|_id$|_ids$|[a-z0-9]Ids?$|[a-z0-9]ID$)")  # camelCase too: imported tools keep it
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class OutputField:
 def output_fields(schema: dict[str, Any], prefix: str = "", depth: int = 0) -> list[OutputField]:
     """Flatten an output schema's properties, through objects and arrays of objects (two levels)."""
     out: list[OutputField] = []
+    if not prefix and _type_of(schema) == "array" and isinstance(schema.get("items"), dict):
+        return output_fields(schema["items"], "[].", depth + 1)  # a list of records (imported tools return those)
     for name, sub in (schema.get("properties") or {}).items():
         path = f"{prefix}{name}"
         typ = _type_of(sub)
@@ -190,6 +192,8 @@ def _foreign_key_aliases(env: Environment) -> dict[str, set[str]]:
     """Parameter name -> producer field names implied by the schema's foreign keys
     (``assignee_id REFERENCES users(user_id)`` lets ``user_id`` fill ``assignee_id``)."""
     aliases: dict[str, set[str]] = {}
+    if not isinstance(env, Environment):  # an imported class: its JSON state declares no foreign keys
+        return aliases
     conn = env._scratch(env.initial_state)
     try:
         for table in env.tables:
@@ -214,7 +218,7 @@ def propose_tool_graph(envs: Environment | Iterable[Environment],
 
     ``proposals`` items: ``{"producer", "consumer", "param", "field", "source"}`` with tool node ids.
     """
-    envs = [envs] if isinstance(envs, Environment) else list(envs)
+    envs = [envs] if isinstance(envs, EnvironmentBase) else list(envs)
     multi = len(envs) > 1
     g = nx.MultiDiGraph()
     by_env = {e.name: e for e in envs}
@@ -233,8 +237,9 @@ def propose_tool_graph(envs: Environment | Iterable[Environment],
         for spec in consumer_env.tool_specs:
             v = node_id(consumer_env, spec.name, multi)
             for pname, info in g.nodes[v]["params"].items():
-                if info["origin"] != "tool":
-                    continue  # values a user states need no producer
+                if info["origin"] != "tool" and isinstance(consumer_env, Environment):
+                    continue  # values a user states need no producer (imported classes rarely name ids *_id:
+                    # there an output field of the same name may fill any parameter)
                 for producer_env in envs:
                     for pspec in producer_env.tool_specs:
                         u = node_id(producer_env, pspec.name, multi)

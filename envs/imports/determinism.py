@@ -19,6 +19,8 @@ import uuid as _uuid
 from typing import Any, Iterator
 
 _local = threading.local()
+# The real functions, kept before ``install_process_stand_ins`` replaces them in their modules.
+_real_uuid4, _real_uuid1, _real_time, _real_time_ns = _uuid.uuid4, _uuid.uuid1, _time.time, _time.time_ns
 
 
 class Determinism:
@@ -71,13 +73,13 @@ class SeededRandom(_random.Random):
 
 def _uuid4() -> _uuid.UUID:
     det = current()
-    return _uuid.UUID(int=det.random.getrandbits(128), version=4) if det is not None else _uuid.uuid4()
+    return _uuid.UUID(int=det.random.getrandbits(128), version=4) if det is not None else _real_uuid4()
 
 
 def _uuid1(node: int | None = None, clock_seq: int | None = None) -> _uuid.UUID:
     det = current()
     if det is None:
-        return _uuid.uuid1(node, clock_seq)
+        return _real_uuid1(node, clock_seq)
     return _uuid.UUID(int=det.random.getrandbits(128), version=1)
 
 
@@ -118,12 +120,12 @@ class FrozenDate(_dt.date, metaclass=_DatetimeMeta):
 
 def _time_time() -> float:
     det = current()
-    return det.now().timestamp() if det is not None else _time.time()
+    return det.now().timestamp() if det is not None else _real_time()
 
 
 def _time_ns() -> int:
     det = current()
-    return int(det.now().timestamp()) * 1_000_000_000 if det is not None else _time.time_ns()
+    return int(det.now().timestamp()) * 1_000_000_000 if det is not None else _real_time_ns()
 
 
 class _ModuleProxy(types.ModuleType):
@@ -147,9 +149,11 @@ class _RandomProxy(_ModuleProxy):
 
 
 def _random_function(name: str):
+    real = getattr(_random, name)
+
     def stand_in(*args: Any, **kwargs: Any) -> Any:
         det = current()
-        return getattr(det.random if det is not None else _random, name)(*args, **kwargs)
+        return getattr(det.random, name)(*args, **kwargs) if det is not None else real(*args, **kwargs)
     stand_in.__name__ = stand_in.__qualname__ = name
     return stand_in
 
@@ -166,8 +170,25 @@ _RANDOM_FUNCTIONS = {id(getattr(_random, n)): n for n in dir(_random)
                      if not n.startswith("_") and isinstance(getattr(_random, n), types.MethodType)}
 
 
+_installed = False
+
+
+def install_process_stand_ins() -> None:
+    """Code that imports ``uuid``, ``random`` or ``time`` inside a function body gets the real modules:
+    their functions become stand-ins too, which answer as before on every thread that is not inside an
+    imported call (the clock classes of ``datetime`` stay: replacing a class process-wide is not safe)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _uuid.uuid4, _uuid.uuid1, _time.time, _time.time_ns = _uuid4, _uuid1, _time_time, _time_ns
+    for name in set(_RANDOM_FUNCTIONS.values()):
+        setattr(_random, name, _random_function(name))
+
+
 def make_deterministic(module: types.ModuleType) -> list[str]:
     """Point the module's names for random, uuid, datetime and time at the stand-ins; returns them."""
+    install_process_stand_ins()
     replaced = []
     for name, value in list(vars(module).items()):
         stand_in = _MODULES.get(id(value)) or _FUNCTIONS.get(id(value))

@@ -98,7 +98,10 @@ def candidate_arguments(tool: dict, state: dict, rows: list[dict]) -> list[dict[
         schema = props[name]
         values = [r[name] for r in rows if name in r and isinstance(r[name], (str, int, float, bool))][:5]
         values = (values + _table_keys(state, name) + _described_values(schema))[:2]
-        values.append(f"new-{name}")  # a value nothing holds yet (a name to create, a shelf to rename to)
+        if "enum" in schema or schema.get("format") or any(s.get("format") for s in schema.get("anyOf", [])):
+            values = _fallbacks(schema) + values  # dates and enumerations: valid values first
+        else:
+            values.append("new " + re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_", " ", name).lower())  # a value nothing holds yet
         keys = [list(t)[:3] for t in state.values() if isinstance(t, dict)]
         values += [k for group in itertools.zip_longest(*keys) for k in group if k is not None] + _fallbacks(schema)
         typed = [v for v in values if _typed(v, schema)] or values
@@ -154,7 +157,7 @@ def _state_checks(diff) -> list[dict[str, Any]]:
     return [c for c in checks if len(json.dumps(c)) <= MAX_OUTPUT_CHARS][:MAX_STATE_CHECKS]
 
 
-def _try(env, tool: dict, start, state: dict) -> tuple[tuple[dict, Any, Any, Any] | None, int]:
+def _try(env, tool: dict, start, state: dict, outputs: list | None = None) -> tuple[tuple[dict, Any, Any, Any] | None, int]:
     """A candidate call from ``start`` (None: the initial state) that changes the state, else the
     first that succeeds (a write may succeed without a change: moving a permit to its own zone);
     and how many candidates succeeded without changing anything."""
@@ -163,12 +166,49 @@ def _try(env, tool: dict, start, state: dict) -> tuple[tuple[dict, Any, Any, Any
         with env.episode(state=start) as ep:
             result = ep.call(tool["name"], args)
             if result.ok:
+                if outputs is not None and len(outputs) < 20:
+                    outputs.append(result.output)
                 hit = args, result.output, ep.diff(start.data if start is not None else None), ep.snapshot()
                 if not hit[2].is_empty:
                     return hit, quiet
                 quiet += 1
                 first = first or hit
     return first, quiet
+
+
+def infer_schema(values: list[Any], depth: int = 0) -> dict[str, Any]:
+    """A permissive JSON Schema of observed values: the types seen, an object's fields (none
+    required), an array's items."""
+    types = sorted({{dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+                     float: "number", type(None): "null"}.get(type(v), "string") for v in values})
+    if "integer" in types and "number" in types:
+        types.remove("integer")
+    schema: dict[str, Any] = {"type": types[0] if len(types) == 1 else types}
+    if depth > 6:
+        return {}
+    dicts = [v for v in values if isinstance(v, dict)]
+    if dicts:
+        fields: dict[str, list] = {}
+        for d in dicts:
+            for k, v in d.items():
+                fields.setdefault(k, []).append(v)
+        if len(fields) <= 64:  # a record, not a map keyed by ids
+            schema["properties"] = {k: infer_schema(vs, depth + 1) for k, vs in fields.items()}
+    items = [x for v in values if isinstance(v, list) for x in v[:50]]
+    if items:
+        schema["items"] = infer_schema(items, depth + 1)
+    return schema
+
+
+def vague(schema: dict) -> bool:
+    """An output schema that names no fields (``-> dict``, ``-> list``, no annotation)."""
+    if not schema or set(schema) <= {"description"}:
+        return True
+    if schema.get("type") == "object" and not schema.get("properties"):
+        return True
+    if schema.get("type") == "array":
+        return vague(schema.get("items") or {})
+    return False
 
 
 def _success_step(name: str, args: dict, output: Any, diff) -> dict:
@@ -195,9 +235,10 @@ def explore_tools(manifest: dict, module: Any, cls: type, initial: dict | None, 
         return {"cases": [], "uncovered": [], "reclassified": [], "untested_read_tools": [], "warnings": []}
     found: dict[str, tuple[list[dict], bool]] = {}  # tool -> (steps of its success case, wrote)
     quiet: dict[str, int] = {}  # tool -> successful calls that changed nothing
+    seen: dict[str, list] = {}  # tool -> outputs of its successful calls
     after_writes = []  # (the write's step, the state it leaves)
     for tool in tools:
-        hit, quiet[tool["name"]] = _try(env, tool, None, env.initial_dict)
+        hit, quiet[tool["name"]] = _try(env, tool, None, env.initial_dict, seen.setdefault(tool["name"], []))
         if hit is not None:
             args, output, diff, snap = hit
             found[tool["name"]] = ([_success_step(tool["name"], args, output, diff)], not diff.is_empty)
@@ -210,7 +251,7 @@ def explore_tools(manifest: dict, module: Any, cls: type, initial: dict | None, 
         for write_step, snap in after_writes[:6]:
             if write_step["call"] == name:
                 continue
-            hit, n = _try(env, tool, snap, json.loads(snap.data))
+            hit, n = _try(env, tool, snap, json.loads(snap.data), seen.setdefault(name, []))
             quiet[name] += n
             if hit is None:
                 continue
@@ -219,10 +260,19 @@ def explore_tools(manifest: dict, module: Any, cls: type, initial: dict | None, 
                 found[name] = ([write_step, _success_step(name, args, output, diff)], not diff.is_empty)
             if not diff.is_empty:
                 break
+    inferred = []
     for tool in tools:
         name, guessed = tool["name"], tool["read_only"]
+        if seen.get(name) and vague(tool["output_schema"]):  # fields the tool graph can link to parameters
+            tool["output_schema"] = {**infer_schema(seen[name]),
+                                     "description": "inferred from the outputs of explored calls"}
+            inferred.append(name)
         if name in found:
             steps, wrote = found[name]
+            props = tool["input_schema"].get("properties", {})
+            for param, value in steps[-1]["args"].items():  # a value a call succeeded with: grounding may offer it
+                if param in props and isinstance(value, (str, int, float)) and "examples" not in props[param]:
+                    props[param]["examples"] = [value]
             # A change seen makes a write. Calls that changed nothing are weaker evidence (a write
             # may change nothing for the values tried): a name that reads is enough, otherwise several.
             tool["read_only"] = not wrote and (guessed or quiet[name] >= QUIET_READS)
@@ -240,7 +290,7 @@ def explore_tools(manifest: dict, module: Any, cls: type, initial: dict | None, 
         else:
             uncovered.append(f"{name} (error path)")
     return {"cases": cases, "uncovered": uncovered, "reclassified": reclassified, "untested_read_tools": untested_reads,
-            "warnings": []}
+            "warnings": [], "inferred_outputs": inferred}
 
 
 def _error_case(env, tool: dict) -> dict | None:

@@ -267,7 +267,8 @@ def child_introspect(path: Path, class_name: str | None, scenario: str | None, r
         except Exception as exc:  # the hook insists on a full scenario: keep the constructed state
             mode = "constructor"
             need = f"; {model_name} requires {', '.join(required)}" if required else ""
-            warnings.append(f"loading an empty scenario failed ({type(exc).__name__}: {str(exc)[:200]}){need}; the "
+            first = (str(exc).splitlines() or [""])[0][:160]
+            warnings.append(f"loading an empty scenario failed ({type(exc).__name__}: {first}){need}; the "
                             "initial state is the freshly constructed instance: pass --scenario FILE with those fields")
     else:
         load_state(cls(), given)  # a scenario the class refuses is the user's to fix: say why now
@@ -425,8 +426,57 @@ def _introspect_in_sandbox(path: Path, root: Path | None, dotted: str | None, fi
         shutil.rmtree(workspace, ignore_errors=True)
     if result.status != "ok" or "tools" not in payload:
         reason = payload.get("error") or result.detail or "no result"
+        if reason.startswith("ValueError: "):  # our own account of what is wrong with the source or scenario
+            raise RuntimeError(f"cannot import {path.name}: {reason[len('ValueError: '):]}")
         raise RuntimeError(f"importing {path.name} failed in the sandbox ({result.status}): {reason}")
     return payload
+
+
+def _relax_across_processes(package: Path) -> int:
+    """Run the generated tests in a fresh sandbox process and loosen what came out different there:
+    values that depend on the process (``hash()`` of a string, the order of a set of strings) are
+    not the class's behaviour to pin down. Returns how many steps were loosened."""
+    from envfactory.envs.sandbox.runner import SandboxLimits, new_workspace, run_sandboxed
+    workspace = new_workspace("ef-import-check-")
+    try:  # the validator's own task, in a fresh contained child (not through validation: it imports us)
+        target = workspace / "package"
+        shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "verified.json"))
+        result = run_sandboxed({"task": "validate", "package": str(target),
+                                "preimport": http_clients(sorted(target.rglob("*.py")))},
+                               workspace, SandboxLimits(wall_seconds=300, cpu_seconds=240))
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    failures = (result.payload or {}).get("failures") or []
+    if not failures:
+        return 0
+    suite = json.loads((package / "tests.json").read_text(encoding="utf-8"))
+    relaxed = 0
+    for case in list(suite["cases"]):
+        for failure in [f for f in failures if f.startswith(case["name"] + ": step ")]:
+            match = re.match(r"step (\d+) \(([^)]*)\): (.*)$", failure[len(case["name"]) + 2:], re.S)
+            if not match or int(match.group(1)) > len(case["steps"]):
+                continue
+            step, problem = case["steps"][int(match.group(1)) - 1], match.group(3)
+            if problem.startswith("expected success") or problem.startswith("expected an error"):
+                suite["cases"].remove(case)  # the outcome itself differs: not a test of the class
+                suite.setdefault("uncovered", {})[f"{step['call']} ({'success' if step['expect']['ok'] else 'error'} path)"] = \
+                    "its outcome differed between two processes"
+                relaxed += 1
+                break
+            if problem.startswith("output"):
+                step["expect"]["output"] = {"$any": True}
+            elif problem.startswith("state."):
+                step.pop("expect_state", None)
+            elif problem.startswith("state changed"):
+                step.pop("expect_unchanged", None)
+            elif problem.startswith("error "):
+                step["expect"].pop("error_contains", None)
+            relaxed += 1
+    if not suite["cases"]:
+        suite["cases"] = [{"name": "unknown tools are refused", "steps": [
+            {"call": "no_such_tool", "args": {}, "expect": {"ok": False, "error_kind": "unknown_tool"}}]}]
+    (package / "tests.json").write_text(json.dumps(suite, indent=1, ensure_ascii=False), encoding="utf-8")
+    return relaxed
 
 
 def import_class(path: str | Path, out_dir: str | Path | None = None, class_name: str | None = None,
@@ -473,7 +523,14 @@ def import_class(path: str | Path, out_dir: str | Path | None = None, class_name
         (out / "scenario.schema.json").write_text(json.dumps(payload["scenario_schema"], indent=1), encoding="utf-8")
     cases = payload["cases"] or [{"name": "unknown tools are refused", "steps": [
         {"call": "no_such_tool", "args": {}, "expect": {"ok": False, "error_kind": "unknown_tool"}}]}]
-    (out / "tests.json").write_text(json.dumps({"cases": cases}, indent=1, ensure_ascii=False), encoding="utf-8")
+    need = f"; {payload['scenario_model']} requires {', '.join(payload['scenario_fields'])}: pass --scenario FILE" \
+        if payload.get("scenario_fields") and payload.get("mode") == "constructor" else ""
+    why = {"success": "no call with arguments drawn from the state, the schema or the descriptions succeeded, on the "
+                      "initial state or after another tool's write" + need,
+           "error": "every call tried succeeded"}
+    uncovered = {u: why["success" if "success" in u else "error"] for u in payload.get("uncovered", [])}
+    (out / "tests.json").write_text(json.dumps({"cases": cases, "uncovered": uncovered}, indent=1, ensure_ascii=False),
+                                    encoding="utf-8")
     description = payload["doc"].split("\n\n")[0].replace("\n", " ") or f"Tools of {payload['class_name']}, imported."
     if len(description) < 20:
         description = f"{description} (imported from {path.name})"
@@ -483,11 +540,17 @@ def import_class(path: str | Path, out_dir: str | Path | None = None, class_name
                 "tools_module": tools_module, "tests": "tests.json", "pyclass": pyclass, "tools": payload["tools"]}
     (out / "env.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "verified.json").unlink(missing_ok=True)  # a re-import is new, unverified code
+    if explore and payload["cases"]:
+        relaxed = _relax_across_processes(out)
+        if relaxed:
+            payload["warnings"].append(f"{relaxed} expectation(s) relaxed: another process computed other values "
+                                       "(hash() of text, the order of a set of text, object addresses)")
     tools = payload["tools"]
     return ImportReport(
         package=out, name=env_name, class_name=payload["class_name"], tools=[t["name"] for t in tools],
         read_only=[t["name"] for t in tools if t["read_only"]], missing_descriptions=payload["missing_descriptions"],
-        undocumented_tools=payload["undocumented_tools"], untyped_outputs=payload["untyped_outputs"],
+        undocumented_tools=payload["undocumented_tools"],
+        untyped_outputs=[t for t in payload["untyped_outputs"] if t not in payload.get("inferred_outputs", [])],
         untested_read_tools=payload["untested_read_tools"], reclassified=payload["reclassified"],
         skipped_methods=payload["skipped_methods"], tests_written=len(payload["cases"]), warnings=payload["warnings"],
         source=payload["source"], uncovered=payload.get("uncovered", []), scenario_fields=payload.get("scenario_fields", []))

@@ -62,6 +62,32 @@ def catalog_names() -> list[str]:
     return sorted(p.name for p in CATALOG_DIR.iterdir() if (p / "env.json").is_file())
 
 
+def as_catalog_names(refs: list[str]) -> list[str]:
+    """Names for environment references that may be package folders (``envs_imported/parks``): each
+    folder's parent joins ``ENVFACTORY_CATALOG_PATH`` so later steps (and worker processes) resolve
+    it by name, as records pin environments by name. A folder must be named like its environment."""
+    import json
+    names = []
+    for ref in refs:
+        path = Path(ref)
+        if not (path / "env.json").is_file():
+            names.append(str(ref))
+            continue
+        try:
+            name = json.loads((path / "env.json").read_text(encoding="utf-8")).get("name")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        if name != path.resolve().name:
+            raise EnvironmentPackageError(str(ref), f"the folder must be named like its environment ({name!r}) to be "
+                                                    "resolved by name; rename it or put it in a catalog folder")
+        parent = str(path.resolve().parent)
+        known = os.environ.get(CATALOG_PATH_VAR, "")
+        if parent not in known.split(os.pathsep):
+            os.environ[CATALOG_PATH_VAR] = os.pathsep.join(filter(None, [known, parent]))
+        names.append(name)
+    return names
+
+
 def known_packages() -> list[tuple[str, Path, str]]:
     """Every environment a name resolves to: (name, folder, origin) with origin "bundled",
     "workspace" or "catalog path"; a name shadowed by an earlier catalog is left out."""

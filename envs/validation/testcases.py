@@ -114,6 +114,10 @@ class Case(BaseModel):
 class TestSuite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cases: list[Case] = Field(min_length=1)
+    # Tool paths no case reaches, declared with why ("get_van (success path)": "..."): written by the
+    # importer for what its exploration could not reach; validation reports them instead of failing.
+    # Only imported (pyclass) packages may declare them.
+    uncovered: dict[str, str] = Field(default_factory=dict)
 
 
 class CaseResult(BaseModel):
