@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,14 @@ import pytest
 from envfactory.cli.main import main
 from envfactory.envs import Environment, UntrustedCodeError
 from envfactory.envs.runtime import trust
+from tests.test_sandbox import make_package
 
 LIBRARY = Environment.load("library").package_dir
 
 
 def hostile_copy(tmp_path: Path, *, prelude: str = "", tool_body: str | None = None) -> Path:
     """The bundled library package with hostile code added (at import, or inside get_book)."""
-    pkg = tmp_path / f"hostile_{uuid.uuid4().hex[:6]}"
-    shutil.copytree(LIBRARY, pkg)
-    tools = (pkg / "tools.py").read_text()
-    if prelude:
-        tools = prelude + "\n" + tools
-    if tool_body is not None:
-        tools = tools.replace("def get_book(ctx, book_id):\n", f"def get_book(ctx, book_id):\n{tool_body}\n", 1)
-    (pkg / "tools.py").write_text(tools)
-    return pkg
+    return make_package(tmp_path, prelude=prelude, tool_body=tool_body)
 
 
 # ---------------------------------------------------------------- trust is only the user's to grant
