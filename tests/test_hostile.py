@@ -16,6 +16,7 @@ import pytest
 from envfactory.cli.main import main
 from envfactory.envs import Environment, UntrustedCodeError
 from envfactory.envs.runtime import trust
+from tests.servers import free_port, serving
 from tests.test_sandbox import make_package
 
 LIBRARY = Environment.load("library").package_dir
@@ -311,27 +312,12 @@ def test_suite_without_cap_sys_admin():
 @pytest.fixture
 def served(request):
     """A hardened HTTP server for the library (short idle time, few episodes)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from envfactory.envs.mcp import http_app
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = http_app(Environment.load("library"), control_token="tok", port=port, idle_seconds=3600, max_episodes=2,
                    allowed_origins=["https://trusted.example"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/mcp/", app.state.mcp_server.envfactory_registry
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app, port) as base:
+        yield f"{base}/mcp/", app.state.mcp_server.envfactory_registry
 
 
 def test_http_refuses_foreign_hosts_and_origins(served):

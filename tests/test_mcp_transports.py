@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from envfactory.envs import Environment
 from envfactory.envs.mcp import EpisodeControl, episode_tools, http_app, http_session, stdio_session
+from tests.servers import free_port, serving
 
 SERVE = [sys.executable, "-m", "envfactory.cli.main", "envs", "serve", "library", "--transport", "stdio"]
 
@@ -34,19 +31,9 @@ def test_stdio_processes_are_isolated():
 
 @pytest.fixture(scope="module")
 def http_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = http_app(Environment.load("library"), control_token="tok")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/mcp/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    port = free_port()
+    with serving(http_app(Environment.load("library"), control_token="tok"), port) as base:
+        yield f"{base}/mcp/"
 
 
 def test_http_sessions_on_one_server_are_isolated(http_server):
